@@ -1,0 +1,378 @@
+"""`Event`: a CloudEvents 1.0 event, and typed event classes bound to an event ``type``.
+
+An `Event` is a thin, read-only view over the CloudEvents JSON form (the "structured" dict:
+``{"specversion", "id", "source", "type", "time", "subject", "data", ...extensions}``). Decoding a record yields
+that dict once; routing matches on it and processors read it through this view, so nothing is copied or
+re-parsed on the way.
+
+Typed events: a dataclass (or ``msgspec.Struct``) decorated with :func:`event_type` is bound to a CloudEvents
+``type``. A processor whose parameter is annotated with such a class receives an instance built from the event's
+``data``; returning or publishing an instance wraps it in an `Event` of the bound type.
+
+This module imports nothing else of eventbus: everything builds on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import dataclasses
+import re
+import time as _time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+SPECVERSION: Final = "1.0"
+
+# Attributes with a meaning of their own in the CloudEvents JSON form; everything else is an extension.
+CONTEXT_ATTRIBUTES: Final = frozenset(
+    {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema"}
+)
+DATA_MEMBERS: Final = frozenset({"data", "data_base64"})
+REQUIRED_ATTRIBUTES: Final = ("id", "source", "type", "specversion")
+
+_EXTENSION_NAME = re.compile(r"[a-z0-9]+\Z")
+
+T = TypeVar("T")
+
+
+class InvalidEventError(ValueError):
+    """An event is missing a required attribute or has one of the wrong type; the message names it."""
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+_last_time_ms = -1
+_last_time_text = ""
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as RFC 3339 text with milliseconds, e.g. ``2026-11-23T22:02:03.123Z``."""
+    global _last_time_ms, _last_time_text
+    now_ms = _time.time_ns() // 1_000_000
+    if now_ms != _last_time_ms:
+        # Formatting costs more than the rest of filling an event; many events share a millisecond.
+        seconds, millis = divmod(now_ms, 1000)
+        _last_time_text = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds)) + f".{millis:03d}Z"
+        _last_time_ms = now_ms
+    return _last_time_text
+
+
+def _format_time(value: str | datetime) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidEventError("time: a datetime must be timezone-aware (use datetime.now(UTC))")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if not isinstance(value, str) or not value:
+        raise InvalidEventError(f"time: expected RFC 3339 text or a datetime, got {value!r}")
+    return value
+
+
+def _check_text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidEventError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+class Event:
+    """A CloudEvents 1.0 event.
+
+    ``type`` is required; ``id``, ``source`` and ``time`` are filled when the event is published if they are
+    missing. ``partitionkey``, ``traceparent``, ``correlationid`` and ``causationid`` are the extensions eventbus
+    uses itself; any other lowercase alphanumeric extension can be passed in ``extensions``.
+    """
+
+    __slots__ = ("_attrs",)
+
+    _attrs: dict[str, Any]
+
+    def __init__(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        id: str | None = None,
+        time: str | datetime | None = None,
+        subject: str | None = None,
+        datacontenttype: str | None = None,
+        dataschema: str | None = None,
+        partitionkey: str | None = None,
+        traceparent: str | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+        extensions: Mapping[str, str | int | bool] | None = None,
+    ) -> None:
+        attrs: dict[str, Any] = {"specversion": SPECVERSION, "type": _check_text("type", type)}
+        if id is not None:
+            attrs["id"] = _check_text("id", id)
+        if source is not None:
+            attrs["source"] = _check_text("source", source)
+        if time is not None:
+            attrs["time"] = _format_time(time)
+        optional = (
+            ("subject", subject),
+            ("datacontenttype", datacontenttype),
+            ("dataschema", dataschema),
+            ("partitionkey", partitionkey),
+            ("traceparent", traceparent),
+            ("correlationid", correlationid),
+            ("causationid", causationid),
+        )
+        for name, value in optional:
+            if value is not None:
+                attrs[name] = _check_text(name, value)
+        if extensions:
+            for extension, extension_value in extensions.items():
+                attrs[_check_extension(extension, extension_value)] = extension_value
+        if data is not None:
+            if isinstance(data, bytes | bytearray | memoryview):
+                attrs["data_base64"] = base64.b64encode(bytes(data)).decode("ascii")
+            else:
+                attrs["data"] = data
+        self._attrs = attrs
+
+    # -- construction from other forms ------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, attrs: Mapping[str, Any]) -> Event:
+        """Build an event from its CloudEvents JSON form, checking the required attributes."""
+        copied = dict(attrs)
+        check_structured(copied)
+        return cls.wrap(copied)
+
+    @classmethod
+    def wrap(cls, attrs: dict[str, Any]) -> Event:
+        """View an already-checked CloudEvents dict as an event, without copying it."""
+        event = cls.__new__(cls)
+        event._attrs = attrs
+        return event
+
+    @classmethod
+    def of(cls, instance: object, **attributes: Any) -> Event:
+        """Wrap an instance of a typed event class (see :func:`event_type`) in an event of its bound type."""
+        binding = binding_of(type(instance))
+        if binding is None:
+            raise InvalidEventError(
+                f"{type(instance).__qualname__} is not bound to an event type; decorate it with @event_type(...)"
+            )
+        if binding.source is not None:
+            attributes.setdefault("source", binding.source)
+        return cls(binding.type, to_builtins(instance), **attributes)
+
+    # -- attributes -------------------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        value: str = self._attrs.get("id", "")
+        return value
+
+    @property
+    def source(self) -> str:
+        value: str = self._attrs.get("source", "")
+        return value
+
+    @property
+    def type(self) -> str:
+        value: str = self._attrs["type"]
+        return value
+
+    @property
+    def specversion(self) -> str:
+        value: str = self._attrs["specversion"]
+        return value
+
+    @property
+    def time(self) -> str | None:
+        return self._attrs.get("time")
+
+    @property
+    def subject(self) -> str | None:
+        return self._attrs.get("subject")
+
+    @property
+    def datacontenttype(self) -> str | None:
+        return self._attrs.get("datacontenttype")
+
+    @property
+    def dataschema(self) -> str | None:
+        return self._attrs.get("dataschema")
+
+    @property
+    def partitionkey(self) -> str | None:
+        return self._attrs.get("partitionkey")
+
+    @property
+    def traceparent(self) -> str | None:
+        return self._attrs.get("traceparent")
+
+    @property
+    def correlationid(self) -> str | None:
+        return self._attrs.get("correlationid")
+
+    @property
+    def causationid(self) -> str | None:
+        return self._attrs.get("causationid")
+
+    @property
+    def data(self) -> Any:
+        attrs = self._attrs
+        if "data" in attrs:
+            return attrs["data"]
+        encoded = attrs.get("data_base64")
+        return None if encoded is None else base64.b64decode(encoded)
+
+    @property
+    def key(self) -> str | None:
+        """The partition key: ``partitionkey`` if set, else ``subject``."""
+        attrs = self._attrs
+        return attrs.get("partitionkey") or attrs.get("subject")
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """Every attribute that is not a CloudEvents context attribute or the data."""
+        return {k: v for k, v in self._attrs.items() if k not in CONTEXT_ATTRIBUTES and k not in DATA_MEMBERS}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Any attribute or extension by its CloudEvents name."""
+        return self._attrs.get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CloudEvents JSON form (a copy)."""
+        return dict(self._attrs)
+
+    def as_type(self, cls: builtins.type[T]) -> T:
+        """The event's data as an instance of a typed event class (validated; unknown fields are ignored)."""
+        return from_builtins(self.data, cls, what=f"event {self.id or '(no id)'} of type {self.type!r}")
+
+    def replace(self, **attributes: Any) -> Event:
+        """A copy with some attributes changed (``None`` removes an optional one)."""
+        attrs = dict(self._attrs)
+        for name, value in attributes.items():
+            if value is None:
+                if name in REQUIRED_ATTRIBUTES:
+                    raise InvalidEventError(f"{name}: a required attribute cannot be removed")
+                attrs.pop(name, None)
+            elif name == "data":
+                attrs.pop("data_base64", None)
+                attrs["data"] = value
+            elif name == "time":
+                attrs["time"] = _format_time(value)
+            elif name in CONTEXT_ATTRIBUTES:
+                attrs[name] = _check_text(name, value)
+            else:
+                attrs[_check_extension(name, value)] = value
+        return Event.wrap(attrs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Event) and self._attrs == other._attrs
+
+    def __hash__(self) -> int:
+        return hash((self._attrs.get("source"), self._attrs.get("id")))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._attrs.items() if k != "specversion")
+        return f"Event({shown})"
+
+
+def _check_extension(name: str, value: object) -> str:
+    if name in DATA_MEMBERS or not _EXTENSION_NAME.match(name):
+        raise InvalidEventError(f"extension {name!r}: names must be lowercase letters and digits (CloudEvents 1.0)")
+    if not isinstance(value, str | int | bool):
+        raise InvalidEventError(f"extension {name!r}: expected a string, integer or boolean, got {value!r}")
+    return name
+
+
+def check_structured(attrs: Mapping[str, Any]) -> None:
+    """Check a CloudEvents JSON form has its required attributes; the error names the first one missing."""
+    for name in REQUIRED_ATTRIBUTES:
+        value = attrs.get(name)
+        if not isinstance(value, str) or not value:
+            if value is None:
+                raise InvalidEventError(f"{name}: required attribute is missing")
+            raise InvalidEventError(f"{name}: expected a non-empty string, got {value!r}")
+    if attrs["specversion"] != SPECVERSION:
+        raise InvalidEventError(f"specversion: only {SPECVERSION!r} is supported, got {attrs['specversion']!r}")
+
+
+def complete(event: Event, default_source: str) -> dict[str, Any]:
+    """Fill what publishing needs (id, time, source) in place and return the CloudEvents JSON form."""
+    attrs = event._attrs
+    if "id" not in attrs:
+        attrs["id"] = new_event_id()
+    if "time" not in attrs:
+        attrs["time"] = now_rfc3339()
+    if "source" not in attrs:
+        attrs["source"] = default_source
+    return attrs
+
+
+# -- typed events ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventBinding:
+    """What :func:`event_type` attaches to a class: its CloudEvents type, and optional default topic and source."""
+
+    type: str
+    topic: str | None = None
+    source: str | None = None
+
+
+_BINDING_ATTRIBUTE: Final = "__eventbus_event__"
+
+
+def event_type(type_name: str, *, topic: str | None = None, source: str | None = None) -> Callable[[type[T]], type[T]]:
+    """Bind a dataclass (or ``msgspec.Struct``) to a CloudEvents ``type``.
+
+    ``topic`` is where instances go when a processor returns one without naming a topic.
+    """
+    _check_text("type", type_name)
+
+    def bind(cls: type[T]) -> type[T]:
+        if not isinstance(cls, type):
+            raise TypeError(f"@event_type({type_name!r}) decorates a class, got {cls!r}")
+        if not _is_convertible_class(cls):
+            raise TypeError(
+                f"@event_type({type_name!r}): {cls.__qualname__} must be a dataclass or a msgspec.Struct "
+                "(put @event_type above @dataclass)"
+            )
+        setattr(cls, _BINDING_ATTRIBUTE, EventBinding(type_name, topic, source))
+        return cls
+
+    return bind
+
+
+def binding_of(cls: object) -> EventBinding | None:
+    """The binding :func:`event_type` gave a class, or None."""
+    if not isinstance(cls, type):
+        return None
+    binding = cls.__dict__.get(_BINDING_ATTRIBUTE)
+    return binding if isinstance(binding, EventBinding) else None
+
+
+def _is_convertible_class(cls: type) -> bool:
+    if dataclasses.is_dataclass(cls):
+        return True
+    return any(base.__module__ == "msgspec" and base.__name__ == "Struct" for base in cls.__mro__)
+
+
+def to_builtins(instance: object) -> Any:
+    """A typed event instance as JSON-ready builtins (dicts, lists, strings, numbers)."""
+    import msgspec
+
+    return msgspec.to_builtins(instance)
+
+
+def from_builtins(data: Any, cls: type[T], *, what: str) -> T:
+    """Build a typed event instance from JSON data; a mismatch names the field (``$.amount``) and the class."""
+    import msgspec
+
+    try:
+        return msgspec.convert(data, cls)
+    except msgspec.ValidationError as exc:
+        raise InvalidEventError(f"{what}: data does not fit {cls.__qualname__}: {exc}") from None
