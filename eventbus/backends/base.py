@@ -1,0 +1,299 @@
+"""The log contract: what every backend driver (memory, sqlite, kafka) provides, and the records that cross it.
+
+A *log* holds topics; a topic has a fixed number of partitions; a partition is an append-only sequence of records
+numbered by offset from 0. Consumer groups remember, per partition, the offset of the next record to process
+(the Kafka meaning of a committed offset). A *consumer* is one member of a group: it is assigned some of the
+partitions of the topics it subscribes to, polls batches from them, and commits.
+
+Records cross the contract in batches, as columns (`RecordBatch`), so that a driver creates no object per
+record on the way in and the worker decodes each value exactly once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from eventbus.errors import TopicNotFoundError
+
+Headers = tuple[tuple[str, bytes], ...]
+
+MAX_TOPIC_NAME_LENGTH = 249
+_TOPIC_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+class Message(NamedTuple):
+    """A record to append. ``partition=None`` lets the driver choose: by key hash, else round-robin."""
+
+    value: bytes | None
+    key: bytes | None = None
+    headers: Headers | None = None
+    partition: int | None = None
+    timestamp_ms: int | None = None
+
+
+class Record(NamedTuple):
+    """One record read from the log (see `RecordBatch.records` for the rare code that wants rows)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None
+
+
+@dataclass(slots=True)
+class RecordBatch:
+    """Consecutive records of one partition, as columns.
+
+    ``next_offset`` is the position after the batch; on Kafka it can be past ``offsets[-1] + 1`` (transaction
+    markers occupy offsets too).
+    """
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    timestamps_ms: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    headers: list[Headers | None]
+    next_offset: int
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def records(self) -> Iterator[Record]:
+        topic, partition = self.topic, self.partition
+        for offset, ts, key, value, headers in zip(
+            self.offsets, self.timestamps_ms, self.keys, self.values, self.headers, strict=True
+        ):
+            yield Record(topic, partition, offset, ts, key, value, headers)
+
+    @classmethod
+    def empty(cls, topic: str, partition: int, next_offset: int) -> RecordBatch:
+        return cls(topic, partition, [], [], [], [], [], next_offset)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """Watermarks of one partition: the first offset still held and the offset the next append gets."""
+
+    partition: int
+    start_offset: int
+    end_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """How far one consumer group is behind on one partition."""
+
+    group: str
+    partition: int
+    committed: int | None
+    end_offset: int
+
+    @property
+    def lag(self) -> int:
+        return self.end_offset - (self.committed or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDescription:
+    name: str
+    partitions: tuple[PartitionState, ...]
+    groups: tuple[GroupLag, ...] = field(default=())
+
+
+def check_topic_name(name: str) -> str:
+    """Kafka's topic-name rules, applied on every backend so an app moves between them unchanged."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"topic name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise ValueError(f"topic name {name[:40]!r}... is longer than {MAX_TOPIC_NAME_LENGTH} characters")
+    if name in {".", ".."} or not _TOPIC_NAME_CHARACTERS.issuperset(name):
+        raise ValueError(f"topic name {name!r}: use only letters, digits, '.', '_' and '-'")
+    return name
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition of a keyed record: CRC-32 of the key modulo the partition count.
+
+    Stable across processes and Python versions, and the same choice as librdkafka's ``consistent``
+    partitioners, so a key lands on the same partition number on the embedded log and on Kafka.
+    """
+    return zlib.crc32(key) % partitions
+
+
+RevokeListener = Callable[[frozenset[TopicPartition]], None]
+
+
+class Consumer(ABC):
+    """One member of a consumer group, reading the partitions assigned to it."""
+
+    @abstractmethod
+    def poll(self, max_records: int, timeout_s: float) -> list[RecordBatch]:
+        """Up to about ``max_records`` records from assigned partitions, waiting up to ``timeout_s`` for some."""
+
+    @abstractmethod
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Record that every record before each offset is processed. Raises `PartitionRevokedError` when a
+        partition has moved to another member (the caller drops its state for it)."""
+
+    def publish_and_commit(
+        self, outputs: Mapping[str, Sequence[Message]], offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        """Append outputs, wait until they are durable, then commit offsets (the at-least-once order).
+
+        Drivers that can do both in one transaction override this so a crash leaves neither or both.
+        """
+        log = self.log
+        for topic, messages in outputs.items():
+            if messages:
+                log.append(topic, messages)
+        if offsets:
+            self.commit(offsets)
+
+    @property
+    @abstractmethod
+    def log(self) -> Log:
+        """The log this consumer reads (and its outputs go to)."""
+
+    @abstractmethod
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this member currently owns."""
+
+    @abstractmethod
+    def caught_up(self) -> bool:
+        """True when the group's partitions are all owned by live members and this member has read to the end
+        of each of its own."""
+
+    @abstractmethod
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` on the next poll (after a failure, to redeliver)."""
+
+    @abstractmethod
+    def set_revoke_listener(self, listener: RevokeListener) -> None:
+        """Called from inside `poll` with partitions this member is about to lose, before they are released.
+        Offsets for them can still be committed from the listener."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Leave the group, releasing partitions at once so other members take over without waiting."""
+
+
+class Log(ABC):
+    """A partitioned, append-only log with consumer groups."""
+
+    url: str
+    default_partitions: int = 1
+    auto_create: bool = True
+
+    def ensure_topic(self, name: str, partitions: int | None = None) -> TopicInfo:
+        """The topic, created if missing (with ``partitions``, else the log's default when it auto-creates)."""
+        try:
+            return self.topic(name)
+        except TopicNotFoundError:
+            if partitions is None and not self.auto_create:
+                raise
+            return self.create_topic(name, partitions or self.default_partitions, exist_ok=True)
+
+    @abstractmethod
+    def create_topic(self, name: str, partitions: int = 1, *, exist_ok: bool = False) -> TopicInfo:
+        """Create a topic; with ``exist_ok`` an existing topic is returned as it is."""
+
+    @abstractmethod
+    def list_topics(self) -> list[TopicInfo]: ...
+
+    @abstractmethod
+    def topic(self, name: str) -> TopicInfo:
+        """The topic named; raises `TopicNotFoundError`."""
+
+    @abstractmethod
+    def append(self, topic: str, messages: Sequence[Message]) -> list[tuple[int, int]]:
+        """Append a batch atomically and durably; returns ``(partition, offset)`` of each message, in order."""
+
+    @abstractmethod
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> RecordBatch:
+        """Records of one partition from ``offset`` on (fewer than asked, or none, at the end)."""
+
+    @abstractmethod
+    def watermarks(self, topic: str) -> list[PartitionState]:
+        """Start and end offsets of every partition of a topic."""
+
+    @abstractmethod
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed offset per partition (partitions never committed are absent)."""
+
+    @abstractmethod
+    def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        """Set a group's offsets unconditionally (administrative resets; members use `Consumer.commit`)."""
+
+    @abstractmethod
+    def groups(self) -> list[str]:
+        """Every group with committed offsets."""
+
+    @abstractmethod
+    def consumer(self, group: str, topics: Sequence[str], settings: ConsumerSettings | None = None) -> Consumer:
+        """Join ``group`` as a new member subscribed to ``topics``."""
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        """Watermarks of every partition and, for each group that committed on the topic, its lag."""
+        info = self.topic(name)
+        states = tuple(self.watermarks(info.name))
+        lags: list[GroupLag] = []
+        for group in self.groups():
+            committed = self.committed(group, name)
+            if committed:
+                lags.extend(
+                    GroupLag(group, state.partition, committed.get(state.partition), state.end_offset)
+                    for state in states
+                )
+        return TopicDescription(name, states, tuple(lags))
+
+    def close(self) -> None:  # noqa: B027 - drivers without resources need not override it
+        """Release connections and files."""
+
+    def __enter__(self) -> Log:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """How a member joins its group.
+
+    ``reset`` says where a partition without a committed offset starts: ``earliest`` or ``latest``.
+    ``session_timeout_s`` is how long a silent member keeps its partitions before others may take them.
+    """
+
+    reset: str = "earliest"
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    member_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reset not in {"earliest", "latest"}:
+            raise ValueError(f"reset must be 'earliest' or 'latest', got {self.reset!r}")
+        if self.heartbeat_interval_s <= 0 or self.session_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("session_timeout_s must be greater than heartbeat_interval_s, both positive")

@@ -1,0 +1,282 @@
+"""Consumer groups on the embedded logs (memory and sqlite): membership, partition ownership and fenced commits.
+
+Kafka runs a group coordinator on the broker; the embedded logs have no broker, so members coordinate through the
+log's own storage:
+
+1. Every member *heartbeats*: it writes its liveness (host, pid, time) and reads the list of live members. A member
+   whose heartbeat is older than the session timeout, or whose process is gone from this host, is removed and its
+   partitions become free.
+2. Each member computes the same assignment from the same member list: partition ``p`` of topic ``t`` goes to the
+   subscribed member at index ``(p + crc32(t)) % count`` of the sorted member ids.
+3. A member *claims* a partition before reading it; the claim succeeds only when no live member owns it. A member
+   that loses a partition in the assignment first calls the revoke listener (so the worker can commit what it has
+   finished), then *releases* it, and only then can the new owner claim it.
+4. Commits are *fenced*: a commit for a partition the member no longer owns is refused in the same transaction, so
+   a stalled member that woke up late cannot move a group's offset backwards or forwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+import zlib
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from eventbus.backends.base import (
+    Consumer,
+    ConsumerSettings,
+    Log,
+    Message,
+    RecordBatch,
+    RevokeListener,
+    TopicPartition,
+)
+from eventbus.errors import PartitionRevokedError, TopicNotFoundError
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    member_id: str
+    host: str
+    pid: int
+    topics: tuple[str, ...]
+    session_timeout_s: float
+
+
+def process_is_gone(member: Member, this_host: str) -> bool:
+    """True when the member ran on this host and its process no longer exists (it crashed or was killed)."""
+    if member.host != this_host or member.pid == os.getpid():
+        return False
+    try:
+        os.kill(member.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def assign(members: Sequence[Member], partition_counts: Mapping[str, int]) -> dict[str, set[TopicPartition]]:
+    """The partitions each member should own: the same answer in every member for the same inputs."""
+    owners: dict[str, set[TopicPartition]] = {m.member_id: set() for m in members}
+    for topic, count in partition_counts.items():
+        subscribed = sorted(m.member_id for m in members if topic in m.topics)
+        if not subscribed:
+            continue
+        # Offsetting by the topic's hash spreads the first partitions of many topics over different members.
+        shift = zlib.crc32(topic.encode())
+        for partition in range(count):
+            owners[subscribed[(partition + shift) % len(subscribed)]].add(TopicPartition(topic, partition))
+    return owners
+
+
+class EmbeddedLog(Log):
+    """A log whose consumer groups are coordinated through its own storage (see the module docstring)."""
+
+    @abstractmethod
+    def heartbeat(self, group: str, member: Member) -> list[Member]:
+        """Refresh ``member``; remove members silent for longer than their own session timeout, or whose
+        process is gone, freeing their partitions; return the live ones."""
+
+    @abstractmethod
+    def claim(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> set[TopicPartition]:
+        """Take ownership of each partition no live member owns; returns those ``member_id`` now owns."""
+
+    @abstractmethod
+    def release(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> None: ...
+
+    @abstractmethod
+    def leave(self, group: str, member_id: str) -> None:
+        """Remove the member and free its partitions at once."""
+
+    @abstractmethod
+    def commit_owned(
+        self,
+        group: str,
+        member_id: str,
+        offsets: Mapping[TopicPartition, int],
+        outputs: Mapping[str, Sequence[Message]],
+    ) -> None:
+        """Append ``outputs`` and commit ``offsets`` in one transaction, only if ``member_id`` owns every
+        partition in ``offsets``; otherwise nothing is written and `PartitionRevokedError` is raised."""
+
+    @abstractmethod
+    def wait_for_append(self, timeout_s: float) -> None:
+        """Block until another writer may have appended, or ``timeout_s`` passes."""
+
+    def consumer(self, group: str, topics: Sequence[str], settings: ConsumerSettings | None = None) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self, group, topics, settings or ConsumerSettings())
+
+
+# How often a member that is still waiting for a partition to be released asks again.
+_CLAIM_RETRY_S = 0.05
+
+
+class EmbeddedConsumer(Consumer):
+    """A group member on an `EmbeddedLog`."""
+
+    def __init__(self, log: EmbeddedLog, group: str, topics: Sequence[str], settings: ConsumerSettings) -> None:
+        if not group:
+            raise ValueError("a consumer group needs a non-empty name")
+        self._log = log
+        self._group = group
+        self._topics = tuple(dict.fromkeys(topics))
+        self._settings = settings
+        self._host = socket.gethostname()
+        suffix = settings.member_name or uuid.uuid4().hex[:12]
+        self._member = Member(
+            f"{self._host}-{os.getpid()}-{suffix}",
+            self._host,
+            os.getpid(),
+            self._topics,
+            settings.session_timeout_s,
+        )
+        self._positions: dict[TopicPartition, int] = {}
+        self._desired: set[TopicPartition] = set()
+        self._revoke_listener: RevokeListener | None = None
+        self._next_heartbeat = 0.0
+        self._next_claim = 0.0
+        self._rotation = 0
+        self._closed = False
+
+    @property
+    def log(self) -> EmbeddedLog:
+        return self._log
+
+    @property
+    def member_id(self) -> str:
+        return self._member.member_id
+
+    def set_revoke_listener(self, listener: RevokeListener) -> None:
+        self._revoke_listener = listener
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._positions)
+
+    # -- membership -------------------------------------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._rebalance()
+            self._next_heartbeat = now + self._settings.heartbeat_interval_s
+            self._next_claim = 0.0
+        pending = self._desired.difference(self._positions)
+        if pending and now >= self._next_claim:
+            self._claim(pending)
+            self._next_claim = now + _CLAIM_RETRY_S
+
+    def _rebalance(self) -> None:
+        members = self._log.heartbeat(self._group, self._member)
+        counts = {}
+        for topic in {t for m in members for t in m.topics}:
+            try:
+                counts[topic] = self._log.topic(topic).partitions
+            except TopicNotFoundError:
+                continue
+        self._desired = assign(members, counts).get(self._member.member_id, set())
+        lost = frozenset(tp for tp in self._positions if tp not in self._desired)
+        if lost:
+            if self._revoke_listener is not None:
+                self._revoke_listener(lost)
+            for tp in lost:
+                del self._positions[tp]
+            self._log.release(self._group, self._member.member_id, sorted(lost))
+
+    def _claim(self, wanted: set[TopicPartition]) -> None:
+        got = self._log.claim(self._group, self._member.member_id, sorted(wanted))
+        if not got:
+            return
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in got:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        for topic, tps in by_topic.items():
+            committed = self._log.committed(self._group, topic)
+            states = {s.partition: s for s in self._log.watermarks(topic)}
+            for tp in tps:
+                state = states[tp.partition]
+                start = committed.get(tp.partition)
+                if start is None:
+                    start = state.start_offset if self._settings.reset == "earliest" else state.end_offset
+                # A committed offset below the retained range would silently skip records; start at what is held.
+                self._positions[tp] = max(start, state.start_offset)
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def poll(self, max_records: int, timeout_s: float) -> list[RecordBatch]:
+        deadline = time.monotonic() + timeout_s
+        while not self._closed:
+            self._maintain()
+            batches = self._read(max_records)
+            if batches:
+                return batches
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            until_maintenance = max(0.001, self._next_heartbeat - time.monotonic())
+            if self._desired.difference(self._positions):
+                until_maintenance = min(until_maintenance, _CLAIM_RETRY_S)
+            self._log.wait_for_append(min(remaining, until_maintenance))
+        return []
+
+    def _read(self, max_records: int) -> list[RecordBatch]:
+        owned = list(self._positions)
+        if not owned:
+            return []
+        # Start from a different partition each poll so one busy partition cannot starve the others.
+        self._rotation = (self._rotation + 1) % len(owned)
+        batches: list[RecordBatch] = []
+        budget = max_records
+        for tp in owned[self._rotation :] + owned[: self._rotation]:
+            batch = self._log.read(tp.topic, tp.partition, self._positions[tp], budget)
+            if batch.offsets:
+                self._positions[tp] = batch.next_offset
+                batches.append(batch)
+                budget -= len(batch.offsets)
+                if budget <= 0:
+                    break
+        return batches
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self._positions:
+            self._positions[tp] = offset
+
+    def caught_up(self) -> bool:
+        self._maintain()
+        if self._desired.difference(self._positions):
+            return False
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in self._positions:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        for topic, tps in by_topic.items():
+            ends = {s.partition: s.end_offset for s in self._log.watermarks(topic)}
+            if any(self._positions[tp] < ends[tp.partition] for tp in tps):
+                return False
+        return True
+
+    # -- committing -------------------------------------------------------------------------------------------
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self.publish_and_commit({}, offsets)
+
+    def publish_and_commit(
+        self, outputs: Mapping[str, Sequence[Message]], offsets: Mapping[TopicPartition, int]
+    ) -> None:
+        try:
+            self._log.commit_owned(self._group, self._member.member_id, offsets, outputs)
+        except PartitionRevokedError:
+            # Another member owns some of these now: forget them; the next heartbeat recomputes the rest.
+            for tp in offsets:
+                self._positions.pop(tp, None)
+            self._next_heartbeat = 0.0
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._positions.clear()
+            self._log.leave(self._group, self._member.member_id)

@@ -1,0 +1,453 @@
+"""The embedded log on one SQLite file: the default backend, safe for many processes at once.
+
+Durability: the file is in WAL mode. An append returns only after its transaction commits, so an acknowledged
+append survives SIGKILL of any process (the WAL is written before commit returns). ``synchronous`` is ``NORMAL``
+by default, which also survives a crash of the process but may lose the last transactions on power loss;
+``?synchronous=full`` syncs the WAL on every commit and survives power loss too, at a cost per commit.
+
+Concurrency: writers take SQLite's write lock with ``BEGIN IMMEDIATE`` and assign offsets inside it, so appends
+from several processes get distinct, gap-free offsets. Readers never block writers (WAL).
+
+URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, with optional query parameters
+``synchronous=normal|full``, ``partitions=N`` (for topics created on first use) and ``auto_create=true|false``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from itertools import cycle
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventbus.backends.base import (
+    Headers,
+    Message,
+    PartitionState,
+    RecordBatch,
+    TopicInfo,
+    TopicPartition,
+    check_topic_name,
+    partition_for_key,
+)
+from eventbus.backends.group import EmbeddedLog, Member, process_is_gone
+from eventbus.errors import BackendError, ConfigurationError, PartitionRevokedError, TopicNotFoundError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    key BLOB,
+    value BLOB,
+    headers BLOB,
+    PRIMARY KEY (topic_id, partition, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_name TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    committed_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_name, topic_id, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_members (
+    group_name TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    topics TEXT NOT NULL,
+    session_timeout_ms INTEGER NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_name, member_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_owners (
+    group_name TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY (group_name, topic_id, partition)
+) WITHOUT ROWID;
+"""
+
+_SYNCHRONOUS_MODES = {"normal": "NORMAL", "full": "FULL"}
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _encode_headers(headers: Headers | None) -> bytes | None:
+    if not headers:
+        return None
+    # latin-1 maps every byte to one code point, so any header value survives the JSON round trip.
+    return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
+
+
+def _decode_headers(blob: bytes | None) -> Headers | None:
+    if blob is None:
+        return None
+    return tuple((k, v.encode("latin-1")) for k, v in orjson.loads(blob))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SQLiteLog(EmbeddedLog):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "normal",
+        default_partitions: int = 1,
+        auto_create: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        if synchronous not in _SYNCHRONOUS_MODES:
+            raise ConfigurationError(
+                f"{self.url}: synchronous must be one of {sorted(_SYNCHRONOUS_MODES)}, got {synchronous!r}"
+            )
+        self.default_partitions = default_partitions
+        self.auto_create = auto_create
+        self._lock = threading.RLock()
+        self._topics: dict[str, tuple[int, int]] = {}
+        self._round_robin: dict[str, Iterator[int]] = {}
+        self._host = socket.gethostname()
+        self._db = self._connect(_SYNCHRONOUS_MODES[synchronous])
+
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise ConfigurationError(f"{self.url}: {self.path} is a directory, not a database file")
+        if not self.path.parent.is_dir():
+            raise ConfigurationError(f"{self.url}: directory {self.path.parent} does not exist")
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            raise ConfigurationError(f"{self.url}: cannot open {self.path} as an eventbus log: {exc}") from None
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding SQLite's write lock from the start (so offsets can be assigned)."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise BackendError(f"{self.url}: cannot start a write transaction: {exc}") from None
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                db.execute("ROLLBACK")
+                raise BackendError(f"{self.url}: commit failed: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- topics -----------------------------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = 1, *, exist_ok: bool = False) -> TopicInfo:
+        check_topic_name(name)
+        if partitions < 1:
+            raise ValueError(f"topic {name!r}: partitions must be at least 1, got {partitions}")
+        with self._transaction() as db:
+            row = db.execute("SELECT id, partitions FROM topics WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                if exist_ok:
+                    self._topics[name] = (row[0], row[1])
+                    return TopicInfo(name, row[1])
+                raise ValueError(f"topic {name!r} already exists")
+            self._insert_topic(db, name, partitions)
+        return TopicInfo(name, partitions)
+
+    def _insert_topic(self, db: sqlite3.Connection, name: str, partitions: int) -> tuple[int, int]:
+        cursor = db.execute(
+            "INSERT INTO topics (name, partitions, created_ms) VALUES (?, ?, ?)",
+            (name, partitions, _now_ms()),
+        )
+        topic_id = cursor.lastrowid
+        assert topic_id is not None
+        db.executemany(
+            "INSERT INTO partitions (topic_id, partition, next_offset) VALUES (?, ?, 0)",
+            [(topic_id, p) for p in range(partitions)],
+        )
+        self._topics[name] = (topic_id, partitions)
+        return topic_id, partitions
+
+    def list_topics(self) -> list[TopicInfo]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, partitions FROM topics ORDER BY name").fetchall()
+        return [TopicInfo(name, partitions) for name, partitions in rows]
+
+    def _lookup(self, name: str) -> tuple[int, int]:
+        cached = self._topics.get(name)
+        if cached is not None:
+            return cached
+        with self._lock:
+            row = self._db.execute("SELECT id, partitions FROM topics WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise TopicNotFoundError(name)
+        # Topics are never renamed or resized, so a cached id stays right for the life of the file.
+        self._topics[name] = (row[0], row[1])
+        return row[0], row[1]
+
+    def topic(self, name: str) -> TopicInfo:
+        return TopicInfo(name, self._lookup(name)[1])
+
+    # -- records ----------------------------------------------------------------------------------------------
+
+    def append(self, topic: str, messages: Sequence[Message]) -> list[tuple[int, int]]:
+        if not messages:
+            return []
+        with self._transaction() as db:
+            return self._append_in(db, topic, messages)
+
+    def _append_in(self, db: sqlite3.Connection, topic: str, messages: Sequence[Message]) -> list[tuple[int, int]]:
+        try:
+            topic_id, count = self._lookup(topic)
+        except TopicNotFoundError:
+            if not self.auto_create:
+                raise
+            row = db.execute("SELECT id, partitions FROM topics WHERE name = ?", (topic,)).fetchone()
+            topic_id, count = (
+                (row[0], row[1]) if row else self._insert_topic(db, check_topic_name(topic), self.default_partitions)
+            )
+        by_partition: dict[int, list[int]] = {}
+        chosen = [self._choose_partition(topic, m, count) for m in messages]
+        for index, partition in enumerate(chosen):
+            by_partition.setdefault(partition, []).append(index)
+        positions: list[tuple[int, int]] = [(0, 0)] * len(messages)
+        now_ms = _now_ms()
+        rows: list[tuple[Any, ...]] = []
+        for partition, indexes in by_partition.items():
+            (next_offset,) = db.execute(
+                "SELECT next_offset FROM partitions WHERE topic_id = ? AND partition = ?",
+                (topic_id, partition),
+            ).fetchone()
+            for offset, index in enumerate(indexes, next_offset):
+                message = messages[index]
+                positions[index] = (partition, offset)
+                rows.append(
+                    (
+                        topic_id,
+                        partition,
+                        offset,
+                        message.timestamp_ms or now_ms,
+                        message.key,
+                        message.value,
+                        _encode_headers(message.headers) if message.headers else None,
+                    )
+                )
+            db.execute(
+                "UPDATE partitions SET next_offset = ? WHERE topic_id = ? AND partition = ?",
+                (next_offset + len(indexes), topic_id, partition),
+            )
+        db.executemany(
+            "INSERT INTO records (topic_id, partition, offset, timestamp_ms, key, value, headers)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        return positions
+
+    def _choose_partition(self, topic: str, message: Message, count: int) -> int:
+        if message.partition is not None:
+            if not 0 <= message.partition < count:
+                raise ValueError(f"topic {topic!r} has no partition {message.partition} (it has {count})")
+            return message.partition
+        if message.key is not None:
+            return partition_for_key(message.key, count)
+        spread = self._round_robin.get(topic)
+        if spread is None:
+            spread = self._round_robin[topic] = cycle(range(count))
+        return next(spread)
+
+    def read(self, topic: str, partition: int, offset: int, max_records: int) -> RecordBatch:
+        topic_id, _ = self._lookup(topic)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT offset, timestamp_ms, key, value, headers FROM records"
+                " WHERE topic_id = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
+                (topic_id, partition, offset, max_records),
+            ).fetchall()
+        if not rows:
+            return RecordBatch.empty(topic, partition, offset)
+        offsets, timestamps, keys, values, header_blobs = (list(column) for column in zip(*rows, strict=True))
+        headers = [None if b is None else _decode_headers(b) for b in header_blobs]
+        return RecordBatch(topic, partition, offsets, timestamps, keys, values, headers, offsets[-1] + 1)
+
+    def watermarks(self, topic: str) -> list[PartitionState]:
+        topic_id, _ = self._lookup(topic)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT partition, next_offset FROM partitions WHERE topic_id = ? ORDER BY partition",
+                (topic_id,),
+            ).fetchall()
+        return [PartitionState(partition, 0, end) for partition, end in rows]
+
+    # -- groups -----------------------------------------------------------------------------------------------
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        topic_id, _ = self._lookup(topic)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT partition, next_offset FROM group_offsets WHERE group_name = ? AND topic_id = ?",
+                (group, topic_id),
+            ).fetchall()
+        return dict(rows)
+
+    def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        with self._transaction() as db:
+            self._write_offsets(db, group, offsets)
+
+    def _write_offsets(self, db: sqlite3.Connection, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        now_ms = _now_ms()
+        db.executemany(
+            "INSERT INTO group_offsets (group_name, topic_id, partition, next_offset, committed_ms)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_name, topic_id, partition)"
+            " DO UPDATE SET next_offset = excluded.next_offset, committed_ms = excluded.committed_ms",
+            [(group, self._lookup(tp.topic)[0], tp.partition, offset, now_ms) for tp, offset in offsets.items()],
+        )
+
+    def groups(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT group_name FROM group_offsets ORDER BY group_name").fetchall()
+        return [name for (name,) in rows]
+
+    def heartbeat(self, group: str, member: Member) -> list[Member]:
+        now_ms = _now_ms()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO group_members"
+                " (group_name, member_id, host, pid, topics, session_timeout_ms, heartbeat_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_name, member_id)"
+                " DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms, topics = excluded.topics",
+                (
+                    group,
+                    member.member_id,
+                    member.host,
+                    member.pid,
+                    orjson.dumps(member.topics),
+                    int(member.session_timeout_s * 1000),
+                    now_ms,
+                ),
+            )
+            rows = db.execute(
+                "SELECT member_id, host, pid, topics, session_timeout_ms, heartbeat_ms FROM group_members"
+                " WHERE group_name = ?",
+                (group,),
+            ).fetchall()
+            live: list[Member] = []
+            gone: list[Member] = []
+            for member_id, host, pid, topics, timeout_ms, heartbeat_ms in rows:
+                other = Member(member_id, host, pid, tuple(orjson.loads(topics)), timeout_ms / 1000)
+                expired = now_ms - heartbeat_ms > timeout_ms
+                (gone if expired or process_is_gone(other, self._host) else live).append(other)
+            for other in gone:
+                self._remove_member(db, group, other.member_id)
+        return sorted(live, key=lambda m: m.member_id)
+
+    @staticmethod
+    def _remove_member(db: sqlite3.Connection, group: str, member_id: str) -> None:
+        db.execute("DELETE FROM group_members WHERE group_name = ? AND member_id = ?", (group, member_id))
+        db.execute("DELETE FROM group_owners WHERE group_name = ? AND member_id = ?", (group, member_id))
+
+    def claim(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> set[TopicPartition]:
+        claimed: set[TopicPartition] = set()
+        with self._transaction() as db:
+            live = {m for (m,) in db.execute("SELECT member_id FROM group_members WHERE group_name = ?", (group,))}
+            if member_id not in live:
+                return claimed
+            for tp in partitions:
+                topic_id = self._lookup(tp.topic)[0]
+                row = db.execute(
+                    "SELECT member_id FROM group_owners WHERE group_name = ? AND topic_id = ? AND partition = ?",
+                    (group, topic_id, tp.partition),
+                ).fetchone()
+                if row is None or row[0] == member_id or row[0] not in live:
+                    db.execute(
+                        "INSERT INTO group_owners (group_name, topic_id, partition, member_id) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT (group_name, topic_id, partition) DO UPDATE SET member_id = excluded.member_id",
+                        (group, topic_id, tp.partition, member_id),
+                    )
+                    claimed.add(tp)
+        return claimed
+
+    def release(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM group_owners WHERE group_name = ? AND topic_id = ? AND partition = ? AND member_id = ?",
+                [(group, self._lookup(tp.topic)[0], tp.partition, member_id) for tp in partitions],
+            )
+
+    def leave(self, group: str, member_id: str) -> None:
+        with self._transaction() as db:
+            self._remove_member(db, group, member_id)
+
+    def commit_owned(
+        self,
+        group: str,
+        member_id: str,
+        offsets: Mapping[TopicPartition, int],
+        outputs: Mapping[str, Sequence[Message]],
+    ) -> None:
+        with self._transaction() as db:
+            owned = {
+                (topic_id, partition)
+                for topic_id, partition in db.execute(
+                    "SELECT topic_id, partition FROM group_owners WHERE group_name = ? AND member_id = ?",
+                    (group, member_id),
+                )
+            }
+            lost = sorted(str(tp) for tp in offsets if (self._lookup(tp.topic)[0], tp.partition) not in owned)
+            if lost:
+                raise PartitionRevokedError(f"group {group!r}: partitions moved to another member: {lost}")
+            for topic, messages in outputs.items():
+                if messages:
+                    self._append_in(db, topic, messages)
+            self._write_offsets(db, group, offsets)
+
+    def wait_for_append(self, timeout_s: float) -> None:
+        # SQLite has no cross-process notification; PRAGMA data_version changes whenever another connection
+        # commits, and reading it costs microseconds, so back off from 1 ms to 20 ms between looks.
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            (start,) = self._db.execute("PRAGMA data_version").fetchone()
+        pause = 0.001
+        while (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.02)
+            with self._lock:
+                (now,) = self._db.execute("PRAGMA data_version").fetchone()
+            if now != start:
+                return
