@@ -1,0 +1,70 @@
+"""IP address literals as the pattern language reads them (spec R3.4, R8).
+
+Only two shapes are tried: four dot-separated digit runs (IPv4), or hex digits and colons with at least one
+colon (IPv6). Anything else, including IPv4-mapped IPv6 with a dotted tail, is not an address.
+"""
+
+from __future__ import annotations
+
+import re
+
+IPV4_BITS = 32
+IPV6_BITS = 128
+
+_IPV4_SHAPE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+_IPV6_SHAPE = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*")
+_MASK_BITS = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_ip(text: str) -> tuple[int, int] | None:
+    """``(family_bits, address)`` for an IPv4/IPv6 literal of an accepted shape, else ``None``."""
+    if _IPV4_SHAPE.fullmatch(text):
+        return _parse_ipv4(text)
+    if _IPV6_SHAPE.fullmatch(text):
+        from ipaddress import AddressValueError, IPv6Address
+
+        try:
+            return IPV6_BITS, int(IPv6Address(text))
+        except AddressValueError:
+            return None
+    return None
+
+
+def _parse_ipv4(text: str) -> tuple[int, int] | None:
+    address = 0
+    for part in text.split("."):
+        # Leading zeros are ambiguous (octal or decimal?), so such literals are not addresses.
+        if len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        address = (address << 8) | octet
+    return IPV4_BITS, address
+
+
+def parse_cidr(text: str) -> tuple[int, int, int]:
+    """``(family_bits, network, prefix_bits)`` of a CIDR block; ``ValueError`` names what is wrong (R8.1)."""
+    if text.count("/") != 1:
+        raise ValueError("Malformed CIDR, one '/' required")
+    address_text, bits_text = text.split("/")
+    if not _MASK_BITS.fullmatch(bits_text):
+        raise ValueError("Malformed CIDR, mask bits must be an integer")
+    prefix_bits = int(bits_text)
+    if prefix_bits < 0:
+        raise ValueError("Malformed CIDR, mask bits must not be negative")
+    parsed = parse_ip(address_text)
+    if parsed is None:
+        raise ValueError(f"Nonstandard IP address: {address_text}")
+    family_bits, address = parsed
+    # The limits below are event-ruler's (a single address is written as a plain string instead).
+    if family_bits == IPV4_BITS and prefix_bits > 31:
+        raise ValueError("IPv4 mask bits must be < 32")
+    if family_bits == IPV6_BITS and prefix_bits > 127:
+        raise ValueError("IPv6 mask bits must be < 128")
+    return family_bits, network_of(address, family_bits, prefix_bits), prefix_bits
+
+
+def network_of(address: int, family_bits: int, prefix_bits: int) -> int:
+    """The address with its host bits cleared, shifted down to the prefix (host bits are ignored, R8.1)."""
+    return address >> (family_bits - prefix_bits)
