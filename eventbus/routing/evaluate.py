@@ -8,8 +8,7 @@ condition pass when no value of its path is consistent with those picks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 from eventbus.routing.conditions import Condition
 from eventbus.routing.fields import Found, Membership, Tracked
@@ -36,36 +35,67 @@ def holds_consistently(conditions: Sequence[BoundCondition], tracked: Tracked) -
     return _Search(conditions, tracked).run(0, {})
 
 
-def _consistent(chosen: Chosen, membership: Membership) -> bool:
-    return all(chosen.get(array_id, index) == index for array_id, index in membership)
+class _MembershipTrie:
+    """Distinct memberships, nested by array and element, to list those consistent with some picks quickly."""
+
+    __slots__ = ("arrays", "membership")
+
+    def __init__(self) -> None:
+        self.membership: Membership | None = None
+        self.arrays: dict[int, dict[int, _MembershipTrie]] = {}
+
+    def insert(self, membership: Membership) -> None:
+        node = self
+        for array_id, index in membership:
+            node = node.arrays.setdefault(array_id, {}).setdefault(index, _MembershipTrie())
+        node.membership = membership
+
+    def consistent_with(self, chosen: Chosen) -> Iterator[Membership]:
+        if self.membership is not None:
+            yield self.membership
+        for array_id, elements in self.arrays.items():
+            pinned = chosen.get(array_id)
+            if pinned is None:
+                for child in elements.values():
+                    yield from child.consistent_with(chosen)
+            else:
+                child = elements.get(pinned)
+                if child is not None:
+                    yield from child.consistent_with(chosen)
 
 
 class _Search:
+    """Depth-first search over the conditions in path order, as event-ruler's array-consistent finder walks."""
+
     def __init__(self, conditions: Sequence[BoundCondition], tracked: Tracked) -> None:
-        self.conditions = conditions
-        self.tracked = tracked
-        # (condition index, picks so far) states already shown to lead nowhere.
+        self.allows_absence = [condition.allows_absence for _, condition in conditions]
+        # Per condition: where its values sit, and where its satisfying values sit.
+        self.present: list[_MembershipTrie] = []
+        self.satisfying: list[_MembershipTrie] = []
+        for path_id, condition in conditions:
+            present, satisfying = _MembershipTrie(), _MembershipTrie()
+            for value, membership in tracked.get(path_id, ()):
+                present.insert(membership)
+                if condition.value_matches(value):
+                    satisfying.insert(membership)
+            self.present.append(present)
+            self.satisfying.append(satisfying)
+        # (condition position, picks so far) states already shown to lead nowhere.
         self.dead_ends: set[tuple[int, frozenset[tuple[int, int]]]] = set()
 
     def run(self, position: int, chosen: Chosen) -> bool:
-        if position == len(self.conditions):
+        if position == len(self.present):
             return True
         state = (position, frozenset(chosen.items()))
         if state in self.dead_ends:
             return False
-        path_id, condition = self.conditions[position]
-        entries: list[tuple[Any, Membership]] = self.tracked.get(path_id, [])
-        absent = condition.allows_absence and not any(_consistent(chosen, m) for _, m in entries)
-        if absent and self.run(position + 1, chosen):
-            return True
-        tried: set[Membership] = set()
-        for value, membership in entries:
-            if membership in tried or not _consistent(chosen, membership):
-                continue
-            if condition.value_matches(value):
-                tried.add(membership)
-                following = {**chosen, **dict(membership)} if membership else chosen
-                if self.run(position + 1, following):
-                    return True
+        if self.allows_absence[position]:
+            absent = next(self.present[position].consistent_with(chosen), None) is None
+            if absent and self.run(position + 1, chosen):
+                return True
+        for membership in self.satisfying[position].consistent_with(chosen):
+            following = {**chosen, **dict(membership)} if membership else chosen
+            if self.run(position + 1, following):
+                return True
         self.dead_ends.add(state)
         return False
