@@ -12,9 +12,10 @@ from typing import Any, Final
 import orjson
 
 from eventbus.errors import DecodeError
-from eventbus.event import SPECVERSION, InvalidEventError, check_structured
+from eventbus.event import REQUIRED_ATTRIBUTES, SPECVERSION, InvalidEventError, check_structured
 
 CONTENT_TYPE: Final = "application/cloudevents+json"
+_REQUIRED_KEYS: Final = frozenset(REQUIRED_ATTRIBUTES)
 
 _loads = orjson.loads
 _dumps = orjson.dumps
@@ -46,16 +47,16 @@ def decode_structured(value: bytes | None) -> dict[str, Any]:
         raise DecodeError(f"record value is not valid JSON ({exc})") from None
     if type(attrs) is not dict:
         raise DecodeError(f"record value is JSON {type(attrs).__name__}, not a CloudEvents object")
-    # The common case costs four dict lookups; the detailed check runs only when one fails.
-    get = attrs.get
+    # The common case costs one subset test and a few lookups; the detailed check runs only when one fails.
     if not (
-        get("specversion") == SPECVERSION
-        and type(get("id")) is str
-        and type(get("source")) is str
-        and type(get("type")) is str
-        and get("id")
-        and get("source")
-        and get("type")
+        attrs.keys() >= _REQUIRED_KEYS
+        and attrs["specversion"] == SPECVERSION
+        and attrs["id"].__class__ is str
+        and attrs["source"].__class__ is str
+        and attrs["type"].__class__ is str
+        and attrs["id"]
+        and attrs["source"]
+        and attrs["type"]
     ):
         try:
             check_structured(attrs)
