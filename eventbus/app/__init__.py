@@ -1,0 +1,115 @@
+"""`App`: what a user declares — processors (and, as they land, projections, schedules, workflows)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from eventbus.app.context import Context
+from eventbus.app.processor import Processor, declare_processor
+from eventbus.backends.base import check_topic_name
+from eventbus.errors import ConfigurationError
+
+__all__ = ["App", "Context", "Processor", "TopicSpec"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic the app wants to exist, with its partition count (created at worker start if missing)."""
+
+    name: str
+    partitions: int
+
+
+class App:
+    """An application: a named set of processors. Its name is the default consumer group and event source.
+
+    >>> app = App("shop")
+    >>> @app.processor("orders", types="order.placed", to="payments")
+    ... def request_payment(event): ...
+    """
+
+    def __init__(self, name: str, *, source: str | None = None) -> None:
+        if not isinstance(name, str) or not _APP_NAME.match(name):
+            raise ConfigurationError(
+                f"App name {name!r}: use letters, digits, '.', '_' and '-' (it names the consumer group)"
+            )
+        self.name = name
+        self.source = source or f"/{name}"
+        self._processors: dict[str, Processor] = {}
+        self._topics: dict[str, TopicSpec] = {}
+
+    @property
+    def processors(self) -> tuple[Processor, ...]:
+        return tuple(self._processors.values())
+
+    @property
+    def topics(self) -> Mapping[str, TopicSpec]:
+        return dict(self._topics)
+
+    def topic(self, name: str, *, partitions: int = 1) -> TopicSpec:
+        """Declare a topic with a partition count; `eventbus run` creates it if it does not exist."""
+        try:
+            check_topic_name(name)
+        except ValueError as exc:
+            raise ConfigurationError(f"app {self.name!r}: {exc}") from None
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ConfigurationError(f"app {self.name!r}: topic {name!r}: partitions must be >= 1, got {partitions!r}")
+        spec = TopicSpec(name, partitions)
+        existing = self._topics.get(name)
+        if existing is not None and existing != spec:
+            raise ConfigurationError(
+                f"app {self.name!r}: topic {name!r} declared twice ({existing.partitions} and {partitions} partitions)"
+            )
+        self._topics[name] = spec
+        return spec
+
+    def processor(
+        self,
+        topic: str | Sequence[str],
+        *,
+        types: str | Sequence[str] | None = None,
+        pattern: Mapping[str, Any] | str | None = None,
+        name: str | None = None,
+        batch_size: int | None = None,
+        batch_window_ms: int | None = None,
+        to: str | None = None,
+    ) -> Callable[[F], F]:
+        """Subscribe a function (sync or async) to ``topic``.
+
+        ``types`` keeps events of those CloudEvents types; ``pattern`` is an event pattern (EventBridge syntax)
+        over the event's CloudEvents JSON form. A parameter annotated with a class bound by ``@event_type``
+        receives instances of it (and filters on its type). ``batch_size``/``batch_window_ms`` (or a ``list[...]``
+        annotation) make it receive lists: up to ``batch_size`` events, waiting at most ``batch_window_ms`` to fill
+        one. Whatever it returns — an event, a typed instance, a list of them — goes to ``to`` (or the topic the
+        instance's class is bound to).
+        """
+
+        def register(func: F) -> F:
+            declared = declare_processor(
+                func,
+                topics=topic,
+                types_=types,
+                pattern=pattern,
+                name=name,
+                batch_size=batch_size,
+                batch_window_ms=batch_window_ms,
+                to=to,
+            )
+            if declared.name in self._processors:
+                raise ConfigurationError(
+                    f"app {self.name!r}: two processors are named {declared.name!r}; pass name= to tell them apart"
+                )
+            self._processors[declared.name] = declared
+            return func
+
+        return register
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r}, processors={list(self._processors)})"

@@ -1,0 +1,202 @@
+"""A processor declaration: which events a function receives, how (one at a time or in batches), and where what it
+returns goes. Everything is checked when the module declaring it is imported, so a mistake is reported with the
+function's name before any event is read.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eventbus.backends.base import check_topic_name
+from eventbus.errors import ConfigurationError
+from eventbus.event import Event, EventBinding, binding_of
+
+ArgumentKind = Literal["event", "typed"]
+
+# Lambda's default for stream and queue sources: large enough to amortise a call, small enough to retry cheaply.
+DEFAULT_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 10_000
+MAX_BATCH_WINDOW_MS = 300_000
+
+_LIST_ORIGINS = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection, tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Processor:
+    """What `App.processor` records about one function."""
+
+    name: str
+    func: Callable[..., Any]
+    topics: tuple[str, ...]
+    pattern: dict[str, Any] | str | None
+    batched: bool
+    batch_size: int
+    batch_window_ms: int
+    to: str | None
+    is_async: bool
+    argument: ArgumentKind
+    typed_class: type | None
+    wants_context: bool
+
+    @property
+    def description(self) -> str:
+        return f"processor {self.name!r} ({self.func.__module__}.{self.func.__qualname__})"
+
+
+def _fail(where: str, message: str) -> ConfigurationError:
+    return ConfigurationError(f"{where}: {message}")
+
+
+def _resolve_hints(func: Callable[..., Any], where: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func)
+    except Exception as exc:  # an unresolvable annotation is the user's mistake; name it
+        raise _fail(where, f"cannot resolve its type annotations ({type(exc).__name__}: {exc})") from None
+
+
+def _element_type(annotation: Any) -> tuple[bool, Any]:
+    """(is a list annotation, element annotation)."""
+    origin = typing.get_origin(annotation)
+    if origin in _LIST_ORIGINS or annotation in (list, Sequence):
+        args = typing.get_args(annotation)
+        return True, args[0] if args else Any
+    return False, annotation
+
+
+def _argument_kind(annotation: Any, where: str) -> tuple[ArgumentKind, type | None]:
+    if annotation in (inspect.Parameter.empty, Any, Event, object):
+        return "event", None
+    binding = binding_of(annotation)
+    if binding is not None:
+        return "typed", annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        raise _fail(
+            where,
+            f"its event parameter is annotated {annotation!r}; use one type: Event or a class bound with @event_type",
+        )
+    raise _fail(
+        where,
+        f"its event parameter is annotated {getattr(annotation, '__qualname__', annotation)!r}, which is neither "
+        "Event nor a class bound with @event_type",
+    )
+
+
+def _type_filter(types_: str | Sequence[str] | None, binding: EventBinding | None, where: str) -> list[str] | None:
+    if types_ is None:
+        return [binding.type] if binding else None
+    names = [types_] if isinstance(types_, str) else list(types_)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise _fail(where, f"types must be a non-empty string or list of strings, got {types_!r}")
+    if binding is not None and binding.type not in names:
+        raise _fail(where, f"types={names!r} excludes {binding.type!r}, the type its parameter is bound to")
+    return names
+
+
+def _build_pattern(
+    type_names: list[str] | None, pattern: Mapping[str, Any] | str | None, where: str
+) -> dict[str, Any] | str | None:
+    from eventbus.routing import InvalidPatternError, compile_pattern
+
+    if pattern is None:
+        return {"type": type_names} if type_names else None
+    if isinstance(pattern, str):
+        import json
+
+        try:
+            parsed = json.loads(pattern)
+        except ValueError as exc:
+            raise _fail(where, f"pattern is not valid JSON: {exc}") from None
+        if type_names is not None:
+            if not isinstance(parsed, dict):
+                raise _fail(where, "pattern must be a JSON object")
+            pattern = dict(parsed)
+    if isinstance(pattern, Mapping):
+        pattern = dict(pattern)
+        if type_names is not None:
+            if "type" in pattern:
+                raise _fail(where, "give the event type either in types= or as a 'type' key in pattern, not both")
+            pattern["type"] = type_names
+    try:
+        compile_pattern(pattern)
+    except InvalidPatternError as exc:
+        raise _fail(where, f"invalid pattern: {exc}") from None
+    return pattern
+
+
+def declare_processor(
+    func: Callable[..., Any],
+    *,
+    topics: str | Sequence[str],
+    types_: str | Sequence[str] | None,
+    pattern: Mapping[str, Any] | str | None,
+    name: str | None,
+    batch_size: int | None,
+    batch_window_ms: int | None,
+    to: str | None,
+) -> Processor:
+    """Check a processor declaration and record it; every error names the function and the option."""
+    if not callable(func):
+        raise ConfigurationError(f"@app.processor decorates a function, got {func!r}")
+    qualname = getattr(func, "__qualname__", repr(func))
+    where = f"processor {name or qualname!r} ({getattr(func, '__module__', '?')}.{qualname})"
+    if inspect.isasyncgenfunction(func):
+        raise _fail(where, "async generators are not supported; return a list of events instead")
+
+    topic_names = (topics,) if isinstance(topics, str) else tuple(topics)
+    if not topic_names:
+        raise _fail(where, "subscribe it to at least one topic")
+    for topic in (*topic_names, *((to,) if to is not None else ())):
+        try:
+            check_topic_name(topic)
+        except ValueError as exc:
+            raise _fail(where, str(exc)) from None
+
+    parameters = [
+        p for p in inspect.signature(func).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(parameters) not in (1, 2):
+        raise _fail(
+            where,
+            f"takes {len(parameters)} positional parameters; it must take the event (or a list of "
+            "events) and, optionally, a context",
+        )
+    hints = _resolve_hints(func, where)
+    annotation = hints.get(parameters[0].name, inspect.Parameter.empty)
+    is_list, element = _element_type(annotation)
+    argument, typed_class = _argument_kind(element, where)
+
+    batched = is_list or batch_size is not None or batch_window_ms is not None
+    size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+        raise _fail(where, f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}")
+    window = 0 if batch_window_ms is None else batch_window_ms
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window <= MAX_BATCH_WINDOW_MS:
+        raise _fail(
+            where, f"batch_window_ms must be an integer from 0 to {MAX_BATCH_WINDOW_MS}, got {batch_window_ms!r}"
+        )
+    if batched and annotation is not inspect.Parameter.empty and not is_list:
+        raise _fail(where, "batch_size/batch_window_ms make it receive a list; annotate the parameter as a list")
+    if not batched:
+        size = 1
+
+    type_names = _type_filter(types_, binding_of(typed_class), where)
+    return Processor(
+        name=name or qualname,
+        func=func,
+        topics=topic_names,
+        pattern=_build_pattern(type_names, pattern, where),
+        batched=batched,
+        batch_size=size,
+        batch_window_ms=window,
+        to=to,
+        is_async=inspect.iscoroutinefunction(func),
+        argument=argument,
+        typed_class=typed_class,
+        wants_context=len(parameters) == 2,
+    )

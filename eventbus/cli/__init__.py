@@ -1,0 +1,67 @@
+"""The ``eventbus`` command: a thin layer that parses arguments and calls library functions.
+
+Exit codes: 0 done, 1 a runtime failure, 2 a usage or configuration error (with a message naming it).
+Imports are deferred to the subcommand that needs them, so ``eventbus run`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  # argparse declares NoReturn; we exit too
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"eventbus: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from eventbus.cli import run, streams, topics
+
+    parser = _Parser(prog="eventbus", description="Event bus and stream processing: run, publish, consume, topics.")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    run.register(sub)
+    streams.register(sub)
+    topics.register(sub)
+    try:
+        from eventbus.routing.cli import register as register_rules
+    except ImportError:
+        pass
+    else:
+        register_rules(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from eventbus.errors import ConfigurationError, EventbusError, TopicNotFoundError
+
+    try:
+        code: int = args.handler(args)
+    except (ConfigurationError, TopicNotFoundError) as exc:
+        print(f"eventbus: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EventbusError as exc:
+        print(f"eventbus: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `eventbus consume ... | head`): not an error of ours.
+        sys.stderr.close()
+        return EXIT_OK
+    return code

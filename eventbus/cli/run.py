@@ -1,0 +1,71 @@
+"""``eventbus run MODULE[:ATTR]``: run an app's processors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from eventbus.cli import EXIT_FAILURE, EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    parser = sub.add_parser("run", help="run every processor an app declares until stopped")
+    parser.add_argument("app", metavar="MODULE[:ATTR]", help="module (and attribute) holding the App")
+    parser.add_argument("--broker", help="log URL (default: $EVENTBUS_BROKER or sqlite:///eventbus.db)")
+    parser.add_argument("--group", help="consumer group (default: the app's name)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the partitions")
+    parser.add_argument("--until-idle", action="store_true", help="stop once every subscribed partition is caught up")
+    parser.add_argument("--max-poll-records", type=int, default=2000, help="records per poll (default 2000)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from eventbus.errors import ConfigurationError
+
+    if args.workers < 1:
+        raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
+    if args.max_poll_records < 1:
+        raise ConfigurationError(f"--max-poll-records must be at least 1, got {args.max_poll_records}")
+    if args.workers > 1:
+        return _supervise(args)
+    from eventbus.backends import open_log
+    from eventbus.loader import load_app
+    from eventbus.runtime import Worker, WorkerSettings, run_worker
+
+    app = load_app(args.app)
+    log = open_log(args.broker)
+    try:
+        settings = WorkerSettings(group=args.group, until_idle=args.until_idle, max_poll_records=args.max_poll_records)
+        run_worker(Worker(app, log, settings))
+    finally:
+        log.close()
+    return EXIT_OK
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Start ``--workers`` processes of one group; forward SIGINT/SIGTERM to them; fail if any fails."""
+    from eventbus.loader import load_app
+
+    load_app(args.app)  # report a bad module once, here, rather than once per child
+    argv = [sys.executable, "-m", "eventbus", "--log-level", args.log_level, "run", args.app]
+    for flag, value in (("--broker", args.broker), ("--group", args.group)):
+        if value:
+            argv += [flag, value]
+    argv += ["--max-poll-records", str(args.max_poll_records)]
+    if args.until_idle:
+        argv.append("--until-idle")
+    children = [subprocess.Popen(argv, env=os.environ.copy()) for _ in range(args.workers)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [child.wait() for child in children]
+    return EXIT_OK if all(code == 0 for code in codes) else EXIT_FAILURE

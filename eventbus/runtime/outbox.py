@@ -1,0 +1,84 @@
+"""The outbox: events processors emit during one round, encoded and grouped by topic until they are written.
+
+Events created by a processor while handling an input inherit its lineage: ``causationid`` is the input's id,
+``correlationid`` the input's correlation id (or its id), and ``traceparent`` and ``partitionkey`` carry over unless
+the new event sets its own. An event passed through unchanged (same id) keeps its attributes as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from eventbus.backends.base import Message
+from eventbus.event import Event, binding_of, new_event_id, now_rfc3339
+from eventbus.publisher import encode_event
+
+
+class OutputError(TypeError):
+    """A processor returned something that is not an event, or an event with nowhere to go."""
+
+
+class Outbox:
+    __slots__ = ("_source", "count", "messages")
+
+    def __init__(self, default_source: str) -> None:
+        self._source = default_source
+        self.messages: dict[str, list[Message]] = {}
+        self.count = 0
+
+    def add(self, event: Event | object, topic: str | None, parent: dict[str, Any] | None, processor: str) -> None:
+        if not isinstance(event, Event):
+            binding = binding_of(type(event))
+            if binding is None:
+                raise OutputError(
+                    f"processor {processor!r} emitted a {type(event).__qualname__}; emit an Event, an instance of a "
+                    "class bound with @event_type, or a list of them"
+                )
+            topic = topic or binding.topic
+            event = Event.of(event)
+        if topic is None:
+            raise OutputError(
+                f"processor {processor!r} emitted an event of type {event.type!r} but names no topic for it: "
+                "pass to= to @app.processor, topic= to ctx.publish, or bind the class with @event_type(..., topic=)"
+            )
+        # Copy: the same Event object may be returned many times, and each emission needs its own id and time.
+        attrs = dict(event._attrs)
+        if "id" not in attrs:
+            attrs["id"] = new_event_id()
+            if parent is not None:
+                attrs.setdefault("causationid", parent["id"])
+                attrs.setdefault("correlationid", parent.get("correlationid") or parent["id"])
+                for inherited in ("traceparent", "partitionkey"):
+                    if inherited in parent:
+                        attrs.setdefault(inherited, parent[inherited])
+        if "time" not in attrs:
+            attrs["time"] = now_rfc3339()
+        if "source" not in attrs:
+            attrs["source"] = self._source
+        message = encode_event(attrs)
+        bucket = self.messages.get(topic)
+        if bucket is None:
+            self.messages[topic] = [message]
+        else:
+            bucket.append(message)
+        self.count += 1
+
+    def add_result(self, result: object, topic: str | None, parent: dict[str, Any] | None, processor: str) -> None:
+        """Emit what a processor returned: None, an event, a typed instance, or an iterable of those."""
+        if result is None:
+            return
+        if isinstance(result, Event) or binding_of(type(result)) is not None:
+            self.add(result, topic, parent, processor)
+        elif isinstance(result, Iterable) and not isinstance(result, str | bytes | dict):
+            for item in result:
+                self.add(item, topic, parent, processor)
+        else:
+            raise OutputError(
+                f"processor {processor!r} returned a {type(result).__qualname__}; return None, an Event, an "
+                "instance of a class bound with @event_type, or a list of them"
+            )
+
+    def take(self) -> dict[str, list[Message]]:
+        messages, self.messages, self.count = self.messages, {}, 0
+        return messages

@@ -1,0 +1,1 @@
+"""Example processor modules: copy one and change it."""

@@ -1,0 +1,139 @@
+"""The SQLite driver with real files and real processes: concurrency, SIGKILL, bad paths."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from eventbus.backends import open_log
+from eventbus.backends.base import Message
+from eventbus.backends.sqlite import SQLiteLog
+from eventbus.errors import ConfigurationError
+from tests.conftest import PYTHON
+
+APPENDER = str(Path(__file__).with_name("appender.py"))
+
+
+def test_two_processes_appending_at_once_lose_nothing_and_get_distinct_offsets(
+    sqlite_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    SQLiteLog(sqlite_path).create_topic("shared", 1)
+    start_at = str(time.time() + 1.0)
+    writers = [
+        subprocess.Popen(
+            [PYTHON, APPENDER, str(sqlite_path), "shared", name, "100", "20", start_at],
+            stdout=subprocess.PIPE,
+            env=subprocess_env,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    outputs = [w.communicate(timeout=120)[0] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0]
+    log = SQLiteLog(sqlite_path)
+    batch = log.read("shared", 0, 0, 10_000)
+    assert batch.offsets == list(range(4000))
+    assert sorted(batch.values) == sorted(f"{n}:{b}:{i}".encode() for n in "ab" for b in range(100) for i in range(20))
+    # Each writer's batches are contiguous and in its own order: appends are atomic.
+    for output in outputs:
+        for line in output.splitlines():
+            name, number, _, first, last = line.split()
+            assert batch.values[int(first) : int(last) + 1] == [f"{name}:{number}:{i}".encode() for i in range(20)]
+    # Readers interleave their batches: the test really ran them at once.
+    names = [v.split(b":")[0] for v in batch.values]
+    assert sum(1 for x, y in itertools.pairwise(names) if x != y) > 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sigkill_of_a_publisher_mid_batch_loses_no_acknowledged_append(
+    sqlite_path: Path, subprocess_env: dict[str, str], seed: int
+) -> None:
+    rng = random.Random(seed)
+    SQLiteLog(sqlite_path).create_topic("t", 1)
+    writer = subprocess.Popen(
+        [PYTHON, APPENDER, str(sqlite_path), "t", "w", "100000", "200"],
+        stdout=subprocess.PIPE,
+        env=subprocess_env,
+        text=True,
+    )
+    assert writer.stdout is not None
+    acknowledged = []
+    stop_after = rng.randint(5, 60)
+    for line in writer.stdout:
+        acknowledged.append(line.split())
+        if len(acknowledged) >= stop_after:
+            writer.send_signal(signal.SIGKILL)
+            break
+    writer.wait(timeout=30)
+    writer.stdout.close()
+    assert writer.returncode == -signal.SIGKILL
+    batch = SQLiteLog(sqlite_path).read("t", 0, 0, 10_000_000)
+    for _, number, _, first, last in acknowledged:
+        assert batch.values[int(first) : int(last) + 1] == [f"w:{number}:{i}".encode() for i in range(200)]
+    # Whatever else survived is whole batches only: an interrupted append leaves nothing behind.
+    assert len(batch) % 200 == 0
+    assert batch.offsets == list(range(len(batch)))
+
+
+def test_the_log_survives_reopening(sqlite_path: Path) -> None:
+    with SQLiteLog(sqlite_path) as log:
+        log.create_topic("t", 2)
+        log.append("t", [Message(b"x", partition=1)])
+    with SQLiteLog(sqlite_path) as log:
+        assert log.topic("t").partitions == 2
+        assert log.read("t", 1, 0, 10).values == [b"x"]
+
+
+def test_wal_mode_is_on(sqlite_path: Path) -> None:
+    import sqlite3
+
+    SQLiteLog(sqlite_path).close()
+    assert sqlite3.connect(sqlite_path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_urls_choose_path_durability_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    log = open_log("sqlite:///rel.db?synchronous=full&partitions=4")
+    assert isinstance(log, SQLiteLog)
+    assert log.path == Path("rel.db")
+    log.append("auto", [Message(b"x")])
+    assert log.topic("auto").partitions == 4
+    absolute = open_log(f"sqlite:///{tmp_path}/abs.db")
+    assert isinstance(absolute, SQLiteLog)
+    assert absolute.path == tmp_path / "abs.db"
+
+
+@pytest.mark.parametrize(
+    ("make_url", "message"),
+    [
+        (lambda p: f"sqlite:///{p}", "is a directory"),
+        (lambda p: f"sqlite:///{p}/missing/dir/x.db", "does not exist"),
+        (lambda p: f"sqlite:///{p}/x.db?synchronous=sometimes", "synchronous must be one of"),
+        (lambda p: f"sqlite:///{p}/x.db?colour=blue", "unknown option(s) colour"),
+        (lambda p: f"sqlite:///{p}/x.db?partitions=zero", "partitions must be a positive integer"),
+        (lambda p: "sqlite://host/x.db", "three slashes"),
+        (lambda p: "ftp://example.com/x", "unknown broker URL scheme ftp:"),
+        (lambda p: "nonsense", "unknown broker URL scheme (none)"),
+    ],
+)
+def test_bad_urls_and_paths_are_configuration_errors_naming_them(
+    tmp_path: Path, make_url: object, message: str
+) -> None:
+    url = make_url(tmp_path)  # type: ignore[operator]
+    with pytest.raises(ConfigurationError) as raised:
+        open_log(url)
+    assert message in str(raised.value)
+    assert str(raised.value).startswith(url.split("?")[0])
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigurationError, match=r"cannot open .*junk.db as an eventbus log: file is not a database"):
+        SQLiteLog(junk)

@@ -1,0 +1,316 @@
+"""The worker through the test harness: routing, fan-out, typed events, batches, outputs, lineage, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+
+from eventbus import App, Context, Event, event_type
+from eventbus.errors import ProcessorError
+from eventbus.runtime.dispatch import PoisonRecordError
+from eventbus.testing import TestBus
+
+
+@event_type("order.placed", topic="orders")
+@dataclass
+class OrderPlaced:
+    order_id: str
+    amount: float
+    customer: str = "anon"
+
+
+@event_type("order.approved", topic="approved")
+@dataclass
+class OrderApproved:
+    order_id: str
+
+
+def test_a_processor_receives_matching_events_and_its_outputs_go_to_its_topic() -> None:
+    app = App("t")
+
+    @app.processor("orders", types="order.placed", to="confirmations")
+    def confirm(event: Event) -> Event:
+        return Event("order.confirmed", {"order_id": event.data["order_id"]})
+
+    bus = TestBus()
+    bus.publish("orders", Event("order.placed", {"order_id": "a"}), Event("order.cancelled", {"order_id": "b"}))
+    bus.run(app)
+    assert bus.data("confirmations") == [{"order_id": "a"}]
+    assert bus.committed("t", "orders") == {0: 2}
+
+
+def test_patterns_filter_on_data_and_one_event_fans_out_to_every_match() -> None:
+    app = App("t")
+    seen: dict[str, list[str]] = {"big": [], "eur": [], "all": []}
+
+    @app.processor("orders", pattern={"data": {"amount": [{"numeric": [">", 100]}]}})
+    def big(event: Event) -> None:
+        seen["big"].append(event.data["order_id"])
+
+    @app.processor("orders", pattern={"data": {"currency": ["EUR"]}})
+    def eur(event: Event) -> None:
+        seen["eur"].append(event.data["order_id"])
+
+    @app.processor("orders")
+    def everything(event: Event) -> None:
+        seen["all"].append(event.data["order_id"])
+
+    bus = TestBus()
+    bus.publish_data(
+        "orders",
+        "order.placed",
+        [
+            {"order_id": "1", "amount": 50, "currency": "EUR"},
+            {"order_id": "2", "amount": 500, "currency": "USD"},
+            {"order_id": "3", "amount": 101, "currency": "EUR"},
+        ],
+    )
+    bus.run(app)
+    assert seen == {"big": ["2", "3"], "eur": ["1", "3"], "all": ["1", "2", "3"]}
+
+
+def test_typed_parameters_receive_instances_and_returned_instances_go_to_their_bound_topic() -> None:
+    app = App("t")
+
+    @app.processor("orders")
+    def approve(order: OrderPlaced) -> OrderApproved | None:
+        assert isinstance(order, OrderPlaced)
+        return OrderApproved(order.order_id) if order.amount < 1000 else None
+
+    bus = TestBus()
+    bus.publish("orders", OrderPlaced("a", 10.0), OrderPlaced("b", 5000.0), Event("other.type", {"x": 1}))
+    bus.run(app)
+    approved = bus.events("approved")
+    assert [e.type for e in approved] == ["order.approved"]
+    assert bus.typed("approved", OrderApproved) == [OrderApproved("a")]
+
+
+def test_outputs_carry_the_lineage_of_their_input() -> None:
+    app = App("lineage")
+
+    @app.processor("orders", to="out")
+    def step(event: Event) -> Event:
+        return Event("next", {"n": 1})
+
+    bus = TestBus()
+    source = Event("order.placed", {}, id="in-1", partitionkey="cust-9", traceparent="00-abc-def-01")
+    bus.publish("orders", source)
+    bus.run(app)
+    (out,) = bus.events("out")
+    assert out.causationid == "in-1"
+    assert out.correlationid == "in-1"
+    assert out.partitionkey == "cust-9"
+    assert out.traceparent == "00-abc-def-01"
+    assert out.source == "/lineage"
+    assert out.id
+    assert out.id != "in-1"
+    assert out.time is not None
+
+
+def test_an_event_returned_many_times_gets_a_new_id_each_time() -> None:
+    app = App("t")
+    constant = Event("tick", {})
+
+    @app.processor("in", to="out")
+    def forward(event: Event) -> Event:
+        return constant
+
+    bus = TestBus()
+    bus.publish_data("in", "x", [{}, {}, {}])
+    bus.run(app)
+    assert len({e.id for e in bus.events("out")}) == 3
+
+
+def test_context_publish_and_list_results_emit_several_events() -> None:
+    app = App("t")
+
+    @app.processor("orders", to="lines")
+    def split(event: Event, ctx: Context) -> list[Event]:
+        ctx.publish(Event("audit", {"offset": ctx.offset, "topic": ctx.topic}), topic="audit")
+        return [Event("line", {"sku": sku}) for sku in event.data["skus"]]
+
+    bus = TestBus()
+    bus.publish_data("orders", "order", [{"skus": ["a", "b"]}, {"skus": ["c"]}])
+    bus.run(app)
+    assert bus.data("lines") == [{"sku": "a"}, {"sku": "b"}, {"sku": "c"}]
+    assert bus.data("audit") == [{"offset": 0, "topic": "orders"}, {"offset": 1, "topic": "orders"}]
+
+
+def test_a_pipeline_of_processors_runs_to_the_end_in_one_run() -> None:
+    app = App("pipe")
+
+    @app.processor("a", to="b")
+    def one(event: Event) -> Event:
+        return Event("step", {"n": event.data["n"] + 1})
+
+    @app.processor("b", to="c")
+    def two(event: Event) -> Event:
+        return Event("step", {"n": event.data["n"] * 10})
+
+    bus = TestBus()
+    bus.publish_data("a", "start", [{"n": 1}, {"n": 2}])
+    bus.run(app)
+    assert bus.data("c") == [{"n": 20}, {"n": 30}]
+
+
+def test_async_processors_are_awaited_in_partition_order() -> None:
+    app = App("t")
+    order: list[int] = []
+
+    @app.processor("in", to="out")
+    async def slow_echo(event: Event) -> Event:
+        await asyncio.sleep(0.001 * (5 - event.data["n"] % 5))
+        order.append(event.data["n"])
+        return Event("echo", event.data)
+
+    bus = TestBus()
+    bus.publish_data("in", "n", [{"n": i} for i in range(10)])
+    bus.run(app)
+    assert order == list(range(10))
+    assert [d["n"] for d in bus.data("out")] == list(range(10))
+
+
+def test_batch_processors_receive_lists_of_at_most_batch_size() -> None:
+    app = App("t")
+    sizes: list[int] = []
+
+    @app.processor("in", batch_size=4, to="sums")
+    def total(events: list[Event]) -> Event:
+        sizes.append(len(events))
+        return Event("sum", {"total": sum(e.data["n"] for e in events)})
+
+    bus = TestBus()
+    bus.publish_data("in", "n", [{"n": i} for i in range(10)])
+    bus.run(app)
+    assert sizes == [4, 4, 2]
+    assert sum(d["total"] for d in bus.data("sums")) == sum(range(10))
+
+
+def test_a_batch_window_gathers_events_across_polls_and_commits_only_what_was_invoked() -> None:
+    app = App("t")
+    batches: list[list[int]] = []
+
+    @app.processor("in", batch_size=100, batch_window_ms=60_000)
+    def gather(orders: list[OrderPlaced]) -> None:
+        batches.append([int(o.order_id) for o in orders])
+
+    bus = TestBus()
+    bus.publish("in", *(OrderPlaced(str(i), 1.0) for i in range(150)))
+    bus.run(app)  # the window never expires in this test: the drain at the end invokes the rest
+    assert batches == [list(range(100)), list(range(100, 150))]
+    assert bus.committed("t", "in") == {0: 150}
+
+
+def test_typed_batch_processors_receive_instances() -> None:
+    app = App("t")
+    got: list[OrderPlaced] = []
+
+    @app.processor("orders", batch_size=2)
+    def collect(orders: list[OrderPlaced]) -> None:
+        got.extend(orders)
+
+    bus = TestBus()
+    bus.publish("orders", OrderPlaced("a", 1), OrderPlaced("b", 2), OrderPlaced("c", 3))
+    bus.run(app)
+    assert [o.order_id for o in got] == ["a", "b", "c"]
+
+
+def test_a_failing_processor_stops_the_worker_without_committing_past_the_failure() -> None:
+    app = App("t")
+
+    @app.processor("in", to="out")
+    def explode(event: Event) -> Event:
+        if event.data["n"] == 3:
+            raise RuntimeError("boom")
+        return Event("ok", event.data)
+
+    bus = TestBus()
+    bus.publish_data("in", "n", [{"n": i} for i in range(5)])
+    with pytest.raises(
+        ProcessorError, match=r"processor 'test_a_failing.*explode' failed on in\[0\]@3: RuntimeError: boom"
+    ):
+        bus.run(app)
+    assert bus.committed("t", "in") == {}
+    assert bus.events("out") == []
+
+
+def test_typed_data_that_does_not_fit_names_the_field() -> None:
+    app = App("t")
+
+    @app.processor("orders")
+    def handle(order: OrderPlaced) -> None:
+        return None
+
+    bus = TestBus()
+    bus.publish("orders", Event("order.placed", {"order_id": "x", "amount": "lots"}))
+    with pytest.raises(ProcessorError, match=r"\$\.amount"):
+        bus.run(app)
+
+
+def test_an_undecodable_record_stops_the_worker_naming_its_coordinates() -> None:
+    from eventbus.backends.base import Message
+
+    app = App("t")
+
+    @app.processor("in")
+    def handle(event: Event) -> None:
+        return None
+
+    bus = TestBus()
+    bus.publish_data("in", "ok", [{}])
+    bus.log.append("in", [Message(b"{not json")])
+    with pytest.raises(PoisonRecordError, match=r"in\[0\]@1: record value is not valid JSON"):
+        bus.run(app)
+    assert bus.committed("t", "in") == {}
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        (42, "returned a int"),
+        ({"not": "an event"}, "returned a dict"),
+    ],
+)
+def test_returning_something_that_is_not_an_event_is_a_clear_failure(returned: object, message: str) -> None:
+    app = App("t")
+
+    @app.processor("in", to="out")
+    def bad(event: Event) -> object:
+        return returned
+
+    bus = TestBus()
+    bus.publish_data("in", "x", [{}])
+    with pytest.raises(ProcessorError, match=message):
+        bus.run(app)
+
+
+def test_an_output_with_no_topic_is_a_clear_failure() -> None:
+    app = App("t")
+
+    @app.processor("in")
+    def nowhere(event: Event) -> Event:
+        return Event("x", {})
+
+    bus = TestBus()
+    bus.publish_data("in", "x", [{}])
+    with pytest.raises(ProcessorError, match="names no topic"):
+        bus.run(app)
+
+
+def test_per_partition_order_holds_over_many_partitions() -> None:
+    app = App("t")
+    seen: dict[str, list[int]] = {}
+
+    @app.processor("in")
+    def record(event: Event) -> None:
+        seen.setdefault(event.partitionkey or "", []).append(event.data["seq"])
+
+    bus = TestBus(partitions=4)
+    bus.publish("in", *(Event("tick", {"seq": i}, partitionkey=f"k{i % 7}") for i in range(700)))
+    bus.run(app)
+    assert set(seen) == {f"k{i}" for i in range(7)}
+    for key, sequence in seen.items():
+        assert sequence == sorted(sequence), key
+        assert len(sequence) == 100

@@ -1,0 +1,146 @@
+"""Event: CloudEvents attributes, validation, the JSON form, typed data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from eventbus import Event, event_type
+from eventbus.codecs import decode_record, encode_binary, encode_structured
+from eventbus.errors import DecodeError, InvalidEventError
+from eventbus.event import complete, now_rfc3339
+
+
+@event_type("user.created", topic="users", source="/accounts")
+@dataclass
+class UserCreated:
+    user_id: str
+    tags: list[str]
+
+
+class Payment(msgspec.Struct):
+    amount: int
+
+
+event_type("payment.made")(Payment)
+
+
+def test_attributes_and_extensions() -> None:
+    event = Event(
+        "order.placed",
+        {"id": 1},
+        source="/shop",
+        id="e-1",
+        subject="order-1",
+        partitionkey="cust-1",
+        correlationid="c-1",
+        extensions={"tenant": "acme", "priority": 3},
+    )
+    assert (event.type, event.source, event.id, event.subject, event.specversion) == (
+        "order.placed",
+        "/shop",
+        "e-1",
+        "order-1",
+        "1.0",
+    )
+    assert event.key == "cust-1"
+    assert event.extensions == {"partitionkey": "cust-1", "correlationid": "c-1", "tenant": "acme", "priority": 3}
+    assert event.to_dict()["data"] == {"id": 1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"type": ""}, "type: expected a non-empty string"),
+        ({"type": "t", "source": 5}, "source: expected a non-empty string"),
+        ({"type": "t", "extensions": {"Bad-Name": "x"}}, "extension 'Bad-Name'"),
+        ({"type": "t", "extensions": {"ok": [1]}}, "expected a string, integer or boolean"),
+        ({"type": "t", "time": datetime(2026, 1, 1)}, "timezone-aware"),
+    ],
+)
+def test_invalid_attributes_name_the_attribute(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidEventError, match=message):
+        Event(**kwargs)  # type: ignore[arg-type]
+
+
+def test_time_accepts_aware_datetimes_and_complete_fills_id_time_source() -> None:
+    event = Event("t", time=datetime(2026, 11, 23, 22, 0, tzinfo=UTC))
+    assert event.time == "2026-11-23T22:00:00Z"
+    bare = Event("t")
+    attrs = complete(bare, "/default")
+    assert attrs["source"] == "/default"
+    assert len(attrs["id"]) == 36
+    assert attrs["time"].endswith("Z")
+
+
+def test_now_is_rfc3339_with_milliseconds() -> None:
+    text = now_rfc3339()
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
+
+
+def test_binary_data_uses_data_base64() -> None:
+    event = Event("blob", b"\x00\x01")
+    assert "data_base64" in event.to_dict()
+    assert event.data == b"\x00\x01"
+
+
+def test_typed_instances_wrap_into_events_of_their_bound_type_and_back() -> None:
+    event = Event.of(UserCreated("u1", ["a"]))
+    assert event.type == "user.created"
+    assert event.source == "/accounts"
+    assert event.data == {"user_id": "u1", "tags": ["a"]}
+    assert event.as_type(UserCreated) == UserCreated("u1", ["a"])
+    assert Event.of(Payment(5)).as_type(Payment) == Payment(5)
+
+
+def test_typed_conversion_errors_name_the_field_path() -> None:
+    with pytest.raises(
+        InvalidEventError, match=r"does not fit UserCreated: Expected `array`, got `str` - at `\$.tags`"
+    ):
+        Event("user.created", {"user_id": "u", "tags": "x"}, id="e").as_type(UserCreated)
+
+
+def test_unknown_fields_are_ignored_so_old_readers_accept_new_events() -> None:
+    event = Event("user.created", {"user_id": "u", "tags": [], "added_later": True})
+    assert event.as_type(UserCreated) == UserCreated("u", [])
+
+
+def test_wrapping_an_unbound_class_is_refused() -> None:
+    with pytest.raises(InvalidEventError, match="not bound to an event type"):
+        Event.of(object())
+
+
+def test_structured_and_binary_forms_decode_to_the_same_dict() -> None:
+    attrs = complete(Event("order.placed", {"amount": 5}, subject="s", extensions={"tenant": "x"}), "/src")
+    structured = decode_record(encode_structured(attrs), None)
+    headers, value = encode_binary(attrs)
+    binary = decode_record(value, headers)
+    assert structured == attrs
+    assert {k: v for k, v in binary.items() if k != "datacontenttype"} == attrs
+    assert dict(headers)["content-type"] == b"application/json"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"", "empty value"),
+        (b"{bad", "not valid JSON"),
+        (b"[1]", "JSON list, not a CloudEvents object"),
+        (b'{"specversion":"1.0","source":"/s","type":"t"}', "id: required attribute is missing"),
+        (b'{"specversion":"0.3","id":"1","source":"/s","type":"t"}', "only '1.0' is supported"),
+        (b'{"specversion":"1.0","id":7,"source":"/s","type":"t"}', "id: expected a non-empty string, got 7"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_undecodable_records_raise_decode_error_naming_the_problem(value: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_record(value, None)
+
+
+def test_binary_records_without_required_headers_are_decode_errors() -> None:
+    with pytest.raises(DecodeError, match="binary mode"):
+        decode_record(b"{}", (("ce_type", b"t"),))
