@@ -59,9 +59,9 @@ class _MembershipTrie:
                 for child in elements.values():
                     yield from child.consistent_with(chosen)
             else:
-                child = elements.get(pinned)
-                if child is not None:
-                    yield from child.consistent_with(chosen)
+                element = elements.get(pinned)
+                if element is not None:
+                    yield from element.consistent_with(chosen)
 
 
 class _Search:

@@ -19,9 +19,7 @@ from eventbus.routing import InvalidPatternError, Pattern, Router, compile_patte
 KEYS = ["a", "b", "c"]
 STRINGS = ["", "x", "xy", "X", "yx", "10.0.0.1", "10.0.0.9", "::1", "0:0::1", "img.png", "ß", "SS"]
 NUMBERS: list[int | float] = [0, 1, 5, 300, -1, 0.5, 300.0, -0.0, 2.5e10]
-LEAVES = st.one_of(
-    st.sampled_from(STRINGS), st.sampled_from(NUMBERS), st.sampled_from([True, False, None])
-)
+LEAVES = st.one_of(st.sampled_from(STRINGS), st.sampled_from(NUMBERS), st.sampled_from([True, False, None]))
 
 EVENT_VALUES = st.recursive(
     LEAVES,
@@ -83,26 +81,27 @@ MANY_RULES_SETTINGS = settings(SETTINGS, max_examples=max(EXAMPLES // 2, 1))
 _ABSENT = object()
 
 
+_SATISFYING: dict[str, Any] = {
+    "prefix": lambda arg, rnd: arg.replace("*", "q") + "z",
+    "suffix": lambda arg, rnd: "z" + arg,
+    "wildcard": lambda arg, rnd: arg.replace("*", "q"),
+    "equals-ignore-case": lambda arg, rnd: arg.swapcase(),
+    "cidr": lambda arg, rnd: "::5" if arg.startswith("::") else arg.split("/")[0].replace(".8", ".9"),
+    "numeric": lambda arg, rnd: float(arg[1]) + (0 if arg[0] in ("=", ">=", "<=") else rnd.choice([-0.5, 0.5])),
+    "exists": lambda arg, rnd: rnd.choice(STRINGS) if arg else _ABSENT,
+    "anything-but": lambda arg, rnd: rnd.choice(["zz", 42]),
+}
+
+
 def _satisfying(matcher: Any, rnd: Random) -> Any:
     """A value that (most likely) satisfies ``matcher``, so that drawn events often match drawn patterns."""
     if not isinstance(matcher, dict):
         return matcher
     ((operator, argument),) = matcher.items()
-    if isinstance(argument, dict):
-        ((_, argument),) = argument.items()
-        return argument.upper() + "z" if operator == "prefix" else "z" + argument.swapcase()
-    if operator in ("prefix", "suffix", "wildcard"):
-        text = argument.replace("*", "q")
-        return text + "z" if operator == "prefix" else "z" + text if operator == "suffix" else text
-    if operator == "equals-ignore-case":
-        return argument.swapcase()
-    if operator == "cidr":
-        return "::5" if argument.startswith("::") else argument.split("/")[0].replace(".8", ".9")
-    if operator == "numeric":
-        return float(argument[1]) + (0 if argument[0] in ("=", ">=", "<=") else rnd.choice([-0.5, 0.5]))
-    if operator == "exists":
-        return rnd.choice(STRINGS) if argument else _ABSENT
-    return rnd.choice(["zz", 42])  # anything-but
+    if isinstance(argument, dict) and operator != "anything-but":
+        ((_, text),) = argument.items()
+        return text.upper() + "z" if operator == "prefix" else "z" + text.swapcase()
+    return _SATISFYING[operator](argument, rnd)
 
 
 def _witness(obj: dict[str, Any], rnd: Random) -> dict[str, Any]:
@@ -118,8 +117,10 @@ def _witness(obj: dict[str, Any], rnd: Random) -> dict[str, Any]:
             part = {} if leaf is _ABSENT else {key: leaf}
         for name, item in part.items():
             if rnd.random() < 0.3:
-                item = [item, rnd.choice(STRINGS)] if not isinstance(item, dict) else [item, {"c": 1}]
-            event[name] = item
+                distractor = {"c": 1} if isinstance(item, dict) else rnd.choice(STRINGS)
+                event[name] = [item, distractor]
+            else:
+                event[name] = item
     return event
 
 
