@@ -1,7 +1,7 @@
 """Start-up: seconds from launching `eventbus run` to its first event processed and committed.
 
-One event waits in a topic of a SQLite log; the benchmark launches ``python -m eventbus run MODULE`` and watches
-the group's committed offset from outside (every millisecond) until it moves, then stops the worker with SIGTERM.
+One event waits in a topic of a SQLite log; the benchmark launches ``python -m eventbus run MODULE`` and reads its
+log until the line the worker writes once its first round is committed, then stops it with SIGTERM.
 Baseline in the same run: a bare ``python -c pass`` (the interpreter's own floor) and ``python -c "import
 eventbus"``.
 
@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -39,18 +38,6 @@ def confirm(event: Event) -> Event:
 """
 
 
-def committed(db_path: Path) -> int:
-    try:
-        db = sqlite3.connect(db_path, timeout=1)
-        try:
-            row = db.execute("SELECT COALESCE(SUM(next_offset), 0) FROM group_offsets").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-    return int(row[0])
-
-
 def time_to_first_event(workdir: Path, env: dict[str, str]) -> float:
     db_path = workdir / "startup.db"
     db_path.unlink(missing_ok=True)
@@ -58,29 +45,18 @@ def time_to_first_event(workdir: Path, env: dict[str, str]) -> float:
         publisher.publish("orders", Event("order.placed", {"order_id": "o-1"}))
     started = time.perf_counter()
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "eventbus",
-            "--log-level",
-            "WARNING",
-            "run",
-            "startup_app",
-            "--broker",
-            f"sqlite:///{db_path}",
-        ],
-        cwd=workdir,
-        env=env,
+        [sys.executable, "-m", "eventbus", "run", "startup_app", "--broker", f"sqlite:///{db_path}"],
+        cwd=workdir, env=env, stderr=subprocess.PIPE, text=True,
     )
+    assert worker.stderr is not None
     try:
-        while committed(db_path) < 1:
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode} before processing")
-            time.sleep(0.001)
-        return time.perf_counter() - started
+        for line in worker.stderr:
+            if "first round committed" in line:
+                return time.perf_counter() - started
+        raise RuntimeError(f"the worker exited with {worker.wait()} before processing")
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker.communicate(timeout=30)
 
 
 def time_command(argv: list[str], env: dict[str, str], cwd: Path) -> float:
