@@ -155,7 +155,12 @@ RevokeListener = Callable[[frozenset[TopicPartition]], None]
 
 
 class Consumer(ABC):
-    """One member of a consumer group, reading the partitions assigned to it."""
+    """One member of a consumer group, reading the partitions assigned to it.
+
+    Threads: `poll`, `caught_up`, `seek`, `assignment` and `close` are called from one thread; `commit` and
+    `publish_and_commit` may be called from another, concurrently with a poll. The revoke listener is called from
+    inside `poll` and may block until a commit running on the other thread has finished.
+    """
 
     @abstractmethod
     def poll(self, max_records: int, timeout_s: float) -> list[RecordBatch]:

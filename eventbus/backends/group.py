@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
 import zlib
@@ -142,6 +143,10 @@ class EmbeddedConsumer(Consumer):
         self._next_claim = 0.0
         self._rotation = 0
         self._closed = False
+        # Partitions a refused commit showed to be lost. Commits may run on another thread than polls, so they
+        # only note the loss here; the polling thread forgets the partitions at its next step.
+        self._lost_on_commit: set[TopicPartition] = set()
+        self._lost_lock = threading.Lock()
 
     @property
     def log(self) -> EmbeddedLog:
@@ -160,6 +165,12 @@ class EmbeddedConsumer(Consumer):
     # -- membership -------------------------------------------------------------------------------------------
 
     def _maintain(self) -> None:
+        if self._lost_on_commit:
+            with self._lost_lock:
+                lost, self._lost_on_commit = self._lost_on_commit, set()
+            for tp in lost:
+                self._positions.pop(tp, None)
+            self._next_heartbeat = 0.0
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._rebalance()
@@ -270,9 +281,8 @@ class EmbeddedConsumer(Consumer):
             self._log.commit_owned(self._group, self._member.member_id, offsets, outputs)
         except PartitionRevokedError:
             # Another member owns some of these now: forget them; the next heartbeat recomputes the rest.
-            for tp in offsets:
-                self._positions.pop(tp, None)
-            self._next_heartbeat = 0.0
+            with self._lost_lock:
+                self._lost_on_commit.update(offsets)
             raise
 
     def close(self) -> None:

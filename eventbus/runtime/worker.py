@@ -12,7 +12,12 @@ One round, in this order (the numbers appear again in the code):
 
 Steps 4 and 5 are one call to the consumer: drivers that can (SQLite, memory) make them one transaction.
 
-Log calls run on one dedicated thread, so async processors keep running while the worker waits for records.
+Log calls run on two threads, so this one only runs processors: a *reader* polls (the next round is read while
+this round is processed) and a *writer* emits and commits (round N is written while round N+1 is processed). At
+most one commit is in flight and commits happen in round order. When the group takes partitions away, the revoke
+listener, called from inside a poll, first waits for the commit in flight, so finished work is committed before
+the partitions move.
+
 SIGINT/SIGTERM stop polling, flush open batch windows, emit, commit, leave the group and return.
 """
 
@@ -23,7 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -88,9 +93,10 @@ class Worker:
         self._open: dict[tuple[int, TopicPartition], _OpenBatch] = {}
         self._revoked: list[frozenset[TopicPartition]] = []
         self._stopping = False
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-io")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-reader")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-writer")
         self._consumer: Consumer | None = None
-        self._in_flight: tuple[asyncio.Future[None], dict[TopicPartition, int], int] | None = None
+        self._in_flight: tuple[Future[None], dict[TopicPartition, int], int] | None = None
 
     @property
     def stopping(self) -> bool:
@@ -100,23 +106,30 @@ class Worker:
         """Ask the worker to finish the current round, flush, commit and return from `run`."""
         self._stopping = True
 
-    async def _io_call(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        return await self._io_submit(func, *args, **kwargs)
+    async def _read(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``func`` on the reader thread and wait for it."""
+        return await self._read_soon(func, *args, **kwargs)
 
-    def _io_submit(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[R]:
-        """Run ``func`` on the log thread; calls run one at a time, in the order they were submitted."""
-        return asyncio.get_running_loop().run_in_executor(self._io, lambda: func(*args, **kwargs))
+    def _read_soon(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[R]:
+        """Start ``func`` on the reader thread; reader calls run one at a time, in submission order."""
+        return asyncio.get_running_loop().run_in_executor(self._reader, lambda: func(*args, **kwargs))
+
+    def _on_revoke(self, lost: frozenset[TopicPartition]) -> None:
+        # Runs on the reader thread inside a poll, before the partitions are released: let the commit in flight
+        # land first (the writer thread finishes it on its own), then hand the loss to the processing thread.
+        in_flight = self._in_flight
+        if in_flight is not None:
+            wait([in_flight[0]])
+        self._revoked.append(lost)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def run(self) -> WorkerStats:
         try:
-            await self._io_call(self._ensure_topics)
-            consumer = await self._io_call(
-                self.log.consumer, self.group, self._dispatcher.topics, self.settings.consumer
-            )
+            await self._read(self._ensure_topics)
+            consumer = await self._read(self.log.consumer, self.group, self._dispatcher.topics, self.settings.consumer)
             self._consumer = consumer
-            consumer.set_revoke_listener(self._revoked.append)
+            consumer.set_revoke_listener(self._on_revoke)
             logger.info(
                 "worker started: app=%s group=%s topics=%s processors=%d log=%s",
                 self.app.name,
@@ -135,8 +148,9 @@ class Worker:
                 await self._settle_commit()
         finally:
             if self._consumer is not None:
-                await self._io_call(self._consumer.close)
-            self._io.shutdown(wait=True)
+                await self._read(self._consumer.close)
+            self._reader.shutdown(wait=True)
+            self._writer.shutdown(wait=True)
         logger.info(
             "worker stopped: %d events in, %d out, %d rounds",
             self.stats.events_in,
@@ -164,21 +178,20 @@ class Worker:
             if prefetched is not None:
                 batches, prefetched = await prefetched, None
             else:
-                batches = await self._io_call(consumer.poll, settings.max_poll_records, self._poll_timeout())  # 1
+                batches = await self._read(consumer.poll, settings.max_poll_records, self._poll_timeout())  # 1
             self._apply_revocations()
             if batches:
                 await self._process(batches)  # 2, 3
             await self._flush_windows(force=False)  # 3 (windows that are due)
             if batches and not self._stopping:
-                # Queue the next poll (without waiting for new records) ahead of this round's commit: the log
-                # thread reads round N+1, then writes round N while this thread processes round N+1.
-                prefetched = self._io_submit(consumer.poll, settings.max_poll_records, 0.0)
+                # Read the next round (without waiting for new records) while this round is being written.
+                prefetched = self._read_soon(consumer.poll, settings.max_poll_records, 0.0)
             await self._checkpoint(consumer)  # 4, 5
             if batches:
                 self.stats.round_latencies_s.append(time.monotonic() - started)
             if not batches and settings.until_idle:
                 await self._settle_commit()
-                if await self._io_call(consumer.caught_up):
+                if await self._read(consumer.caught_up):
                     if not self._open:
                         return
                     # Caught up with events still in batch windows: invoke them now; what they emit may be input
@@ -287,21 +300,22 @@ class Worker:
         if not offsets and not outputs:
             return
         emitted = sum(len(m) for m in outputs.values())
-        self._in_flight = (self._io_submit(consumer.publish_and_commit, outputs, offsets), offsets, emitted)
+        self._in_flight = (self._writer.submit(consumer.publish_and_commit, outputs, offsets), offsets, emitted)
 
     async def _settle_commit(self) -> None:
         """Wait for the commit in flight, if any, and record its outcome."""
         if self._in_flight is None:
             return
         future, offsets, emitted = self._in_flight
-        self._in_flight = None
         try:
-            await future
+            await asyncio.wrap_future(future)
         except PartitionRevokedError as exc:
             logger.warning("commit refused, partitions moved to another member: %s", exc)
             self._revoked.append(frozenset(offsets))
             self._apply_revocations()
             return
+        finally:
+            self._in_flight = None
         self._committed.update(offsets)
         self.stats.events_out += emitted
         self.stats.rounds += 1
