@@ -6,11 +6,12 @@ filled where missing — encoded once, and appended in batches; `publish` return
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from eventbus.backends import open_log
 from eventbus.backends.base import Log, Message, keyed_message
+from eventbus.codecs.binary import encode_binary
 from eventbus.codecs.structured import encode_structured, partition_key
 from eventbus.event import Event, InvalidEventError, binding_of, complete
 
@@ -35,8 +36,22 @@ def to_event(item: Event | object) -> Event:
 
 
 def encode_event(attrs: dict[str, Any]) -> Message:
-    """The record of a complete event on the embedded log: structured JSON, keyed by its partition key."""
+    """The record of a complete event in structured mode: the CloudEvent as JSON, keyed by its partition key."""
     return keyed_message(encode_structured(attrs), partition_key(attrs))
+
+
+def encode_event_binary(attrs: dict[str, Any]) -> Message:
+    """The record of a complete event in binary mode: attributes as ce_* headers, the data as the value."""
+    headers, value = encode_binary(attrs)
+    return Message(value, partition_key(attrs), headers)
+
+
+EventEncoder = Callable[[dict[str, Any]], Message]
+
+
+def encoder_for(log: Log) -> EventEncoder:
+    """How events are written to ``log`` (see `Log.event_mode`)."""
+    return encode_event_binary if log.event_mode == "binary" else encode_event
 
 
 class Publisher:
@@ -46,6 +61,7 @@ class Publisher:
         self._owns_log = not isinstance(log, Log)
         self.log = log if isinstance(log, Log) else open_log(log)
         self.source = source
+        self._encode = encoder_for(self.log)
 
     def publish(self, topic: str, event: Event | object) -> Position:
         """Append one event and return where it landed."""
@@ -53,7 +69,8 @@ class Publisher:
 
     def publish_many(self, topic: str, events: Iterable[Event | object]) -> list[Position]:
         """Append events in one atomic batch, in order."""
-        messages = [encode_event(complete(to_event(e), self.source)) for e in events]
+        encode = self._encode
+        messages = [encode(complete(to_event(e), self.source)) for e in events]
         if not messages:
             return []
         return [Position(topic, p, o) for p, o in self.log.append(topic, messages)]

@@ -15,7 +15,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from eventbus.errors import TopicNotFoundError
 
@@ -219,6 +219,9 @@ class Log(ABC):
     url: str
     default_partitions: int = 1
     auto_create: bool = True
+    # How events are laid out in this log's records: "structured" (the whole CloudEvent as the JSON value) or
+    # "binary" (attributes in ce_* headers, the data as the value: the CloudEvents Kafka binding).
+    event_mode: Literal["structured", "binary"] = "structured"
 
     def ensure_topic(self, name: str, partitions: int | None = None) -> TopicInfo:
         """The topic, created if missing (with ``partitions``, else the log's default when it auto-creates)."""
@@ -304,9 +307,15 @@ class ConsumerSettings:
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0
     member_name: str | None = None
+    # "exactly_once": outputs and offsets commit atomically. The embedded logs always do; Kafka uses transactions.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     def __post_init__(self) -> None:
         if self.reset not in {"earliest", "latest"}:
             raise ValueError(f"reset must be 'earliest' or 'latest', got {self.reset!r}")
+        if self.processing_guarantee not in {"at_least_once", "exactly_once"}:
+            raise ValueError(
+                f"processing_guarantee must be 'at_least_once' or 'exactly_once', got {self.processing_guarantee!r}"
+            )
         if self.heartbeat_interval_s <= 0 or self.session_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("session_timeout_s must be greater than heartbeat_interval_s, both positive")

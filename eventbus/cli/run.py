@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the partitions")
     parser.add_argument("--until-idle", action="store_true", help="stop once every subscribed partition is caught up")
     parser.add_argument("--max-poll-records", type=int, default=2000, help="records per poll (default 2000)")
+    parser.add_argument(
+        "--guarantee",
+        choices=["at_least_once", "exactly_once"],
+        default="at_least_once",
+        help="exactly_once commits outputs and offsets atomically (SQLite always does; Kafka uses transactions)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -33,13 +39,19 @@ def handle(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _supervise(args)
     from eventbus.backends import open_log
+    from eventbus.backends.base import ConsumerSettings
     from eventbus.loader import load_app
     from eventbus.runtime import Worker, WorkerSettings, run_worker
 
     app = load_app(args.app)
     log = open_log(args.broker)
     try:
-        settings = WorkerSettings(group=args.group, until_idle=args.until_idle, max_poll_records=args.max_poll_records)
+        settings = WorkerSettings(
+            group=args.group,
+            until_idle=args.until_idle,
+            max_poll_records=args.max_poll_records,
+            consumer=ConsumerSettings(processing_guarantee=args.guarantee),
+        )
         run_worker(Worker(app, log, settings))
     finally:
         log.close()
@@ -55,7 +67,7 @@ def _supervise(args: argparse.Namespace) -> int:
     for flag, value in (("--broker", args.broker), ("--group", args.group)):
         if value:
             argv += [flag, value]
-    argv += ["--max-poll-records", str(args.max_poll_records)]
+    argv += ["--max-poll-records", str(args.max_poll_records), "--guarantee", args.guarantee]
     if args.until_idle:
         argv.append("--until-idle")
     children = [subprocess.Popen(argv, env=os.environ.copy()) for _ in range(args.workers)]

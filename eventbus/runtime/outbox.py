@@ -12,7 +12,7 @@ from typing import Any
 
 from eventbus.backends.base import Message
 from eventbus.event import Event, binding_of, new_event_id, now_rfc3339
-from eventbus.publisher import encode_event
+from eventbus.publisher import EventEncoder
 
 
 class OutputError(TypeError):
@@ -20,10 +20,11 @@ class OutputError(TypeError):
 
 
 class Outbox:
-    __slots__ = ("_source", "count", "messages")
+    __slots__ = ("_encode", "_source", "count", "messages")
 
-    def __init__(self, default_source: str) -> None:
+    def __init__(self, default_source: str, encode: EventEncoder) -> None:
         self._source = default_source
+        self._encode = encode
         self.messages: dict[str, list[Message]] = {}
         self.count = 0
 
@@ -56,7 +57,7 @@ class Outbox:
             attrs["time"] = now_rfc3339()
         if "source" not in attrs:
             attrs["source"] = self._source
-        message = encode_event(attrs)
+        message = self._encode(attrs)
         bucket = self.messages.get(topic)
         if bucket is None:
             self.messages[topic] = [message]

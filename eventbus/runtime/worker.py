@@ -38,6 +38,7 @@ from eventbus.backends.base import Consumer, ConsumerSettings, Log, RecordBatch,
 from eventbus.errors import ConfigurationError, PartitionRevokedError
 from eventbus.runtime.dispatch import Dispatcher, RoutedBatch
 from eventbus.runtime.invoke import call_batch, call_each, call_each_async
+from eventbus.publisher import encoder_for
 from eventbus.runtime.outbox import Outbox
 
 logger = logging.getLogger("eventbus.worker")
@@ -87,7 +88,7 @@ class Worker:
         self.group = self.settings.group or app.name
         self.stats = WorkerStats()
         self._dispatcher = Dispatcher(app.processors)
-        self._outbox = Outbox(app.source)
+        self._outbox = Outbox(app.source, encoder_for(log))
         self._positions: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._open: dict[tuple[int, TopicPartition], _OpenBatch] = {}
