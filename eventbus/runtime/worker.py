@@ -36,9 +36,9 @@ from eventbus.app import App
 from eventbus.app.processor import Processor
 from eventbus.backends.base import Consumer, ConsumerSettings, Log, RecordBatch, TopicPartition
 from eventbus.errors import ConfigurationError, PartitionRevokedError
+from eventbus.publisher import encoder_for
 from eventbus.runtime.dispatch import Dispatcher, RoutedBatch
 from eventbus.runtime.invoke import call_batch, call_each, call_each_async
-from eventbus.publisher import encoder_for
 from eventbus.runtime.outbox import Outbox
 
 logger = logging.getLogger("eventbus.worker")
