@@ -45,10 +45,6 @@ class Condition:
                     return True
         return False
 
-    def selectivity(self) -> int:
-        """The selectivity class of the least selective matcher: any of them can make the path match."""
-        return max(m.selectivity() for m in self.matchers) if self.matchers else 0
-
     def __repr__(self) -> str:
         absence = ", exists:false" if self.allows_absence else ""
         return f"Condition({self.path!r}, {len(self.matchers)} matchers{absence})"

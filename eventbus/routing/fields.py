@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from eventbus.routing.numbers import NumberLiteral
+
 # A value's membership: (array id, element index) for every array it sits in through an object or array element.
 Membership = tuple[tuple[int, int], ...]
 Found = dict[int, list[Any]]
 Tracked = dict[int, list[tuple[Any, Membership]]]
 
 _MISSING = object()
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None), NumberLiteral})
 
 
 class PathNode:
@@ -121,25 +124,55 @@ def _has_dotted_key(obj: dict[Any, Any]) -> bool:
 
 
 def _walk_object(obj: dict[Any, Any], node: PathNode, found: Found) -> bool:
+    """Visit the watched members of one object; True if an object inside an array was entered."""
     children = node.children
-    nested = False
     if node.deep and _has_dotted_key(obj):
-        for key, value in obj.items():
-            child = _descend(node, key)
-            if child is not None:
-                nested = _visit(value, child, found) or nested
-        return nested
-    if len(children) <= len(obj):
-        for key, child in children.items():
-            value = obj.get(key, _MISSING)
-            if value is not _MISSING:
-                nested = _visit(value, child, found) or nested
-    else:
-        for key, value in obj.items():
-            child = children.get(key)
-            if child is not None:
-                nested = _visit(value, child, found) or nested
+        return _walk_dotted_object(obj, node, found)
+    nested = False
+    # Probe whichever is smaller: the watched keys, or the object's keys.
+    for key in children if len(children) <= len(obj) else obj:
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            continue
+        child = children.get(key)
+        if child is None:
+            continue
+        # Leaves first, by exact type: they are most of what an event holds.
+        if type(value) in _LEAF_TYPES:
+            path_id = child.path_id
+            if path_id >= 0:
+                bucket = found.get(path_id)
+                if bucket is None:
+                    found[path_id] = [value]
+                else:
+                    bucket.append(value)
+        elif _visit_container(value, child, found):
+            nested = True
     return nested
+
+
+def _walk_dotted_object(obj: dict[Any, Any], node: PathNode, found: Found) -> bool:
+    nested = False
+    for key, value in obj.items():
+        child = _descend(node, key)
+        if child is None:
+            continue
+        if type(value) in _LEAF_TYPES:
+            if child.path_id >= 0:
+                found.setdefault(child.path_id, []).append(value)
+        elif _visit_container(value, child, found):
+            nested = True
+    return nested
+
+
+def _visit_container(value: Any, node: PathNode, found: Found) -> bool:
+    if isinstance(value, dict):
+        return bool(node.children) and _walk_object(value, node, found)
+    if isinstance(value, list):
+        return _walk_array(value, node, found)
+    if node.path_id >= 0:  # some other Python object: a leaf that only exists:true can match
+        found.setdefault(node.path_id, []).append(value)
+    return False
 
 
 def _descend(node: PathNode, key: object) -> PathNode | None:
@@ -151,23 +184,9 @@ def _descend(node: PathNode, key: object) -> PathNode | None:
     return target
 
 
-def _visit(value: Any, node: PathNode, found: Found) -> bool:
-    if isinstance(value, dict):
-        return bool(node.children) and _walk_object(value, node, found)
-    if isinstance(value, list):
-        return _walk_array(value, node, found)
-    path_id = node.path_id
-    if path_id >= 0:
-        bucket = found.get(path_id)
-        if bucket is None:
-            found[path_id] = [value]
-        else:
-            bucket.append(value)
-    return False
-
-
 def _walk_array(items: list[Any], node: PathNode, found: Found) -> bool:
     nested = False
+    path_id = node.path_id
     for item in items:
         if isinstance(item, dict):
             if node.children:
@@ -175,10 +194,10 @@ def _walk_array(items: list[Any], node: PathNode, found: Found) -> bool:
                 nested = True
         elif isinstance(item, list):
             nested = _walk_array(item, node, found) or nested
-        elif node.path_id >= 0:
-            bucket = found.get(node.path_id)
+        elif path_id >= 0:
+            bucket = found.get(path_id)
             if bucket is None:
-                found[node.path_id] = [item]
+                found[path_id] = [item]
             else:
                 bucket.append(item)
     return nested

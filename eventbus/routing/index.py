@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -32,6 +33,7 @@ from eventbus.routing.matchers import (
     WildcardMatcher,
 )
 from eventbus.routing.numbers import NumberLiteral, number_key, numeric_double
+from eventbus.routing.wildcard import Wildcard
 
 SubRuleId = int
 Checked = tuple[Matcher, SubRuleId]
@@ -49,41 +51,60 @@ def _unfile(table: dict[Any, list[Any]], key: Hashable, item: Any) -> None:
 
 
 class _ByLength:
-    """Strings grouped by length, probed with one slice per distinct length (prefixes or suffixes)."""
+    """Strings grouped by length, probed with one slice per distinct length (prefixes or suffixes).
 
-    __slots__ = ("from_end", "lengths", "tables")
+    ``stems`` counts the proper leading parts (trailing parts, for suffixes) of every key: once a slice of the
+    probed text is neither a key nor a stem, no longer key can match and probing stops.
+    """
+
+    __slots__ = ("from_end", "lengths", "stems", "tables")
 
     def __init__(self, *, from_end: bool) -> None:
         self.from_end = from_end
         self.tables: dict[int, dict[str, list[Any]]] = {}
         self.lengths: list[int] = []
+        self.stems: Counter[str] = Counter()
+
+    def _parts(self, text: str) -> list[str]:
+        return [text[-size:] if self.from_end else text[:size] for size in range(1, len(text))]
 
     def add(self, text: str, item: Any) -> None:
         table = self.tables.get(len(text))
         if table is None:
             table = self.tables[len(text)] = {}
             self.lengths = sorted(self.tables)
+        if text not in table:
+            self.stems.update(self._parts(text))
         _file(table, text, item)
 
     def remove(self, text: str, item: Any) -> None:
         table = self.tables[len(text)]
         _unfile(table, text, item)
+        if text not in table:
+            self.stems.subtract(self._parts(text))
+            self.stems += Counter()  # drop the parts no key has any more
         if not table:
             del self.tables[len(text)]
             self.lengths = sorted(self.tables)
 
-    def probe(self, text: str) -> list[list[Any]]:
-        """The buckets whose key is a prefix (or suffix) of ``text``."""
+    def count(self, text: str) -> int:
+        return len(self.tables.get(len(text), {}).get(text, ()))
+
+    def buckets(self, text: str) -> list[list[Any]]:
+        """The buckets of every key that is a prefix (or suffix) of ``text``."""
         size = len(text)
-        hits = []
+        tables, stems, from_end = self.tables, self.stems, self.from_end
+        found = []
         for length in self.lengths:
             if length > size:
                 break
-            key = text[size - length :] if self.from_end else text[:length]
-            bucket = self.tables[length].get(key)
+            part = text[size - length :] if from_end else text[:length]
+            bucket = tables[length].get(part)
             if bucket is not None:
-                hits.append(bucket)
-        return hits
+                found.append(bucket)
+            if part not in stems:
+                break
+        return found
 
 
 class _RangeTree:
@@ -97,8 +118,8 @@ class _RangeTree:
         self._nodes: dict[int, list[SubRuleId]] | None = None
         self._size = 1
 
-    def __bool__(self) -> bool:
-        return bool(self._entries)
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def add(self, numeric: NumericRange, sub_rule: SubRuleId) -> None:
         self._entries.append((numeric, sub_rule))
@@ -177,7 +198,9 @@ class ValueIndex:
         self.ranges = _RangeTree()
         self.any_value: list[SubRuleId] = []
         self.scanned: list[Checked] = []
-        self._string_probes: tuple[Callable[[str, set[SubRuleId]], None], ...] = ()
+        # The non-empty prefix/suffix tables, each with: are its buckets (matcher, sub-rule) pairs to check,
+        # and is it keyed by the case-insensitive key of the text rather than the text itself?
+        self._affix_tables: tuple[tuple[_ByLength, bool, bool], ...] = ()
 
     # -- filing -------------------------------------------------------------------------------------------
 
@@ -190,14 +213,48 @@ class ValueIndex:
         self.size -= 1
 
     def fanout(self, matcher: Matcher) -> int:
-        """How many anchors already share this matcher's bucket (to spread anchors over rarer values)."""
+        """How many anchors already sit in the bucket this matcher would join (to spread anchors out)."""
+        if isinstance(matcher, EqualsString | EqualsNumber | EqualsLiteral):
+            table, key = self._exact_bucket(matcher)
+            return len(table.get(key, ()))
+        if isinstance(matcher, EqualsIp):
+            return len(self.addresses.get((matcher.family_bits,) * 2, {}).get(matcher.address, ()))
+        if isinstance(matcher, Cidr):
+            table = self.addresses.get((matcher.family_bits, matcher.prefix_bits), {})
+            return len(table.get(matcher.network, ()))
+        if isinstance(matcher, Prefix | Suffix):
+            return (self.prefixes if isinstance(matcher, Prefix) else self.suffixes).count(matcher.text)
+        return self._fanout_checked(matcher)
+
+    def _exact_bucket(
+        self, matcher: EqualsString | EqualsNumber | EqualsLiteral
+    ) -> tuple[dict[Any, list[SubRuleId]], Hashable]:
         if isinstance(matcher, EqualsString):
-            return len(self.strings.get(matcher.text, ()))
+            return self.strings, matcher.text
         if isinstance(matcher, EqualsNumber):
-            return len(self.numbers.get(matcher.key, ()))
-        if isinstance(matcher, EqualsLiteral):
-            return len(self.literals.get(_literal_key(matcher.literal), ()))
-        return 0
+            return self.numbers, matcher.key
+        return self.literals, _literal_key(matcher.literal)
+
+    def _fanout_checked(self, matcher: Matcher) -> int:
+        if isinstance(matcher, NumericRange):
+            return len(self.ranges)
+        if isinstance(matcher, Exists):
+            return len(self.any_value)
+        if isinstance(matcher, IgnoreCase) and casefold.indexable(matcher.text):
+            key = casefold.index_key(matcher.text)
+            if matcher.anchor == "full":
+                return len(self.folded.get(key, ()))
+            return (self.folded_prefixes if matcher.anchor == "start" else self.folded_suffixes).count(key)
+        if isinstance(matcher, WildcardMatcher):
+            return self._fanout_wildcard(matcher.wildcard)
+        return len(self.scanned)
+
+    def _fanout_wildcard(self, wildcard: Wildcard) -> int:
+        if wildcard.whole is not None:
+            return len(self.strings.get(wildcard.whole, ()))
+        if wildcard.head:
+            return self.wildcard_heads.count(wildcard.head)
+        return self.wildcard_tails.count(wildcard.tail)
 
     def _change(
         self,
@@ -208,12 +265,8 @@ class ValueIndex:
         add: bool,
     ) -> None:
         checked = (matcher, sub_rule)
-        if isinstance(matcher, EqualsString):
-            edit(self.strings, matcher.text, sub_rule)
-        elif isinstance(matcher, EqualsNumber):
-            edit(self.numbers, matcher.key, sub_rule)
-        elif isinstance(matcher, EqualsLiteral):
-            edit(self.literals, _literal_key(matcher.literal), sub_rule)
+        if isinstance(matcher, EqualsString | EqualsNumber | EqualsLiteral):
+            edit(*self._exact_bucket(matcher), sub_rule)
         elif isinstance(matcher, EqualsIp):
             self._change_address(matcher.family_bits, matcher.family_bits, matcher.address, sub_rule, add=add)
         elif isinstance(matcher, Cidr):
@@ -225,7 +278,7 @@ class ValueIndex:
         elif not self._change_keyed(matcher, checked, edit, add=add):
             # Matchers that accept most values, or that no key can narrow down, are tried one by one.
             (self.scanned.append if add else self.scanned.remove)(checked)
-        self._string_probes = self._active_string_probes()
+        self._affix_tables = self._active_affix_tables()
 
     def _change_keyed(
         self,
@@ -294,17 +347,16 @@ class ValueIndex:
         (table.add if add else table.remove)(key, checked)
         return True
 
-    def _active_string_probes(self) -> tuple[Callable[[str, set[SubRuleId]], None], ...]:
-        probes: list[Callable[[str, set[SubRuleId]], None]] = []
-        if self.prefixes.tables or self.suffixes.tables:
-            probes.append(self._probe_affixes)
-        if self.addresses:
-            probes.append(self._probe_address)
-        if self.folded or self.folded_prefixes.tables or self.folded_suffixes.tables:
-            probes.append(self._probe_folded)
-        if self.wildcard_heads.tables or self.wildcard_tails.tables:
-            probes.append(self._probe_wildcards)
-        return tuple(probes)
+    def _active_affix_tables(self) -> tuple[tuple[_ByLength, bool, bool], ...]:
+        tables = (
+            (self.prefixes, False, False),
+            (self.suffixes, False, False),
+            (self.wildcard_heads, True, False),
+            (self.wildcard_tails, True, False),
+            (self.folded_prefixes, True, True),
+            (self.folded_suffixes, True, True),
+        )
+        return tuple(entry for entry in tables if entry[0].tables)
 
     # -- looking up ---------------------------------------------------------------------------------------
 
@@ -316,8 +368,12 @@ class ValueIndex:
                 hit = strings.get(value)
                 if hit is not None:
                     out.update(hit)
-                for probe in self._string_probes:
-                    probe(value, out)
+                if self._affix_tables:
+                    self._probe_affixes(value, out)
+                if self.folded:
+                    self._probe_folded(value, out)
+                if self.addresses:
+                    self._probe_address(value, out)
             elif value is None or value is True or value is False:
                 hit = self.literals.get(_literal_key(value))
                 if hit is not None:
@@ -341,10 +397,19 @@ class ValueIndex:
                 self.ranges.stab(number, out)
 
     def _probe_affixes(self, text: str, out: set[SubRuleId]) -> None:
-        for bucket in self.prefixes.probe(text):
-            out.update(bucket)
-        for bucket in self.suffixes.probe(text):
-            out.update(bucket)
+        folded_key = None
+        for table, checked, folded in self._affix_tables:
+            key = text
+            if folded:
+                folded_key = folded_key or casefold.index_key(text)
+                key = folded_key
+            for bucket in table.buckets(key):
+                if not checked:
+                    out.update(bucket)
+                    continue
+                for matcher, sub_rule in bucket:
+                    if matcher.matches(text):
+                        out.add(sub_rule)
 
     def _probe_address(self, text: str, out: set[SubRuleId]) -> None:
         parsed = parse_ip(text)
@@ -358,21 +423,29 @@ class ValueIndex:
                     out.update(hit)
 
     def _probe_folded(self, text: str, out: set[SubRuleId]) -> None:
-        key = casefold.index_key(text)
-        buckets = self.folded_prefixes.probe(key) + self.folded_suffixes.probe(key)
-        exact = self.folded.get(key)
-        if exact is not None:
-            buckets.append(exact)
-        for bucket in buckets:
-            for matcher, sub_rule in bucket:
-                if matcher.matches(text):
-                    out.add(sub_rule)
+        for matcher, sub_rule in self.folded.get(casefold.index_key(text), ()):
+            if matcher.matches(text):
+                out.add(sub_rule)
 
-    def _probe_wildcards(self, text: str, out: set[SubRuleId]) -> None:
-        for bucket in self.wildcard_heads.probe(text) + self.wildcard_tails.probe(text):
-            for matcher, sub_rule in bucket:
-                if matcher.matches(text):
-                    out.add(sub_rule)
+
+_BUCKET_KEYS: dict[type[Matcher], Callable[[Any], Hashable]] = {
+    EqualsString: lambda m: ("=", m.text),
+    EqualsNumber: lambda m: ("#", m.key),
+    EqualsLiteral: lambda m: ("literal", _literal_key(m.literal)),
+    EqualsIp: lambda m: ("ip", m.family_bits, m.address),
+    Cidr: lambda m: ("cidr", m.family_bits, m.prefix_bits, m.network),
+    Prefix: lambda m: ("prefix", m.text),
+    Suffix: lambda m: ("suffix", m.text),
+    IgnoreCase: lambda m: ("ignore-case", m.anchor, m.text),
+    WildcardMatcher: lambda m: ("wildcard", m.wildcard.source),
+    NumericRange: lambda m: ("numeric", m.low, m.low_inclusive, m.high, m.high_inclusive),
+}
+
+
+def bucket_key(matcher: Matcher) -> Hashable:
+    """What a matcher keys on, so that two matchers naming the same value or argument compare equal."""
+    key_of = _BUCKET_KEYS.get(type(matcher))
+    return key_of(matcher) if key_of is not None else (type(matcher).__name__,)
 
 
 def _literal_key(literal: object) -> str:

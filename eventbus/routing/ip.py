@@ -7,11 +7,13 @@ colon (IPv6). Anything else, including IPv4-mapped IPv6 with a dotted tail, is n
 from __future__ import annotations
 
 import re
+import socket
 
 IPV4_BITS = 32
 IPV6_BITS = 128
 
-_IPV4_SHAPE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+# Four dot-separated decimal runs; a leading zero is ambiguous (octal or decimal?), so such literals are refused.
+_IPV4_SHAPE = re.compile(r"(?:(?:0|[1-9][0-9]{0,2})\.){3}(?:0|[1-9][0-9]{0,2})")
 _IPV6_SHAPE = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*")
 _MASK_BITS = re.compile(r"[+-]?[0-9]+")
 
@@ -19,28 +21,16 @@ _MASK_BITS = re.compile(r"[+-]?[0-9]+")
 def parse_ip(text: str) -> tuple[int, int] | None:
     """``(family_bits, address)`` for an IPv4/IPv6 literal of an accepted shape, else ``None``."""
     if _IPV4_SHAPE.fullmatch(text):
-        return _parse_ipv4(text)
-    if _IPV6_SHAPE.fullmatch(text):
-        from ipaddress import AddressValueError, IPv6Address
-
-        try:
-            return IPV6_BITS, int(IPv6Address(text))
-        except AddressValueError:
-            return None
-    return None
-
-
-def _parse_ipv4(text: str) -> tuple[int, int] | None:
-    address = 0
-    for part in text.split("."):
-        # Leading zeros are ambiguous (octal or decimal?), so such literals are not addresses.
-        if len(part) > 3 or (len(part) > 1 and part[0] == "0"):
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        address = (address << 8) | octet
-    return IPV4_BITS, address
+        family, family_bits = socket.AF_INET, IPV4_BITS
+    elif _IPV6_SHAPE.fullmatch(text):
+        family, family_bits = socket.AF_INET6, IPV6_BITS
+    else:
+        return None
+    try:
+        packed = socket.inet_pton(family, text)
+    except OSError:  # an octet over 255, two "::", a group of five hex digits...
+        return None
+    return family_bits, int.from_bytes(packed, "big")
 
 
 def parse_cidr(text: str) -> tuple[int, int, int]:

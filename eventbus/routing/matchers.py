@@ -1,8 +1,9 @@
 """Value matchers: the compiled elements of a leaf array (spec §3-§8).
 
 Each matcher answers ``matches(value)`` for one leaf value of the event: a ``str``, ``int``, ``float``,
-:class:`NumberLiteral`, ``True``, ``False`` or ``None``. ``selectivity`` ranks how few values a matcher
-typically accepts (lower is rarer); the router indexes a rule under its most selective condition.
+:class:`NumberLiteral`, ``True``, ``False`` or ``None``. ``breadth()`` guesses how many values a matcher
+accepts, relative to an exact value (1.0); the router files a rule under the condition it expects to
+trigger least often.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from eventbus.routing.ip import network_of, parse_ip
 from eventbus.routing.numbers import is_number, number_key, numeric_double
 from eventbus.routing.wildcard import Wildcard
 
-# Selectivity classes, from "accepts one value" to "accepts almost everything".
-EXACT = 0
-NARROW = 1
-RANGE = 2
-BROAD = 3
-NEGATIVE = 4
+# Breadth guesses, relative to an exact value. They only steer which condition a rule is filed under.
+EXACT = 1.0
+EQUAL_NUMBER = 2.0
+RANGE = 16.0
+BROAD = 64.0
+NEGATIVE = 256.0
+
+
+def affix_breadth(literal_length: int) -> float:
+    """A prefix, suffix or wildcard with this many literal characters to key on: longer is rarer."""
+    return 1.0 + 4.0 / literal_length if literal_length else BROAD
 
 
 class Matcher:
@@ -28,7 +34,7 @@ class Matcher:
 
     __slots__ = ()
 
-    def selectivity(self) -> int:
+    def breadth(self) -> float:
         return BROAD
 
     def matches(self, value: object) -> bool:
@@ -40,7 +46,7 @@ class EqualsString(Matcher):
 
     __slots__ = ("text",)
 
-    def selectivity(self) -> int:
+    def breadth(self) -> float:
         return EXACT
 
     def __init__(self, text: str) -> None:
@@ -55,7 +61,7 @@ class EqualsIp(Matcher):
 
     __slots__ = ("address", "family_bits", "text")
 
-    def selectivity(self) -> int:
+    def breadth(self) -> float:
         return EXACT
 
     def __init__(self, text: str, family_bits: int, address: int) -> None:
@@ -74,7 +80,7 @@ class EqualsNumber(Matcher):
 
     __slots__ = ("key",)
 
-    def selectivity(self) -> int:
+    def breadth(self) -> float:
         return EXACT
 
     def __init__(self, key: Hashable) -> None:
@@ -89,7 +95,7 @@ class EqualsLiteral(Matcher):
 
     __slots__ = ("literal",)
 
-    def selectivity(self) -> int:
+    def breadth(self) -> float:
         return EXACT
 
     def __init__(self, literal: bool | None) -> None:
@@ -105,8 +111,8 @@ class Prefix(Matcher):
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def selectivity(self) -> int:
-        return NARROW if self.text else BROAD
+    def breadth(self) -> float:
+        return affix_breadth(len(self.text))
 
     def matches(self, value: object) -> bool:
         return isinstance(value, str) and value.startswith(self.text)
@@ -118,8 +124,8 @@ class Suffix(Matcher):
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def selectivity(self) -> int:
-        return NARROW if self.text else BROAD
+    def breadth(self) -> float:
+        return affix_breadth(len(self.text))
 
     def matches(self, value: object) -> bool:
         return isinstance(value, str) and value.endswith(self.text)
@@ -135,10 +141,8 @@ class IgnoreCase(Matcher):
         self.anchor = anchor
         self.regex: Regex[str] = casefold.compile_any([text], anchor=anchor)
 
-    def selectivity(self) -> int:
-        if self.anchor == "full":
-            return EXACT
-        return NARROW if self.text else BROAD
+    def breadth(self) -> float:
+        return EXACT if self.anchor == "full" else affix_breadth(len(self.text))
 
     def matches(self, value: object) -> bool:
         if not isinstance(value, str):
@@ -156,9 +160,9 @@ class WildcardMatcher(Matcher):
     def __init__(self, wildcard: Wildcard) -> None:
         self.wildcard = wildcard
 
-    def selectivity(self) -> int:
+    def breadth(self) -> float:
         wildcard = self.wildcard
-        return NARROW if wildcard.whole is not None or wildcard.head or wildcard.tail else BROAD
+        return EXACT if wildcard.whole is not None else affix_breadth(len(wildcard.head or wildcard.tail))
 
     def matches(self, value: object) -> bool:
         return isinstance(value, str) and self.wildcard.matches(value)
@@ -169,8 +173,8 @@ class NumericRange(Matcher):
 
     __slots__ = ("high", "high_inclusive", "low", "low_inclusive")
 
-    def selectivity(self) -> int:
-        return RANGE
+    def breadth(self) -> float:
+        return EQUAL_NUMBER if self.low == self.high else RANGE
 
     def __init__(self, low: float, low_inclusive: bool, high: float, high_inclusive: bool) -> None:
         self.low = low
@@ -193,8 +197,8 @@ class Cidr(Matcher):
 
     __slots__ = ("family_bits", "network", "prefix_bits")
 
-    def selectivity(self) -> int:
-        return NARROW
+    def breadth(self) -> float:
+        return affix_breadth(self.prefix_bits // 4)
 
     def __init__(self, family_bits: int, network: int, prefix_bits: int) -> None:
         self.family_bits = family_bits
@@ -224,7 +228,7 @@ class AnythingBut(Matcher):
 
     __slots__ = ()
 
-    def selectivity(self) -> int:
+    def breadth(self) -> float:
         return NEGATIVE
 
     def excludes(self, value: object) -> bool:

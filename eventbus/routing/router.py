@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from eventbus.routing.anchoring import PathStatistics, choose_anchor
 from eventbus.routing.conditions import SubRule
 from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
@@ -28,6 +29,7 @@ from eventbus.routing.index import ValueIndex
 from eventbus.routing.pattern import DEFAULT_MAX_SIZE, Pattern, compile_pattern
 
 T = TypeVar("T")
+_FIRST_REVIEW = 4
 
 
 @dataclass(slots=True)
@@ -61,8 +63,11 @@ class Router(Generic[T]):
         self._indexes: dict[int, ValueIndex] = {}
         # Path id -> sub-rules anchored on that path being absent (sub-rules made only of exists:false paths).
         self._absent_anchors: dict[int, list[int]] = {}
+        self._statistics = PathStatistics()
         self._next_rule_id = 0
         self._next_sub_rule_id = 0
+        # Anchors chosen while few rules were known are reviewed whenever the number of sub-rules doubles.
+        self._next_review = _FIRST_REVIEW
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -152,9 +157,27 @@ class Router(Generic[T]):
         sub_rule_id = self._next_sub_rule_id
         self._next_sub_rule_id += 1
         bound = tuple((self._paths.acquire(c.path), c) for c in sub_rule)
-        anchor = self._choose_anchor(bound)
-        rest = tuple(b for b in bound if b is not anchor)
-        self._sub_rules[sub_rule_id] = _SubRule(rule_id, bound, anchor, rest)
+        for condition in bound:
+            self._statistics.add(condition)
+        anchor = choose_anchor(bound, self._indexes, self._statistics)
+        self._sub_rules[sub_rule_id] = _SubRule(rule_id, bound, anchor, ())
+        self._attach(sub_rule_id, anchor)
+        if len(self._sub_rules) >= self._next_review:
+            self._review_anchors()
+        return sub_rule_id
+
+    def _unfile(self, sub_rule_id: int) -> None:
+        sub_rule = self._sub_rules[sub_rule_id]
+        self._detach(sub_rule_id)
+        del self._sub_rules[sub_rule_id]
+        for condition in sub_rule.conditions:
+            self._statistics.remove(condition)
+            self._paths.release(condition[1].path)
+
+    def _attach(self, sub_rule_id: int, anchor: BoundCondition) -> None:
+        sub_rule = self._sub_rules[sub_rule_id]
+        sub_rule.anchor = anchor
+        sub_rule.rest = tuple(b for b in sub_rule.conditions if b is not anchor)
         path_id, condition = anchor
         index = self._indexes.get(path_id)
         if index is None:
@@ -163,11 +186,9 @@ class Router(Generic[T]):
             index.add(matcher, sub_rule_id)
         if condition.allows_absence:
             self._absent_anchors.setdefault(path_id, []).append(sub_rule_id)
-        return sub_rule_id
 
-    def _unfile(self, sub_rule_id: int) -> None:
-        sub_rule = self._sub_rules.pop(sub_rule_id)
-        path_id, condition = sub_rule.anchor
+    def _detach(self, sub_rule_id: int) -> None:
+        path_id, condition = self._sub_rules[sub_rule_id].anchor
         index = self._indexes[path_id]
         for matcher in condition.matchers:
             index.remove(matcher, sub_rule_id)
@@ -178,23 +199,10 @@ class Router(Generic[T]):
             anchored.remove(sub_rule_id)
             if not anchored:
                 del self._absent_anchors[path_id]
-        for _, bound_condition in sub_rule.conditions:
-            self._paths.release(bound_condition.path)
 
-    def _choose_anchor(self, bound: tuple[BoundCondition, ...]) -> BoundCondition:
-        """The condition to file the sub-rule under.
-
-        Only a condition that needs a value can anchor by value; the rarest selectivity class wins, then the
-        least crowded bucket. A sub-rule made only of ``exists: false`` conditions is anchored on its first
-        condition in path order: that one is evaluated before any array element is picked, so "absent" there
-        simply means "no value at all".
-        """
-        needing_value = [b for b in bound if not b[1].allows_absence]
-        if not needing_value:
-            return bound[0]
-        return min(needing_value, key=lambda b: (b[1].selectivity(), self._fanout(b)))
-
-    def _fanout(self, bound: BoundCondition) -> int:
-        path_id, condition = bound
-        index = self._indexes.get(path_id)
-        return sum(index.fanout(m) for m in condition.matchers) if index is not None else 0
+    def _review_anchors(self) -> None:
+        """Choose every anchor again with what is known now; done each time the router doubles in size."""
+        self._next_review = 2 * len(self._sub_rules)
+        for sub_rule_id, sub_rule in self._sub_rules.items():
+            self._detach(sub_rule_id)
+            self._attach(sub_rule_id, choose_anchor(sub_rule.conditions, self._indexes, self._statistics))
