@@ -11,17 +11,49 @@ hook that keeps such numbers as :class:`NumberLiteral`.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
 from eventbus.routing.numbers import NumberLiteral, representable_double
 
-# A number token with an exponent, or a run of 17+ digits/dots (16+ significant digits): either may not survive
-# orjson's conversion to float. Matches inside strings only cost a slower parse, never a wrong answer.
-_RISKY_NUMBER_BYTES = re.compile(rb"[:,\[]\s*-?[0-9.]+[eE]|[0-9.]{17,}")
-_RISKY_NUMBER_TEXT = re.compile(r"[:,\[]\s*-?[0-9.]+[eE]|[0-9.]{17,}")
+
+def _character_classes() -> bytes:
+    # Each byte of the raw event is mapped to its class, so that the searches below run over a tiny alphabet
+    # with literal prefixes, which the regex engine scans fast: 1 digit or dot, e exponent letter, + sign,
+    # s a byte that can precede a value, space whitespace, 0 anything else.
+    table = bytearray(b"0" * 256)
+    for classes, members in ((b"1", b"0123456789."), (b"e", b"eE"), (b"+", b"+-"), (b"s", b":,["), (b" ", b" \t\r\n")):
+        for member in members:
+            table[member] = classes[0]
+    return bytes(table)
+
+
+_CLASSES = _character_classes()
+_BEFORE_VALUE = ord("s")
+# A run of 17+ digits/dots is a number of 16+ significant digits (or a string holding one).
+_LONG_NUMBER = b"1" * 17
+
+
+def _has_exponent(classes: bytes) -> bool:
+    """Whether a digit run followed by an exponent letter starts where a JSON value can start."""
+    at = classes.find(b"1e")
+    while at >= 0:
+        # A window is enough: a longer digit run is a long number, caught on its own.
+        before = classes[max(at - 24, 0) : at].rstrip(b"1").rstrip(b"+").rstrip(b" ")
+        if not before or before[-1] == _BEFORE_VALUE:
+            return True
+        at = classes.find(b"1e", at + 2)
+    return False
+
+
+def _may_hold_unrepresentable_number(raw: bytes) -> bool:
+    """True when orjson might round a number literal of ``raw``: one with an exponent or many digits.
+
+    False positives (such text inside a string) only send the event to the slower parser.
+    """
+    classes = raw.translate(_CLASSES)
+    return _LONG_NUMBER in classes or _has_exponent(classes)
 
 
 def _reject_constant(name: str) -> Any:
@@ -40,11 +72,7 @@ def loads_pattern(text: str | bytes) -> Any:
 
 def loads_event(raw: bytes | bytearray | memoryview | str) -> Any:
     """Parse event JSON; a float that is not exactly representable comes back as a :class:`NumberLiteral`."""
-    if isinstance(raw, str):
-        risky = _RISKY_NUMBER_TEXT.search(raw) is not None
-    else:
-        raw = bytes(raw)
-        risky = _RISKY_NUMBER_BYTES.search(raw) is not None
-    if not risky:
-        return orjson.loads(raw)
-    return json.loads(raw, parse_float=_event_float, parse_constant=_reject_constant)
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if not _may_hold_unrepresentable_number(data):
+        return orjson.loads(data)
+    return json.loads(data, parse_float=_event_float, parse_constant=_reject_constant)
