@@ -11,13 +11,19 @@ from eventbus.routing.numbers import NumberLiteral, representable_double
 from eventbus.routing.parse import loads_event, loads_pattern
 
 DIGITS = st.text("0123456789", min_size=1, max_size=22)
+EXPONENTS = st.builds(
+    lambda letter, sign, digits: f"{letter}{sign}{digits}",
+    st.sampled_from("eE"),
+    st.sampled_from(["", "+", "-"]),
+    st.text("0123456789", min_size=1, max_size=3),
+)
 LITERALS = st.builds(
     lambda sign, whole, fraction, exponent: f"{sign}{int(whole)}{fraction}{exponent}",
     st.sampled_from(["", "-"]),
     DIGITS,
     st.one_of(st.just(""), DIGITS.map(lambda d: "." + d)),
-    st.one_of(st.just(""), st.builds(lambda e, s, d: f"{e}{s}{d}", st.sampled_from("eE"), st.sampled_from(["", "+", "-"]), st.text("0123456789", min_size=1, max_size=3))),
-)  # fmt: skip
+    st.one_of(st.just(""), EXPONENTS),
+)
 
 
 def _is_float_literal(text: str) -> bool:
@@ -32,11 +38,14 @@ def test_r3_3_raw_numbers_come_back_exact_or_spelled(literal: str, template: str
     double = representable_double(literal)
     if not _is_float_literal(literal):
         # Integers come back as exact Python ints, whose text str(i) is the literal's.
-        assert type(value) is int and value == int(literal)
+        assert type(value) is int
+        assert value == int(literal)
     elif double is None:
-        assert isinstance(value, NumberLiteral) and value.text == literal
+        assert isinstance(value, NumberLiteral)
+        assert value.text == literal
     else:
-        assert type(value) is float and value == double
+        assert type(value) is float
+        assert value == double
 
 
 def test_r3_3_representability_examples() -> None:
