@@ -29,7 +29,7 @@ class Condition:
         self.other_matchers = tuple(m for m in self.matchers if type(m) is not EqualsString)
 
     def value_matches(self, value: object) -> bool:
-        if type(value) is str and value in self.exact_strings:
+        if isinstance(value, str) and value in self.exact_strings:
             return True
         return any(m.matches(value) for m in self.other_matchers)
 
@@ -37,7 +37,7 @@ class Condition:
         exact = self.exact_strings
         if exact:
             for value in values:
-                if type(value) is str and value in exact:
+                if isinstance(value, str) and value in exact:
                     return True
         for matcher in self.other_matchers:
             for value in values:

@@ -364,7 +364,7 @@ class ValueIndex:
         """Add to ``out`` every sub-rule whose anchor one of ``values`` satisfies."""
         strings = self.strings
         for value in values:
-            if type(value) is str:
+            if isinstance(value, str):
                 hit = strings.get(value)
                 if hit is not None:
                     out.update(hit)

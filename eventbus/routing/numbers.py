@@ -80,7 +80,7 @@ def int_double(value: int) -> float | None:
 
 def number_key(value: object) -> Hashable:
     """A dict key under which two numbers collide exactly when R3.3 calls them equal."""
-    if type(value) is float:
+    if isinstance(value, float):
         return value if math.isfinite(value) else _text_key(repr(value))
     if isinstance(value, NumberLiteral):
         return value.double if value.double is not None else _text_key(value.text)
