@@ -7,7 +7,7 @@ colon (IPv6). Anything else, including IPv4-mapped IPv6 with a dotted tail, is n
 from __future__ import annotations
 
 import re
-import socket
+from collections.abc import Callable
 
 IPV4_BITS = 32
 IPV6_BITS = 128
@@ -21,16 +21,31 @@ _MASK_BITS = re.compile(r"[+-]?[0-9]+")
 def parse_ip(text: str) -> tuple[int, int] | None:
     """``(family_bits, address)`` for an IPv4/IPv6 literal of an accepted shape, else ``None``."""
     if _IPV4_SHAPE.fullmatch(text):
-        family, family_bits = socket.AF_INET, IPV4_BITS
+        family_bits = IPV4_BITS
     elif _IPV6_SHAPE.fullmatch(text):
-        family, family_bits = socket.AF_INET6, IPV6_BITS
+        family_bits = IPV6_BITS
     else:
         return None
     try:
-        packed = socket.inet_pton(family, text)
+        packed = _packer(family_bits)(text)
     except OSError:  # an octet over 255, two "::", a group of five hex digits...
         return None
     return family_bits, int.from_bytes(packed, "big")
+
+
+_PACKERS: dict[int, Callable[[str], bytes]] = {}
+
+
+def _packer(family_bits: int) -> Callable[[str], bytes]:
+    """``inet_pton`` for the family; socket is imported on first use, as only IP matching needs it."""
+    packer = _PACKERS.get(family_bits)
+    if packer is None:
+        import socket
+        from functools import partial
+
+        family = socket.AF_INET if family_bits == IPV4_BITS else socket.AF_INET6
+        packer = _PACKERS[family_bits] = partial(socket.inet_pton, family)
+    return packer
 
 
 def parse_cidr(text: str) -> tuple[int, int, int]:
