@@ -271,6 +271,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def loop_calibration() -> float:
+    """Nanoseconds per iteration of a trivial Python loop: how fast this machine runs Python at all."""
+
+    def count(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += i
+        return total
+
+    best = math.inf
+    for _ in range(5):
+        start = time.perf_counter()
+        count(200_000)
+        best = min(best, time.perf_counter() - start)
+    return best / 200_000 * 1e9
+
+
 def pin_to_one_core() -> str:
     if hasattr(os, "sched_setaffinity"):
         core = max(os.sched_getaffinity(0))
@@ -283,6 +300,7 @@ def report(rows: list[Row], event_size: float, settings: str) -> None:
     print("eventbus routing benchmark")
     print(f"  python   {platform.python_implementation()} {platform.python_version()} ({sys.platform})")
     print(f"  cpu      {cpu_name()}, {os.cpu_count()} logical cores; process {settings}")
+    print(f"  speed    {loop_calibration():.1f} ns per iteration of a trivial Python loop (compare machines by it)")
     print(f"  events   CloudEvents orders, {event_size:.0f} bytes of JSON on average")
     print("  rules    mixed: exact, prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric,")
     print("           exists, cidr, $or")
