@@ -72,7 +72,7 @@ class PathTrie:
         for node in nodes:
             node.uses -= 1
         leaf = nodes[-1]
-        if not self._still_ends_here(leaf, path):
+        if not self._still_ends_here(leaf):
             self._free_ids.append(leaf.path_id)
             del self._ids[path]
             leaf.path_id = -1
@@ -80,9 +80,9 @@ class PathTrie:
         for parent, segment, node in zip(reversed(parents), reversed(segments), reversed(nodes), strict=True):
             if node.uses == 0:
                 del parent.children[segment]
-        self._refresh_depth([self.root, *nodes])
+        self._refresh_depth(nodes)
 
-    def _still_ends_here(self, leaf: PathNode, path: str) -> bool:
+    def _still_ends_here(self, leaf: PathNode) -> bool:
         # Uses count every path through the node; those ending here are uses minus uses of the children.
         through_children = sum(child.uses for child in leaf.children.values())
         return leaf.uses - through_children > 0
