@@ -5,7 +5,8 @@
 >>> bus.run(app)                 # every processor of ``app`` until nothing is left to do
 >>> [e.type for e in bus.events("payments")]
 
-Everything runs in memory, in the calling thread, through the same worker `eventbus run` uses.
+Everything runs in memory (or on a log you pass in), in the calling thread, through the same worker
+`eventbus run` uses.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from eventbus.app import App
-from eventbus.backends.base import ConsumerSettings
+from eventbus.backends.base import ConsumerSettings, Log
 from eventbus.backends.memory import MemoryLog
 from eventbus.codecs import decode_record
 from eventbus.errors import TopicNotFoundError
@@ -33,8 +34,8 @@ class TestBus:
 
     __test__ = False  # not a pytest test class, whatever module imports it
 
-    def __init__(self, *, partitions: int = 1, source: str = "/tests") -> None:
-        self.log = MemoryLog(f"testbus-{next(_names)}", default_partitions=partitions)
+    def __init__(self, *, partitions: int = 1, source: str = "/tests", log: Log | None = None) -> None:
+        self.log = log if log is not None else MemoryLog(f"testbus-{next(_names)}", default_partitions=partitions)
         self._publisher = Publisher(self.log, source=source)
 
     def create_topic(self, name: str, partitions: int) -> None:
@@ -44,20 +45,42 @@ class TestBus:
         """Publish events (or typed instances) to ``topic``."""
         return self._publisher.publish_many(topic, events)
 
-    def run(self, app: App, *, group: str | None = None) -> WorkerStats:
-        """Run every processor of ``app`` until each partition it reads is caught up, including events its own
-        processors emitted to topics it reads. Raises what a processor raised."""
-        return run_coroutine(self.run_async(app, group=group))
+    def run(self, app: App, *, group: str | None = None, **settings: Any) -> WorkerStats:
+        """Run every processor of ``app`` until each partition it reads is caught up and nothing waits for a
+        retry, including events its own processors emitted to topics it reads. Raises what a processor raised
+        when it stops on failure. ``settings`` are `WorkerSettings` fields (e.g. ``retry_seed``)."""
+        return run_coroutine(self.run_async(app, group=group, **settings))
 
-    async def run_async(self, app: App, *, group: str | None = None) -> WorkerStats:
+    async def run_async(self, app: App, *, group: str | None = None, **settings: Any) -> WorkerStats:
         """`run`, for async tests."""
-        settings = WorkerSettings(
-            group=group,
-            until_idle=True,
-            idle_poll_s=0.0,
-            consumer=ConsumerSettings(session_timeout_s=60.0, heartbeat_interval_s=30.0),
-        )
-        return await Worker(app, self.log, settings).run()
+        options: dict[str, Any] = {
+            "group": group,
+            "until_idle": True,
+            "idle_poll_s": 0.01,
+            "consumer": ConsumerSettings(session_timeout_s=60.0, heartbeat_interval_s=30.0),
+        }
+        options.update(settings)
+        return await Worker(app, self.log, WorkerSettings(**options)).run()
+
+    def dead_letters(self, topic: str) -> list[tuple[Event | None, dict[str, str]]]:
+        """Every record of dead-letter topic ``topic``: the event (None if it could not be decoded) and its
+        failure headers by name (``error.class``, ``attempts``, ``origin.offset``, ...)."""
+        from eventbus.errors import DecodeError
+        from eventbus.runtime.dead_letter import failure_of
+
+        found: list[tuple[Event | None, dict[str, str]]] = []
+        try:
+            states = self.log.watermarks(topic)
+        except TopicNotFoundError:
+            return found
+        for state in states:
+            for record in self.log.read(topic, state.partition, 0, state.end_offset).records():
+                try:
+                    event: Event | None = Event.wrap(decode_record(record.value, record.headers))
+                except DecodeError:
+                    event = None
+                found.append((event, failure_of(record.headers)))
+        return found
 
     def events(self, topic: str) -> list[Event]:
         """Every event in ``topic``, partition by partition, in offset order."""

@@ -44,7 +44,12 @@ def test_quick_start_runs_end_to_end(tmp_path: Path, subprocess_env: dict[str, s
         stdin = (tmp_path / stdin_file.strip()).read_bytes() if stdin_file else b""
         result = subprocess.run(
             [PYTHON, "-m", "eventbus", *argv.split()[1:]],
-            input=stdin, capture_output=True, cwd=tmp_path, env=subprocess_env, timeout=120, check=False,
+            input=stdin,
+            capture_output=True,
+            cwd=tmp_path,
+            env=subprocess_env,
+            timeout=120,
+            check=False,
         )
         assert result.returncode == 0, f"{command}: {result.stderr.decode()}"
         output = result.stdout.decode()

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from eventbus.app.context import Context
-from eventbus.app.processor import Processor, declare_processor
+from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
+from eventbus.app.processor import FailureOptions, OnFailure, Ordering, Processor, declare_processor
 from eventbus.backends.base import check_topic_name
 from eventbus.errors import ConfigurationError
 
-__all__ = ["App", "Context", "Processor", "TopicSpec"]
+__all__ = ["App", "CircuitBreaker", "Context", "Idempotency", "Processor", "Retry", "TopicSpec"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +81,15 @@ class App:
         batch_size: int | None = None,
         batch_window_ms: int | None = None,
         to: str | None = None,
+        retry: Retry | None = None,
+        timeout_s: float | None = None,
+        dead_letter_topic: str | None = None,
+        on_failure: OnFailure = "dead_letter",
+        bisect_on_error: bool = False,
+        idempotency: Idempotency | None = None,
+        breaker: CircuitBreaker | None = None,
+        concurrency: int = 1,
+        ordering: Ordering = "partition",
     ) -> Callable[[F], F]:
         """Subscribe a function (sync or async) to ``topic``.
 
@@ -89,6 +99,13 @@ class App:
         annotation) make it receive lists: up to ``batch_size`` events, waiting at most ``batch_window_ms`` to fill
         one. Whatever it returns — an event, a typed instance, a list of them — goes to ``to`` (or the topic the
         instance's class is bound to).
+
+        When it raises: ``retry`` says how often to try again (default: 3 attempts, exponential backoff with full
+        jitter), ``timeout_s`` bounds each invocation, and after the last attempt the event goes to
+        ``dead_letter_topic`` (default ``<topic>.dlq``) — or, with ``on_failure="stop"``, the worker stops.
+        ``bisect_on_error`` splits a failing batch to find the event that fails it. ``idempotency`` skips events
+        seen before. ``breaker`` pauses the processor while a dependency keeps failing. ``concurrency`` runs that
+        many invocations at once, keeping order per partition key (``ordering="key"``) or not at all (``"none"``).
         """
 
         def register(func: F) -> F:
@@ -101,6 +118,17 @@ class App:
                 batch_size=batch_size,
                 batch_window_ms=batch_window_ms,
                 to=to,
+                failure=FailureOptions(
+                    retry=retry,
+                    timeout_s=timeout_s,
+                    dead_letter_topic=dead_letter_topic,
+                    on_failure=on_failure,
+                    bisect_on_error=bisect_on_error,
+                    idempotency=idempotency,
+                    breaker=breaker,
+                    concurrency=concurrency,
+                    ordering=ordering,
+                ),
             )
             if declared.name in self._processors:
                 raise ConfigurationError(

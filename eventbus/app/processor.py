@@ -13,16 +13,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
 from eventbus.backends.base import check_topic_name
 from eventbus.errors import ConfigurationError
 from eventbus.event import Event, EventBinding, binding_of
 
 ArgumentKind = Literal["event", "typed"]
+Ordering = Literal["partition", "key", "none"]
+OnFailure = Literal["dead_letter", "stop"]
 
 # Lambda's default for stream and queue sources: large enough to amortise a call, small enough to retry cheaply.
 DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 10_000
 MAX_BATCH_WINDOW_MS = 300_000
+MAX_CONCURRENCY = 1000
+DEFAULT_RETRY = Retry()
 
 _LIST_ORIGINS = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.Collection, tuple)
 
@@ -43,10 +48,38 @@ class Processor:
     argument: ArgumentKind
     typed_class: type | None
     wants_context: bool
+    retry: Retry = DEFAULT_RETRY
+    timeout_s: float | None = None
+    dead_letter_topic: str | None = None
+    on_failure: OnFailure = "dead_letter"
+    bisect_on_error: bool = False
+    idempotency: Idempotency | None = None
+    breaker: CircuitBreaker | None = None
+    concurrency: int = 1
+    ordering: Ordering = "partition"
 
     @property
     def description(self) -> str:
         return f"processor {self.name!r} ({self.func.__module__}.{self.func.__qualname__})"
+
+    def dead_letter_topic_for(self, topic: str) -> str:
+        """Where events of ``topic`` go when this processor gives up on them."""
+        return self.dead_letter_topic or f"{topic}.dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureOptions:
+    """The failure-handling options of `App.processor`, checked together."""
+
+    retry: Retry | None = None
+    timeout_s: float | None = None
+    dead_letter_topic: str | None = None
+    on_failure: str = "dead_letter"
+    bisect_on_error: bool = False
+    idempotency: Idempotency | None = None
+    breaker: CircuitBreaker | None = None
+    concurrency: int = 1
+    ordering: str = "partition"
 
 
 def _fail(where: str, message: str) -> ConfigurationError:
@@ -129,6 +162,54 @@ def _build_pattern(
     return pattern
 
 
+def _check_failure_options(options: FailureOptions, batched: bool, where: str) -> dict[str, Any]:
+    if options.retry is not None and not isinstance(options.retry, Retry):
+        raise _fail(where, f"retry must be a Retry(...), got {options.retry!r}")
+    timeout = options.timeout_s
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        raise _fail(where, f"timeout_s must be a number > 0, got {timeout!r}")
+    if options.dead_letter_topic is not None:
+        try:
+            check_topic_name(options.dead_letter_topic)
+        except ValueError as exc:
+            raise _fail(where, f"dead_letter_topic: {exc}") from None
+    if options.on_failure not in ("dead_letter", "stop"):
+        raise _fail(where, f"on_failure must be 'dead_letter' or 'stop', got {options.on_failure!r}")
+    if options.bisect_on_error and not batched:
+        raise _fail(where, "bisect_on_error applies to batch processors (give it batch_size)")
+    if options.idempotency is not None:
+        if not isinstance(options.idempotency, Idempotency):
+            raise _fail(where, f"idempotency must be an Idempotency(...), got {options.idempotency!r}")
+        if batched:
+            raise _fail(where, "idempotency applies to processors that take one event at a time")
+    if options.breaker is not None and not isinstance(options.breaker, CircuitBreaker):
+        raise _fail(where, f"breaker must be a CircuitBreaker(...), got {options.breaker!r}")
+    _check_concurrency(options, batched, where)
+    return {
+        "retry": options.retry or DEFAULT_RETRY,
+        "timeout_s": None if timeout is None else float(timeout),
+        "dead_letter_topic": options.dead_letter_topic,
+        "on_failure": options.on_failure,
+        "bisect_on_error": options.bisect_on_error,
+        "idempotency": options.idempotency,
+        "breaker": options.breaker,
+        "concurrency": options.concurrency,
+        "ordering": options.ordering,
+    }
+
+
+def _check_concurrency(options: FailureOptions, batched: bool, where: str) -> None:
+    concurrency = options.concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise _fail(where, f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
+    if options.ordering not in ("partition", "key", "none"):
+        raise _fail(where, f"ordering must be 'partition', 'key' or 'none', got {options.ordering!r}")
+    if concurrency > 1 and options.ordering == "partition":
+        raise _fail(where, "concurrency > 1 cannot keep partition order; say ordering='key' or ordering='none'")
+    if concurrency > 1 and batched:
+        raise _fail(where, "concurrency applies to processors that take one event at a time")
+
+
 def declare_processor(
     func: Callable[..., Any],
     *,
@@ -139,6 +220,7 @@ def declare_processor(
     batch_size: int | None,
     batch_window_ms: int | None,
     to: str | None,
+    failure: FailureOptions | None = None,
 ) -> Processor:
     """Check a processor declaration and record it; every error names the function and the option."""
     if not callable(func):
@@ -186,6 +268,7 @@ def declare_processor(
         size = 1
 
     type_names = _type_filter(types_, binding_of(typed_class), where)
+    failure_settings = _check_failure_options(failure or FailureOptions(), batched, where)
     return Processor(
         name=name or qualname,
         func=func,
@@ -199,4 +282,5 @@ def declare_processor(
         argument=argument,
         typed_class=typed_class,
         wants_context=len(parameters) == 2,
+        **failure_settings,
     )

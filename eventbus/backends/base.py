@@ -203,6 +203,14 @@ class Consumer(ABC):
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` on the next poll (after a failure, to redeliver)."""
 
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        """Stop fetching these partitions (they stay assigned) until `resume`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot pause partitions")
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Fetch these partitions again, from where fetching stopped."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume partitions")
+
     @abstractmethod
     def set_revoke_listener(self, listener: RevokeListener) -> None:
         """Called from inside `poll` with partitions this member is about to lose, before they are released.
@@ -270,6 +278,28 @@ class Log(ABC):
     @abstractmethod
     def consumer(self, group: str, topics: Sequence[str], settings: ConsumerSettings | None = None) -> Consumer:
         """Join ``group`` as a new member subscribed to ``topics``."""
+
+    def group_members(self, group: str) -> list[str]:
+        """The ids of the group's live members (workers running now)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list group members")
+
+    def offsets_for_time(self, topic: str, time_ms: int) -> dict[int, int]:
+        """Per partition, the offset of the first record appended at or after ``time_ms`` (the end offset if
+        none was). A binary search over `read`; drivers with an index of their own override it."""
+        found: dict[int, int] = {}
+        for state in self.watermarks(topic):
+            low, high = state.start_offset, state.end_offset
+            while low < high:
+                middle = (low + high) // 2
+                batch = self.read(topic, state.partition, middle, 1)
+                if not batch.offsets:
+                    high = middle
+                elif batch.timestamps_ms[0] < time_ms:
+                    low = batch.offsets[0] + 1
+                else:
+                    high = middle
+            found[state.partition] = low
+        return found
 
     def describe_topic(self, name: str) -> TopicDescription:
         """Watermarks of every partition and, for each group that committed on the topic, its lag."""

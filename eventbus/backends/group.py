@@ -137,6 +137,7 @@ class EmbeddedConsumer(Consumer):
             settings.session_timeout_s,
         )
         self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
         self._desired: set[TopicPartition] = set()
         self._revoke_listener: RevokeListener | None = None
         self._next_heartbeat = 0.0
@@ -170,6 +171,7 @@ class EmbeddedConsumer(Consumer):
                 lost, self._lost_on_commit = self._lost_on_commit, set()
             for tp in lost:
                 self._positions.pop(tp, None)
+                self._paused.discard(tp)
             self._next_heartbeat = 0.0
         now = time.monotonic()
         if now >= self._next_heartbeat:
@@ -196,6 +198,7 @@ class EmbeddedConsumer(Consumer):
                 self._revoke_listener(lost)
             for tp in lost:
                 del self._positions[tp]
+                self._paused.discard(tp)
             self._log.release(self._group, self._member.member_id, sorted(lost))
 
     def _claim(self, wanted: set[TopicPartition]) -> None:
@@ -235,7 +238,7 @@ class EmbeddedConsumer(Consumer):
         return []
 
     def _read(self, max_records: int) -> list[RecordBatch]:
-        owned = list(self._positions)
+        owned = [tp for tp in self._positions if tp not in self._paused]
         if not owned:
             return []
         # Start from a different partition each poll so one busy partition cannot starve the others.
@@ -251,6 +254,12 @@ class EmbeddedConsumer(Consumer):
                 if budget <= 0:
                     break
         return batches
+
+    def pause(self, partitions: Sequence[TopicPartition]) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        self._paused.difference_update(partitions)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         if tp in self._positions:

@@ -165,6 +165,12 @@ class MemoryLog(EmbeddedLog):
         with self._lock:
             return sorted(name for name, g in self._groups.items() if g.offsets)
 
+    def group_members(self, group: str) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            members = self._groups[group].members if group in self._groups else {}
+            return sorted(m for m, (member, seen) in members.items() if now - seen <= member.session_timeout_s)
+
     def heartbeat(self, group: str, member: Member) -> list[Member]:
         now = time.monotonic()
         with self._lock:

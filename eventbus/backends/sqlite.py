@@ -344,6 +344,21 @@ class SQLiteLog(EmbeddedLog):
             rows = self._db.execute("SELECT DISTINCT group_name FROM group_offsets ORDER BY group_name").fetchall()
         return [name for (name,) in rows]
 
+    def group_members(self, group: str) -> list[str]:
+        now_ms = _now_ms()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT member_id, host, pid, topics, session_timeout_ms, heartbeat_ms FROM group_members"
+                " WHERE group_name = ?",
+                (group,),
+            ).fetchall()
+        live = []
+        for member_id, host, pid, topics, timeout_ms, heartbeat_ms in rows:
+            member = Member(member_id, host, pid, tuple(orjson.loads(topics)), timeout_ms / 1000)
+            if now_ms - heartbeat_ms <= timeout_ms and not process_is_gone(member, self._host):
+                live.append(member_id)
+        return sorted(live)
+
     def heartbeat(self, group: str, member: Member) -> list[Member]:
         now_ms = _now_ms()
         with self._transaction() as db:

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -23,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eventbus.cli import run, streams, topics
+    from eventbus.cli import dlq, run, streams, topics
 
     parser = _Parser(prog="eventbus", description="Event bus and stream processing: run, publish, consume, topics.")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -31,12 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     streams.register(sub)
     topics.register(sub)
-    try:
-        from eventbus.routing.cli import register as register_rules
-    except ImportError:
-        pass
-    else:
-        register_rules(sub)
+    dlq.register(sub)
+    from eventbus.routing.cli import register as register_rules
+
+    # The routing box's command is written against plain ArgumentParser subcommands; ours are a subclass.
+    register_rules(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     return parser
 
 

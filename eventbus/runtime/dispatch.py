@@ -19,7 +19,7 @@ from eventbus.routing import Router
 
 
 class PoisonRecordError(DecodeError):
-    """A record that cannot be decoded, with where it is."""
+    """A record that cannot be decoded, with where it is (raised when its processors say to stop on failure)."""
 
     def __init__(self, topic: str, partition: int, offset: int, cause: DecodeError) -> None:
         super().__init__(f"{topic}[{partition}]@{offset}: {cause}")
@@ -32,14 +32,20 @@ class PoisonRecordError(DecodeError):
 @dataclass(slots=True)
 class RoutedBatch:
     """A decoded batch of one partition and, per processor index, the positions (into ``offsets``/``events``)
-    of the events that processor receives, in offset order."""
+    of the events that processor receives, in offset order.
+
+    ``records`` is the batch as read, for dead-lettering a record unchanged. A record that could not be decoded
+    has ``None`` in ``events`` and its error in ``poison``; it is routed nowhere.
+    """
 
     topic: str
     partition: int
     offsets: Sequence[int]
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any] | None]
     targets: dict[int, list[int]]
     next_offset: int
+    records: RecordBatch
+    poison: list[tuple[int, DecodeError]]
 
 
 @dataclass(slots=True)
@@ -70,37 +76,42 @@ class Dispatcher:
         return tuple(self._routes)
 
     def route(self, batch: RecordBatch) -> RoutedBatch:
-        events = self._decode(batch)
+        events, poison = self._decode(batch)
         route = self._routes[batch.topic]
         targets: dict[int, list[int]] = {}
-        everything = list(range(len(events)))
-        for index in route.unfiltered:
-            targets[index] = everything
+        if route.unfiltered:
+            everything = list(range(len(events))) if not poison else [p for p, e in enumerate(events) if e]
+            for index in route.unfiltered:
+                targets[index] = everything
         router = route.router
         if router is not None:
             match = router.match
             for position, attrs in enumerate(events):
+                if attrs is None:
+                    continue
                 for index in match(attrs):
                     bucket = targets.get(index)
                     if bucket is None:
                         targets[index] = [position]
                     else:
                         bucket.append(position)
-        return RoutedBatch(batch.topic, batch.partition, batch.offsets, events, targets, batch.next_offset)
+        return RoutedBatch(
+            batch.topic, batch.partition, batch.offsets, events, targets, batch.next_offset, batch, poison
+        )
 
     @staticmethod
-    def _decode(batch: RecordBatch) -> list[dict[str, Any]]:
-        position = 0
-        try:
-            if not any(batch.headers):
-                # The embedded log stores structured JSON without headers: one parse per record, nothing else.
-                events = []
-                for position, value in enumerate(batch.values):  # noqa: B007 - read in the error handler
+    def _decode(batch: RecordBatch) -> tuple[list[dict[str, Any] | None], list[tuple[int, DecodeError]]]:
+        events: list[dict[str, Any] | None] = []
+        poison: list[tuple[int, DecodeError]] = []
+        structured_only = not any(batch.headers)
+        for position, value in enumerate(batch.values):
+            # The embedded log stores structured JSON without headers: one parse per record, nothing else.
+            try:
+                if structured_only:
                     events.append(decode_structured(value))
-                return events
-            events = []
-            for position, (value, headers) in enumerate(zip(batch.values, batch.headers, strict=True)):  # noqa: B007 - read in the error handler
-                events.append(decode_record(value, headers))
-            return events
-        except DecodeError as exc:
-            raise PoisonRecordError(batch.topic, batch.partition, batch.offsets[position], exc) from None
+                else:
+                    events.append(decode_record(value, batch.headers[position]))
+            except DecodeError as exc:
+                events.append(None)
+                poison.append((position, exc))
+        return events, poison

@@ -1,21 +1,46 @@
-"""Calling processors: one event at a time, or a list at a time, sync or async, in offset order.
+"""Calling processors: one event at a time or a list at a time, sync or async, with an optional time limit.
 
-A plain loop per processor and partition: no task per event, no logging per event. A failure is raised as a
-`ProcessorError` carrying the processor and the coordinates of the event (or first event of the batch).
+A plain loop per processor and partition: no task per event, no logging per event. These functions do not raise
+what a processor raises; they report it (which event, which error), and the worker decides: retry, dead-letter or
+stop. Whatever a failed invocation emitted is taken back out of the outbox.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
 from eventbus.app.context import Context
 from eventbus.app.processor import Processor
-from eventbus.errors import ProcessorError
+from eventbus.app.results import BatchItemFailures
 from eventbus.event import Event, from_builtins
 from eventbus.runtime.outbox import Outbox
 
 ArgumentFactory = Callable[[dict[str, Any]], Any]
+
+
+class ProcessorTimeoutError(TimeoutError):
+    """An invocation ran past the processor's ``timeout_s``; it counts as a failed attempt."""
+
+
+class _Alarm(BaseException):
+    # Raised by SIGALRM inside the processor. A BaseException, so a processor's own `except Exception` cannot
+    # swallow its time limit; it becomes a ProcessorTimeoutError once it is back in our hands.
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The first event that failed (its index among those passed) and why."""
+
+    index: int
+    error: BaseException
 
 
 def argument_factory(processor: Processor) -> ArgumentFactory:
@@ -31,36 +56,85 @@ def argument_factory(processor: Processor) -> ArgumentFactory:
     return Event.wrap
 
 
+# -- time limits ------------------------------------------------------------------------------------------------
+
+_abandoned = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eventbus-timeboxed")
+
+
+def _raise_alarm(signum: int, frame: object) -> None:
+    raise _Alarm
+
+
+def call_with_time_limit(func: Callable[..., Any], args: tuple[Any, ...], timeout_s: float) -> Any:
+    """Call a sync function, interrupting it after ``timeout_s``.
+
+    On the main thread a SIGALRM timer interrupts the call where it is. Elsewhere signals cannot reach it, so it
+    runs on a helper thread that is abandoned (not killed) when the time is up.
+    """
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGALRM, _raise_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        try:
+            return func(*args)
+        except _Alarm:
+            raise ProcessorTimeoutError(f"did not finish within timeout_s={timeout_s:g}") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    future = _abandoned.submit(func, *args)
+    try:
+        return future.result(timeout_s)
+    except FutureTimeout:
+        raise ProcessorTimeoutError(f"did not finish within timeout_s={timeout_s:g}") from None
+
+
+async def await_with_time_limit(awaitable: Any, timeout_s: float | None) -> Any:
+    if timeout_s is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await awaitable
+    except TimeoutError:
+        raise ProcessorTimeoutError(f"did not finish within timeout_s={timeout_s:g}") from None
+
+
+# -- one event at a time -----------------------------------------------------------------------------------------
+
+
 def call_each(
     processor: Processor,
     topic: str,
     partition: int,
     offsets: Sequence[int],
-    events: Sequence[dict[str, Any]],
+    events: Sequence[dict[str, Any] | None],
     positions: Sequence[int],
     outbox: Outbox,
-) -> None:
-    """A sync processor over the events at ``positions``."""
-    func, to, name = processor.func, processor.to, processor.name
+) -> Failure | None:
+    """A sync processor over the events at ``positions``, in order, stopping at the first failure."""
+    func, to, name, timeout_s = processor.func, processor.to, processor.name, processor.timeout_s
     make = argument_factory(processor)
     add_result = outbox.add_result
-    position = positions[0] if positions else 0
+    index = 0
+    mark = outbox.count
     try:
-        if processor.wants_context:
-            for position in positions:
-                attrs = events[position]
-                ctx = Context(name, topic, partition, offsets[position], outbox, to, attrs)
-                result = func(make(attrs), ctx)
-                if result is not None:
-                    add_result(result, to, attrs, name)
-        else:
-            for position in positions:
-                attrs = events[position]
-                result = func(make(attrs))
-                if result is not None:
-                    add_result(result, to, attrs, name)
+        for index, position in enumerate(positions):  # noqa: B007 - read in the error handler
+            attrs = events[position]
+            assert attrs is not None
+            mark = outbox.count
+            if processor.wants_context:
+                args: tuple[Any, ...] = (
+                    make(attrs),
+                    Context(name, topic, partition, offsets[position], outbox, to, attrs),
+                )
+            else:
+                args = (make(attrs),)
+            result = func(*args) if timeout_s is None else call_with_time_limit(func, args, timeout_s)
+            if result is not None:
+                add_result(result, to, attrs, name)
     except Exception as exc:
-        raise ProcessorError(name, topic, partition, offsets[position], exc) from exc
+        outbox.rollback(mark)
+        return Failure(index, exc)
+    return None
 
 
 async def call_each_async(
@@ -68,27 +142,55 @@ async def call_each_async(
     topic: str,
     partition: int,
     offsets: Sequence[int],
-    events: Sequence[dict[str, Any]],
+    events: Sequence[dict[str, Any] | None],
     positions: Sequence[int],
     outbox: Outbox,
-) -> None:
-    """An async processor over the events at ``positions``, awaited one after another (partition order)."""
-    func, to, name = processor.func, processor.to, processor.name
+) -> Failure | None:
+    """An async processor over the events at ``positions``, awaited one after another, stopping at a failure."""
+    func, to, name, timeout_s = processor.func, processor.to, processor.name, processor.timeout_s
     make = argument_factory(processor)
     add_result = outbox.add_result
-    position = positions[0] if positions else 0
+    index = 0
+    mark = outbox.count
     try:
-        for position in positions:
+        for index, position in enumerate(positions):  # noqa: B007 - read in the error handler
             attrs = events[position]
+            assert attrs is not None
+            mark = outbox.count
             if processor.wants_context:
                 ctx = Context(name, topic, partition, offsets[position], outbox, to, attrs)
-                result = await func(make(attrs), ctx)
+                result = await await_with_time_limit(func(make(attrs), ctx), timeout_s)
             else:
-                result = await func(make(attrs))
+                result = await await_with_time_limit(func(make(attrs)), timeout_s)
             if result is not None:
                 add_result(result, to, attrs, name)
     except Exception as exc:
-        raise ProcessorError(name, topic, partition, offsets[position], exc) from exc
+        outbox.rollback(mark)
+        return Failure(index, exc)
+    return None
+
+
+# -- a list at a time --------------------------------------------------------------------------------------------
+
+
+class MalformedReportError(TypeError):
+    """A batch processor's failure report names events that were not in the batch, or has the wrong shape."""
+
+
+def _failed_ids(result: object) -> list[str] | None:
+    """The ids a batch processor reported as failed, or None when it returned events instead of a report."""
+    if isinstance(result, BatchItemFailures):
+        ids = list(result.ids)
+    elif isinstance(result, dict) and "batchItemFailures" in result:
+        items = result["batchItemFailures"]
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "itemIdentifier" in i for i in items):
+            raise MalformedReportError("batchItemFailures must be a list of {'itemIdentifier': id}")
+        ids = [i["itemIdentifier"] for i in items]
+    else:
+        return None
+    if not all(isinstance(i, str) for i in ids):
+        raise MalformedReportError(f"a batch item failure report holds event ids (strings), got {ids!r}")
+    return ids
 
 
 async def call_batch(
@@ -98,18 +200,41 @@ async def call_batch(
     first_offset: int,
     batch: Sequence[dict[str, Any]],
     outbox: Outbox,
-) -> None:
-    """A batch processor (sync or async) with one list of events."""
+) -> Failure | None:
+    """A batch processor (sync or async) with one list of events.
+
+    Returns None when every event succeeded; else the index of the first event to try again: 0 when the call
+    raised (or its report was malformed), the lowest failed index for a batch item failure report.
+    """
     make = argument_factory(processor)
+    mark = outbox.count
     try:
         arguments = [make(attrs) for attrs in batch]
+        args: tuple[Any, ...] = (arguments,)
         if processor.wants_context:
-            ctx = Context(processor.name, topic, partition, first_offset, outbox, processor.to, None)
-            result = processor.func(arguments, ctx)
-        else:
-            result = processor.func(arguments)
+            args = (arguments, Context(processor.name, topic, partition, first_offset, outbox, processor.to, None))
         if processor.is_async:
-            result = await result
-        outbox.add_result(result, processor.to, None, processor.name)
+            result = await await_with_time_limit(processor.func(*args), processor.timeout_s)
+        elif processor.timeout_s is not None:
+            result = call_with_time_limit(processor.func, args, processor.timeout_s)
+        else:
+            result = processor.func(*args)
+        failed = _failed_ids(result)
+        if failed is None:
+            outbox.add_result(result, processor.to, None, processor.name)
+            return None
+        if not failed:
+            return None
+        positions = {attrs["id"]: index for index, attrs in enumerate(batch)}
+        unknown = [i for i in failed if i not in positions]
+        if unknown:
+            raise MalformedReportError(f"the failure report names events not in the batch: {unknown[:5]}")
+        lowest = min(positions[i] for i in failed)
+        return Failure(lowest, BatchItemError(f"{len(failed)} event(s) of the batch reported as failed"))
     except Exception as exc:
-        raise ProcessorError(processor.name, topic, partition, first_offset, exc) from exc
+        outbox.rollback(mark)
+        return Failure(0, exc)
+
+
+class BatchItemError(Exception):
+    """Stands for the failure of events a batch processor reported in its `BatchItemFailures`."""

@@ -20,12 +20,14 @@ class OutputError(TypeError):
 
 
 class Outbox:
-    __slots__ = ("_encode", "_source", "count", "messages")
+    __slots__ = ("_encode", "_source", "_trail", "count", "messages")
 
     def __init__(self, default_source: str, encode: EventEncoder) -> None:
         self._source = default_source
         self._encode = encode
         self.messages: dict[str, list[Message]] = {}
+        # The topic of every message, in the order added: what `rollback` and `since` walk back through.
+        self._trail: list[str] = []
         self.count = 0
 
     def add(self, event: Event | object, topic: str | None, parent: dict[str, Any] | None, processor: str) -> None:
@@ -57,12 +59,16 @@ class Outbox:
             attrs["time"] = now_rfc3339()
         if "source" not in attrs:
             attrs["source"] = self._source
-        message = self._encode(attrs)
+        self.add_message(topic, self._encode(attrs))
+
+    def add_message(self, topic: str, message: Message) -> None:
+        """Emit an already-encoded record (dead letters, outputs remembered for an idempotent replay)."""
         bucket = self.messages.get(topic)
         if bucket is None:
             self.messages[topic] = [message]
         else:
             bucket.append(message)
+        self._trail.append(topic)
         self.count += 1
 
     def add_result(self, result: object, topic: str | None, parent: dict[str, Any] | None, processor: str) -> None:
@@ -80,6 +86,24 @@ class Outbox:
                 "instance of a class bound with @event_type, or a list of them"
             )
 
+    def rollback(self, mark: int) -> None:
+        """Forget everything added since ``count`` was ``mark`` (the outputs of an invocation that failed)."""
+        while self.count > mark:
+            self.messages[self._trail.pop()].pop()
+            self.count -= 1
+
+    def since(self, mark: int) -> list[tuple[str, Message]]:
+        """What was added since ``count`` was ``mark``, in order."""
+        added = self._trail[mark:]
+        seen: dict[str, int] = {}
+        result = []
+        for topic in reversed(added):
+            seen[topic] = seen.get(topic, 0) + 1
+            result.append((topic, self.messages[topic][-seen[topic]]))
+        result.reverse()
+        return result
+
     def take(self) -> dict[str, list[Message]]:
         messages, self.messages, self.count = self.messages, {}, 0
+        self._trail = []
         return messages

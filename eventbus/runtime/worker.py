@@ -2,13 +2,16 @@
 
 One round, in this order (the numbers appear again in the code):
 
-1. Poll a batch of records from the partitions this member owns.
-2. Decode each record once and route it to the processors whose filters it matches (fan-out).
-3. Invoke: per processor, per partition, in offset order. Batch processors collect events until ``batch_size``
-   or until ``batch_window_ms`` has passed since the first one arrived.
-4. Emit: append everything the processors returned or published, and wait until the log has it durably.
-5. Checkpoint: commit, per partition, the offset of the first event some processor has not finished (events held
-   in a batch window), else the position after the batch. The commit never passes an event that is not done.
+1. Poll a batch of records from the partitions this member owns (except paused ones).
+2. Decode each record once and route it to the processors whose filters it matches (fan-out). A record that
+   cannot be decoded is dead-lettered.
+3. Invoke: per processor, per partition, in offset order. Events a processor cannot take now — a failed event
+   waiting for its retry and the events behind it, events in a batch window or behind an open circuit breaker —
+   wait in lanes (see `execution`); lanes that are due run too.
+4. Emit: append everything the processors returned or published, and the dead letters, and wait until the log
+   has them durably.
+5. Checkpoint: commit, per partition, the offset of the first event some processor has not finished, else the
+   position after the batch. The commit never passes an event that was neither processed nor dead-lettered.
 
 Steps 4 and 5 are one call to the consumer: drivers that can (SQLite, memory) make them one transaction.
 
@@ -18,6 +21,9 @@ most one commit is in flight and commits happen in round order. When the group t
 listener, called from inside a poll, first waits for the commit in flight, so finished work is committed before
 the partitions move.
 
+Backpressure: a partition with more than ``max_pending_per_partition`` events waiting in lanes, or read by a
+processor whose circuit breaker is open, is paused: no more of it is fetched until it drains.
+
 SIGINT/SIGTERM stop polling, flush open batch windows, emit, commit, leave the group and return.
 """
 
@@ -25,20 +31,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from eventbus.app import App
-from eventbus.app.processor import Processor
 from eventbus.backends.base import Consumer, ConsumerSettings, Log, RecordBatch, TopicPartition
 from eventbus.errors import ConfigurationError, PartitionRevokedError
+from eventbus.observability import metrics
 from eventbus.publisher import encoder_for
-from eventbus.runtime.dispatch import Dispatcher, RoutedBatch
-from eventbus.runtime.invoke import call_batch, call_each, call_each_async
+from eventbus.runtime.dispatch import Dispatcher
+from eventbus.runtime.execution import Executor
+from eventbus.runtime.idempotency import IdempotencyStore
 from eventbus.runtime.outbox import Outbox
 
 logger = logging.getLogger("eventbus.worker")
@@ -49,12 +57,19 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
-    """How one worker runs. ``group`` defaults to the app's name."""
+    """How one worker runs. ``group`` defaults to the app's name.
+
+    ``idempotency_store`` is where idempotent processors keep their keys (a SQLite path; by default beside a
+    SQLite log, in memory for the memory log). ``retry_seed`` fixes the jitter of retry delays (tests).
+    """
 
     group: str | None = None
     max_poll_records: int = 2000
     idle_poll_s: float = 0.2
     until_idle: bool = False
+    max_pending_per_partition: int = 10_000
+    idempotency_store: str | None = None
+    retry_seed: int | None = None
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
 
 
@@ -62,20 +77,12 @@ class WorkerSettings:
 class WorkerStats:
     events_in: int = 0
     events_out: int = 0
+    dead_lettered: int = 0
     rounds: int = 0
     started_monotonic: float = field(default_factory=time.monotonic)
     first_commit_monotonic: float | None = None
     # Seconds from the start of a poll that returned records to the end of its checkpoint (the latest 10,000).
     round_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
-
-
-@dataclass(slots=True)
-class _OpenBatch:
-    """Events waiting in a batch processor's window, for one partition."""
-
-    offsets: list[int]
-    events: list[dict[str, Any]]
-    opened_monotonic: float
 
 
 class Worker:
@@ -88,16 +95,39 @@ class Worker:
         self.group = self.settings.group or app.name
         self.stats = WorkerStats()
         self._dispatcher = Dispatcher(app.processors)
-        self._outbox = Outbox(app.source, encoder_for(log))
+        encode = encoder_for(log)
+        self._outbox = Outbox(app.source, encode)
+        self._idempotency = self._open_idempotency_store()
+        rng = random.Random(self.settings.retry_seed) if self.settings.retry_seed is not None else None
+        self._executor = Executor(app.processors, self._outbox, encode, app.source, self._idempotency, rng)
         self._positions: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self._open: dict[tuple[int, TopicPartition], _OpenBatch] = {}
+        self._paused: set[TopicPartition] = set()
         self._revoked: list[frozenset[TopicPartition]] = []
         self._stopping = False
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-reader")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-writer")
         self._consumer: Consumer | None = None
-        self._in_flight: tuple[Future[None], dict[TopicPartition, int], int] | None = None
+        self._in_flight: tuple[Future[None], dict[TopicPartition, int], int, int] | None = None
+
+    def _open_idempotency_store(self) -> IdempotencyStore | None:
+        if not any(p.idempotency is not None for p in self.app.processors):
+            return None
+        from eventbus.runtime.idempotency import SQLiteIdempotencyStore, memory_store_for
+
+        path = self.settings.idempotency_store
+        if path is None:
+            from eventbus.backends.memory import MemoryLog
+            from eventbus.backends.sqlite import SQLiteLog
+
+            if isinstance(self.log, MemoryLog):
+                return memory_store_for(self.log)
+            path = (
+                str(self.log.path.with_suffix(".idempotency.db"))
+                if isinstance(self.log, SQLiteLog)
+                else ("eventbus.idempotency.db")
+            )
+        return SQLiteIdempotencyStore(path)
 
     @property
     def stopping(self) -> bool:
@@ -141,21 +171,26 @@ class Worker:
             )
             try:
                 await self._loop(consumer)
-                # Drain: everything held in batch windows is invoked now, emitted and committed.
-                await self._flush_windows(force=True)
+                # Drain: everything held in batch windows is invoked now, emitted and committed. Events waiting
+                # for a retry stay uncommitted and are delivered again after a restart.
+                await self._executor.run_due(time.monotonic(), drain=True)
                 await self._checkpoint(consumer)
             finally:
-                # Whatever ended the loop, a commit already handed to the log thread completes first.
+                # Whatever ended the loop, a commit already handed to the writer thread completes first.
                 await self._settle_commit()
         finally:
             if self._consumer is not None:
                 await self._read(self._consumer.close)
             self._reader.shutdown(wait=True)
             self._writer.shutdown(wait=True)
+            self._executor.close()
+            if self._idempotency is not None:
+                self._idempotency.close()
         logger.info(
-            "worker stopped: %d events in, %d out, %d rounds",
+            "worker stopped: %d events in, %d out, %d dead-lettered, %d rounds",
             self.stats.events_in,
             self.stats.events_out,
+            self.stats.dead_lettered,
             self.stats.rounds,
         )
         return self.stats
@@ -173,6 +208,7 @@ class Worker:
 
     async def _loop(self, consumer: Consumer) -> None:
         settings = self.settings
+        executor = self._executor
         prefetched: asyncio.Future[list[RecordBatch]] | None = None
         while not self._stopping:
             started = time.monotonic()
@@ -181,9 +217,15 @@ class Worker:
             else:
                 batches = await self._read(consumer.poll, settings.max_poll_records, self._poll_timeout())  # 1
             self._apply_revocations()
+            now = time.monotonic()
             if batches:
-                await self._process(batches)  # 2, 3
-            await self._flush_windows(force=False)  # 3 (windows that are due)
+                routed = [self._dispatcher.route(batch) for batch in batches]  # 2
+                for batch in batches:
+                    self._positions[TopicPartition(batch.topic, batch.partition)] = batch.next_offset
+                    self.stats.events_in += len(batch)
+                await executor.deliver(routed, now)  # 3
+            await executor.run_due(now)  # 3: retries, windows and probes that are due
+            await self._apply_backpressure(consumer)
             if batches and not self._stopping:
                 # Read the next round (without waiting for new records) while this round is being written.
                 prefetched = self._read_soon(consumer.poll, settings.max_poll_records, 0.0)
@@ -193,11 +235,11 @@ class Worker:
             if not batches and settings.until_idle:
                 await self._settle_commit()
                 if await self._read(consumer.caught_up):
-                    if not self._open:
+                    if not executor.lanes:
                         return
-                    # Caught up with events still in batch windows: invoke them now; what they emit may be input
+                    # Caught up, with events still waiting: run batch windows now; what they emit may be input
                     # to this app again, so go round once more before calling it idle.
-                    await self._flush_windows(force=True)
+                    await executor.run_due(time.monotonic(), drain=True)
                     await self._checkpoint(consumer)
         if prefetched is not None:
             # Stopping: records read ahead are not processed; they stay uncommitted and are read again later.
@@ -205,109 +247,67 @@ class Worker:
 
     def _poll_timeout(self) -> float:
         timeout = self.settings.idle_poll_s
-        if self._open:
-            now = time.monotonic()
-            for (index, _), pending in self._open.items():
-                window_s = self._dispatcher.processors[index].batch_window_ms / 1000
-                timeout = min(timeout, max(0.0, pending.opened_monotonic + window_s - now))
+        wakeup = self._executor.next_wakeup(time.monotonic())
+        if wakeup is not None:
+            timeout = min(timeout, max(0.0, wakeup - time.monotonic()))
         return timeout
 
     def _apply_revocations(self) -> None:
         while self._revoked:
             lost = self._revoked.pop()
             # Events of lost partitions not yet committed will be redelivered to their new owner.
-            for key in [k for k in self._open if k[1] in lost]:
-                del self._open[key]
+            self._executor.forget(lost)
             for tp in lost:
                 self._positions.pop(tp, None)
                 self._committed.pop(tp, None)
+                self._paused.discard(tp)
             logger.info("partitions revoked: %s", ", ".join(sorted(map(str, lost))))
 
-    # -- one round --------------------------------------------------------------------------------------------
-
-    async def _process(self, batches: list[RecordBatch]) -> None:
-        routed = [self._dispatcher.route(batch) for batch in batches]  # 2
-        processors = self._dispatcher.processors
-        outbox = self._outbox
-        for index, processor in enumerate(processors):  # 3
-            if processor.batched:
-                await self._collect(index, processor, routed)
-            elif processor.is_async:
-                await asyncio.gather(
-                    *(
-                        call_each_async(processor, r.topic, r.partition, r.offsets, r.events, r.targets[index], outbox)
-                        for r in routed
-                        if r.targets.get(index)
-                    )
-                )
-            else:
-                for r in routed:
-                    positions = r.targets.get(index)
-                    if positions:
-                        call_each(processor, r.topic, r.partition, r.offsets, r.events, positions, outbox)
-        for r in routed:
-            self._positions[TopicPartition(r.topic, r.partition)] = r.next_offset
-            self.stats.events_in += len(r.offsets)
-
-    async def _collect(self, index: int, processor: Processor, routed: list[RoutedBatch]) -> None:
-        now = time.monotonic()
-        for r in routed:
-            positions = r.targets.get(index)
-            if not positions:
-                continue
-            key = (index, TopicPartition(r.topic, r.partition))
-            pending = self._open.get(key)
-            if pending is None:
-                pending = self._open[key] = _OpenBatch([], [], now)
-            pending.offsets.extend(r.offsets[p] for p in positions)
-            pending.events.extend(r.events[p] for p in positions)
-            if processor.batch_window_ms == 0 or len(pending.events) >= processor.batch_size:
-                await self._invoke_open(key, processor, keep_partial=processor.batch_window_ms > 0)
-
-    async def _invoke_open(self, key: tuple[int, TopicPartition], processor: Processor, *, keep_partial: bool) -> None:
-        pending = self._open[key]
-        size = processor.batch_size
-        tp = key[1]
-        while pending.events and (len(pending.events) >= size or not keep_partial):
-            chunk, offset = pending.events[:size], pending.offsets[0]
-            await call_batch(processor, tp.topic, tp.partition, offset, chunk, self._outbox)
-            del pending.events[:size], pending.offsets[:size]
-        if pending.events:
-            pending.opened_monotonic = time.monotonic()
-        else:
-            del self._open[key]
-
-    async def _flush_windows(self, *, force: bool) -> None:
-        if not self._open:
-            return
-        now = time.monotonic()
-        processors = self._dispatcher.processors
-        for key in list(self._open):
-            processor = processors[key[0]]
-            pending = self._open[key]
-            if force or now - pending.opened_monotonic >= processor.batch_window_ms / 1000:
-                await self._invoke_open(key, processor, keep_partial=False)
+    async def _apply_backpressure(self, consumer: Consumer) -> None:
+        """Pause partitions that have too much waiting (or an open breaker); resume them once they drain."""
+        limit = self.settings.max_pending_per_partition
+        blocked = self._executor.blocked_topics()
+        pause, resume = [], []
+        for tp in self._positions:
+            waiting = self._executor.backlog(tp)
+            if tp not in self._paused and (waiting >= limit or tp.topic in blocked):
+                pause.append(tp)
+            elif tp in self._paused and waiting <= limit // 2 and tp.topic not in blocked:
+                resume.append(tp)
+        if pause:
+            await self._read(consumer.pause, pause)
+            self._paused.update(pause)
+            logger.info("paused %s: events are waiting in lanes", ", ".join(map(str, pause)))
+        if resume:
+            await self._read(consumer.resume, resume)
+            self._paused.difference_update(resume)
+            logger.info("resumed %s", ", ".join(map(str, resume)))
+        if pause or resume:
+            metrics.paused_partitions(len(self._paused))
 
     async def _checkpoint(self, consumer: Consumer) -> None:
-        """Hand this round's outputs and offsets to the log thread (4, 5), after the previous round's commit has
-        finished: at most one commit is in flight, and commits happen in round order."""
+        """Hand this round's outputs and offsets to the writer thread (4, 5), after the previous round's commit
+        has finished: at most one commit is in flight, and commits happen in round order."""
         await self._settle_commit()
         offsets: dict[TopicPartition, int] = {}
         for tp, polled in self._positions.items():
-            safe = min([polled, *(p.offsets[0] for (_, open_tp), p in self._open.items() if open_tp == tp)])
+            waiting = self._executor.first_pending_offset(tp)
+            safe = polled if waiting is None else min(polled, waiting)
             if self._committed.get(tp) != safe:
                 offsets[tp] = safe
         outputs = self._outbox.take()
         if not offsets and not outputs:
             return
         emitted = sum(len(m) for m in outputs.values())
-        self._in_flight = (self._writer.submit(consumer.publish_and_commit, outputs, offsets), offsets, emitted)
+        dead = self._executor.dead_lettered
+        self._executor.dead_lettered = 0
+        self._in_flight = (self._writer.submit(consumer.publish_and_commit, outputs, offsets), offsets, emitted, dead)
 
     async def _settle_commit(self) -> None:
         """Wait for the commit in flight, if any, and record its outcome."""
         if self._in_flight is None:
             return
-        future, offsets, emitted = self._in_flight
+        future, offsets, emitted, dead = self._in_flight
         try:
             await asyncio.wrap_future(future)
         except PartitionRevokedError as exc:
@@ -318,8 +318,16 @@ class Worker:
         finally:
             self._in_flight = None
         self._committed.update(offsets)
-        self.stats.events_out += emitted
+        if self._idempotency is not None:
+            self._idempotency.flush()
+        self.stats.events_out += emitted - dead
+        self.stats.dead_lettered += dead
         self.stats.rounds += 1
+        processed = self._executor.processed
+        if processed:
+            for index, count in processed.items():
+                metrics.processed(self.app.processors[index].name, count)
+            processed.clear()
         if self.stats.first_commit_monotonic is None:
             self.stats.first_commit_monotonic = time.monotonic()
             logger.info("first round committed: %d events in, %d out", self.stats.events_in, emitted)

@@ -183,17 +183,41 @@ def test_usage_errors_exit_2(project: Path, subprocess_env: dict[str, str]) -> N
     assert "invalid choice: 'frobnicate'" in result.stderr
 
 
-def test_a_failing_processor_exits_1_with_the_processor_and_coordinates(
+def test_a_processor_that_stops_on_failure_exits_1_with_the_processor_and_coordinates(
     project: Path, subprocess_env: dict[str, str]
 ) -> None:
     (project / "failing.py").write_text(
         "from eventbus import App, Event\napp = App('f')\n"
-        "@app.processor('in')\ndef fail(event: Event) -> None:\n    raise ValueError('bad data')\n"
+        "@app.processor('in', on_failure='stop')\ndef fail(event: Event) -> None:\n    raise ValueError('bad data')\n"
     )
     eventbus("publish", "in", "--type", "x", cwd=project, env=subprocess_env, stdin="1\n")
     result = eventbus("run", "failing", "--until-idle", cwd=project, env=subprocess_env)
     assert result.returncode == 1
     assert "processor 'fail' failed on in[0]@0: ValueError: bad data" in result.stderr
+    assert SQLiteLog(project / "eventbus.db").committed("f", "in") == {}
+
+
+def test_a_failing_processor_dead_letters_after_its_attempts_and_goes_on(
+    project: Path, subprocess_env: dict[str, str]
+) -> None:
+    (project / "failing.py").write_text(
+        "from eventbus import App, Event, Retry\napp = App('f')\n"
+        "@app.processor('in', retry=Retry(max_attempts=2, initial_delay_ms=1))\n"
+        "def fail(event: Event) -> None:\n    if event.data == 2:\n        raise ValueError('bad data')\n"
+    )
+    eventbus("publish", "in", "--type", "x", cwd=project, env=subprocess_env, stdin="1\n2\n3\n")
+    result = eventbus("run", "failing", "--until-idle", cwd=project, env=subprocess_env)
+    assert result.returncode == 0, result.stderr
+    assert "dead-lettered in[0]@1 to in.dlq (ValueError: bad data after 2 attempt(s), attempts exhausted)" in (
+        result.stderr
+    )
+    log = SQLiteLog(project / "eventbus.db")
+    assert log.committed("f", "in") == {0: 3}
+    (dead,) = log.read("in.dlq", 0, 0, 10).records()
+    headers = dict(dead.headers or ())
+    assert headers["eventbus.error.class"] == b"ValueError"
+    assert headers["eventbus.attempts"] == b"2"
+    assert json.loads(dead.value or b"")["data"] == 2
 
 
 def test_sigterm_drains_commits_and_exits_0(project: Path, subprocess_env: dict[str, str]) -> None:

@@ -217,10 +217,10 @@ def test_typed_batch_processors_receive_instances() -> None:
     assert [o.order_id for o in got] == ["a", "b", "c"]
 
 
-def test_a_failing_processor_stops_the_worker_without_committing_past_the_failure() -> None:
+def test_a_processor_that_stops_on_failure_stops_the_worker_without_committing_past_it() -> None:
     app = App("t")
 
-    @app.processor("in", to="out")
+    @app.processor("in", to="out", on_failure="stop")
     def explode(event: Event) -> Event:
         if event.data["n"] == 3:
             raise RuntimeError("boom")
@@ -229,7 +229,7 @@ def test_a_failing_processor_stops_the_worker_without_committing_past_the_failur
     bus = TestBus()
     bus.publish_data("in", "n", [{"n": i} for i in range(5)])
     with pytest.raises(
-        ProcessorError, match=r"processor 'test_a_failing.*explode' failed on in\[0\]@3: RuntimeError: boom"
+        ProcessorError, match=r"processor 'test_a_processor.*explode' failed on in\[0\]@3: RuntimeError: boom"
     ):
         bus.run(app)
     assert bus.committed("t", "in") == {}
@@ -239,7 +239,7 @@ def test_a_failing_processor_stops_the_worker_without_committing_past_the_failur
 def test_typed_data_that_does_not_fit_names_the_field() -> None:
     app = App("t")
 
-    @app.processor("orders")
+    @app.processor("orders", on_failure="stop")
     def handle(order: OrderPlaced) -> None:
         return None
 
@@ -249,12 +249,57 @@ def test_typed_data_that_does_not_fit_names_the_field() -> None:
         bus.run(app)
 
 
-def test_an_undecodable_record_stops_the_worker_naming_its_coordinates() -> None:
+def test_data_that_does_not_fit_is_dead_lettered_at_once_without_retries() -> None:
+    app = App("t")
+    calls: list[str] = []
+
+    @app.processor("orders")
+    def handle(order: OrderPlaced) -> None:
+        calls.append(order.order_id)
+
+    bus = TestBus()
+    bus.publish("orders", Event("order.placed", {"order_id": "x", "amount": "lots"}), OrderPlaced("ok", 1.0))
+    bus.run(app)
+    assert calls == ["ok"]
+    (dead,) = bus.log.read("orders.dlq", 0, 0, 10).records()
+    headers = dict(dead.headers or ())
+    assert b"$.amount" in headers["eventbus.error.message"]
+    assert headers["eventbus.attempts"] == b"1"
+    assert bus.committed("t", "orders") == {0: 2}
+
+
+def test_an_undecodable_record_is_dead_lettered_with_the_decode_error() -> None:
+    from eventbus.backends.base import Message
+
+    app = App("t")
+    seen: list[int] = []
+
+    @app.processor("in")
+    def handle(event: Event) -> None:
+        seen.append(event.data["n"])
+
+    bus = TestBus()
+    bus.publish_data("in", "ok", [{"n": 0}])
+    bus.log.append("in", [Message(b"{not json", key=b"k")])
+    bus.publish_data("in", "ok", [{"n": 2}])
+    bus.run(app)
+    assert seen == [0, 2]
+    (dead,) = bus.log.read("in.dlq", 0, 0, 10).records()
+    assert dead.value == b"{not json"
+    assert dead.key == b"k"
+    headers = dict(dead.headers or ())
+    assert headers["eventbus.processor"] == b"(decoder)"
+    assert headers["eventbus.origin.offset"] == b"1"
+    assert b"not valid JSON" in headers["eventbus.error.message"]
+    assert bus.committed("t", "in") == {0: 3}
+
+
+def test_an_undecodable_record_stops_processors_that_stop_on_failure() -> None:
     from eventbus.backends.base import Message
 
     app = App("t")
 
-    @app.processor("in")
+    @app.processor("in", on_failure="stop")
     def handle(event: Event) -> None:
         return None
 
@@ -276,7 +321,7 @@ def test_an_undecodable_record_stops_the_worker_naming_its_coordinates() -> None
 def test_returning_something_that_is_not_an_event_is_a_clear_failure(returned: object, message: str) -> None:
     app = App("t")
 
-    @app.processor("in", to="out")
+    @app.processor("in", to="out", on_failure="stop")
     def bad(event: Event) -> object:
         return returned
 
@@ -289,7 +334,7 @@ def test_returning_something_that_is_not_an_event_is_a_clear_failure(returned: o
 def test_an_output_with_no_topic_is_a_clear_failure() -> None:
     app = App("t")
 
-    @app.processor("in")
+    @app.processor("in", on_failure="stop")
     def nowhere(event: Event) -> Event:
         return Event("x", {})
 

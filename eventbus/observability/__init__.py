@@ -1,0 +1,1 @@
+"""Observability: metrics (Prometheus), structured logs and trace-context propagation."""

@@ -1,0 +1,89 @@
+"""Dead letters: a record a processor gave up on, written unchanged to a dead-letter topic with why, in headers.
+
+Headers (all text): ``eventbus.error.class``, ``eventbus.error.message``, ``eventbus.error.traceback``,
+``eventbus.processor``, ``eventbus.attempts``, ``eventbus.failure.first`` and ``eventbus.failure.last`` (RFC 3339),
+``eventbus.origin.topic``, ``eventbus.origin.partition``, ``eventbus.origin.offset``. The record's own key, value
+and headers are kept as they were, so a replay re-publishes exactly the original event (same id).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from eventbus.backends.base import Headers, Message, RecordBatch
+
+PREFIX = "eventbus."
+ERROR_CLASS = "eventbus.error.class"
+ERROR_MESSAGE = "eventbus.error.message"
+ERROR_TRACEBACK = "eventbus.error.traceback"
+PROCESSOR = "eventbus.processor"
+ATTEMPTS = "eventbus.attempts"
+FIRST_FAILURE = "eventbus.failure.first"
+LAST_FAILURE = "eventbus.failure.last"
+ORIGIN_TOPIC = "eventbus.origin.topic"
+ORIGIN_PARTITION = "eventbus.origin.partition"
+ORIGIN_OFFSET = "eventbus.origin.offset"
+
+MAX_MESSAGE_CHARS = 2000
+DECODER = "(decoder)"
+
+
+def _rfc3339_ms(epoch_ms: int) -> str:
+    seconds, millis = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def error_class_name(error: BaseException) -> str:
+    cls = type(error)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Why and after what a record is dead-lettered."""
+
+    processor: str
+    error: BaseException
+    traceback: str
+    attempts: int
+    first_failure_ms: int
+    last_failure_ms: int
+
+
+def strip_failure_headers(headers: Headers | None) -> Headers | None:
+    """The record's headers without eventbus's failure headers (None when nothing is left)."""
+    if not headers:
+        return None
+    kept = tuple((k, v) for k, v in headers if not k.startswith(PREFIX))
+    return kept or None
+
+
+def dead_letter(records: RecordBatch, position: int, why: GiveUp) -> Message:
+    """The dead-letter record for the record at ``position`` of ``records``."""
+    message = str(why.error)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "..."
+    failure: Headers = (
+        (ERROR_CLASS, error_class_name(why.error).encode()),
+        (ERROR_MESSAGE, message.encode("utf-8", "replace")),
+        (ERROR_TRACEBACK, why.traceback.encode("utf-8", "replace")),
+        (PROCESSOR, why.processor.encode()),
+        (ATTEMPTS, str(why.attempts).encode()),
+        (FIRST_FAILURE, _rfc3339_ms(why.first_failure_ms).encode()),
+        (LAST_FAILURE, _rfc3339_ms(why.last_failure_ms).encode()),
+        (ORIGIN_TOPIC, records.topic.encode()),
+        (ORIGIN_PARTITION, str(records.partition).encode()),
+        (ORIGIN_OFFSET, str(records.offsets[position]).encode()),
+    )
+    original = strip_failure_headers(records.headers[position]) or ()
+    return Message(records.values[position], records.keys[position], original + failure)
+
+
+def failure_of(headers: Headers | None) -> dict[str, str]:
+    """The failure headers of a dead letter, by name without the prefix (``error.class``, ``attempts``, ...)."""
+    found: dict[str, str] = {}
+    for name, value in headers or ():
+        if name.startswith(PREFIX):
+            found[name[len(PREFIX) :]] = value.decode("utf-8", "replace")
+    return found

@@ -1,0 +1,562 @@
+"""Running processors over routed events, and deciding what happens when they fail.
+
+For each processor and partition, events go straight from the polled batch to the function (the happy path).
+When an invocation fails, the failed event and every later event of that partition for that processor wait in a
+`Lane` (order holds); the failure is retried after a backoff, and after the last attempt the event is written to
+the dead-letter topic with the error and its coordinates, in the same commit that moves past it. Other partitions
+and other processors go on meanwhile. A lane also holds events for batch windows, open circuit breakers and
+concurrent processors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from eventbus.app.processor import Processor
+from eventbus.backends.base import TopicPartition
+from eventbus.errors import ProcessorError
+from eventbus.event import Event, InvalidEventError
+from eventbus.observability import metrics
+from eventbus.publisher import EventEncoder
+from eventbus.runtime.breaker import Breaker
+from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter
+from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
+from eventbus.runtime.idempotency import IdempotencyStore, InDoubt
+from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
+from eventbus.runtime.lane import Attempts, Item, Lane, event_of, format_traceback
+from eventbus.runtime.outbox import Outbox, OutputError
+
+logger = logging.getLogger("eventbus.worker")
+
+
+class InDoubtError(Exception):
+    """An idempotent processor's worker died while processing this event: whether its side effects happened is
+    unknown, so it is not run again automatically."""
+
+    def __str__(self) -> str:
+        return (
+            f"{self.args[0]}: the worker stopped while processing this event, so its side effects may or may not "
+            "have happened; it was not run again (replay it once you have checked)"
+        )
+
+
+LaneKey = tuple[int, TopicPartition]
+
+# Failures that another attempt cannot change: the event's data does not fit the processor's type, or the
+# processor returned something that is not an event. They are dead-lettered at once.
+_NEVER_RETRIED = (InvalidEventError, OutputError)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Executor:
+    """Lanes, breakers and failure decisions for every processor of one worker."""
+
+    def __init__(
+        self,
+        processors: Sequence[Processor],
+        outbox: Outbox,
+        encode: EventEncoder,
+        source: str,
+        idempotency: IdempotencyStore | None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.processors = tuple(processors)
+        self.outbox = outbox
+        self._encode = encode
+        self._source = source
+        self._idempotency = idempotency
+        self._rng = rng or random.Random()
+        self.lanes: dict[LaneKey, Lane] = {}
+        self.breakers: dict[int, Breaker] = {}
+        shared: dict[str, Breaker] = {}
+        for index, processor in enumerate(self.processors):
+            if processor.breaker is not None:
+                name = processor.breaker.name or processor.name
+                breaker = shared.get(name)
+                if breaker is None:
+                    breaker = shared[name] = Breaker(name, processor.breaker)
+                self.breakers[index] = breaker
+        self._threads: dict[int, ThreadPoolExecutor] = {}
+        self.processed: dict[int, int] = {}
+        self.dead_lettered = 0
+
+    # -- entry points ---------------------------------------------------------------------------------------------
+
+    async def deliver(self, routed: list[RoutedBatch], now: float) -> None:
+        """Run every processor over the events routed to it (step 3 of the worker's round)."""
+        for batch in routed:
+            if batch.poison:
+                self._dead_letter_poison(batch)
+        for index, processor in enumerate(self.processors):
+            pending = [(r, r.targets[index]) for r in routed if r.targets.get(index)]
+            if not pending:
+                continue
+            if processor.is_async and len(pending) > 1:
+                await self._deliver_partitions_at_once(index, processor, pending, now)
+            else:
+                for batch, positions in pending:
+                    await self._deliver_one(index, processor, batch, positions, now)
+
+    async def _deliver_partitions_at_once(
+        self, index: int, processor: Processor, pending: list[tuple[RoutedBatch, list[int]]], now: float
+    ) -> None:
+        """An async processor's partitions, awaited together (one task per partition, not per event). Each gets
+        its own outbox, merged in partition order, so a failure in one takes back only its own outputs."""
+        direct = [(b, p) for b, p in pending if self._direct(index, processor, self._key(index, b))]
+        boxes = [Outbox(self._source, self._encode) for _ in direct]
+        failures = await asyncio.gather(
+            *(
+                call_each_async(processor, b.topic, b.partition, b.offsets, b.events, p, box)
+                for (b, p), box in zip(direct, boxes, strict=True)
+            )
+        )
+        for (batch, positions), box, failure in zip(direct, boxes, failures, strict=True):
+            for topic, message in box.since(0):
+                self.outbox.add_message(topic, message)
+            self._after_direct(index, batch, positions, failure, now)
+        for batch, positions in pending:
+            if not any(batch is b for b, _ in direct):
+                await self._deliver_one(index, processor, batch, positions, now)
+
+    async def run_due(self, now: float, *, drain: bool = False) -> None:
+        """Run lanes whose retry time or batch window has come (or every lane that can run, when draining)."""
+        for key in list(self.lanes):
+            lane = self.lanes.get(key)
+            if lane is not None and (drain or self._due(key[0], lane, now)):
+                await self._run_lane(key, lane, now, drain=drain)
+
+    def first_pending_offset(self, tp: TopicPartition) -> int | None:
+        """The lowest offset of ``tp`` some processor has not finished: the commit must not pass it."""
+        lowest = None
+        for (_, lane_tp), lane in self.lanes.items():
+            if lane_tp == tp and lane.items:
+                offset = lane.head_offset()
+                lowest = offset if lowest is None else min(lowest, offset)
+        return lowest
+
+    def backlog(self, tp: TopicPartition) -> int:
+        return sum(len(lane) for (_, lane_tp), lane in self.lanes.items() if lane_tp == tp)
+
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest moment a lane becomes due (a retry, a batch window, a breaker probe)."""
+        soonest: float | None = None
+        for (index, _), lane in self.lanes.items():
+            if not lane.items:
+                continue
+            processor = self.processors[index]
+            moments = [lane.retry_at]
+            if processor.batched and len(lane) < (lane.limit or processor.batch_size):
+                moments.append(lane.opened_monotonic + processor.batch_window_ms / 1000)
+            breaker = self.breakers.get(index)
+            if breaker is not None and breaker.state == "open":
+                moments.append(breaker.reopens_at())
+            moment = max(moments)
+            soonest = moment if soonest is None else min(soonest, moment)
+        return soonest
+
+    def blocked_topics(self) -> set[str]:
+        """Topics read by a processor whose circuit breaker is open: their partitions should pause."""
+        return {
+            topic
+            for index, breaker in self.breakers.items()
+            if breaker.state == "open"
+            for topic in self.processors[index].topics
+        }
+
+    def forget(self, lost: Iterable[TopicPartition]) -> None:
+        """Drop lanes of partitions this worker no longer owns (their events are redelivered elsewhere)."""
+        gone = set(lost)
+        for key in [k for k in self.lanes if k[1] in gone]:
+            del self.lanes[key]
+
+    def close(self) -> None:
+        for pool in self._threads.values():
+            pool.shutdown(wait=True)
+
+    # -- delivering new events ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(index: int, batch: RoutedBatch) -> LaneKey:
+        return (index, TopicPartition(batch.topic, batch.partition))
+
+    def _direct(self, index: int, processor: Processor, key: LaneKey) -> bool:
+        """Whether new events can go straight to the function: nothing waits before them, nothing to hold."""
+        breaker = self.breakers.get(index)
+        return (
+            key not in self.lanes
+            and not processor.batched
+            and processor.concurrency == 1
+            and processor.idempotency is None
+            and (breaker is None or breaker.state == "closed")
+        )
+
+    async def _deliver_one(
+        self, index: int, processor: Processor, batch: RoutedBatch, positions: list[int], now: float
+    ) -> None:
+        key = self._key(index, batch)
+        if not self._direct(index, processor, key):
+            lane = self.lanes.get(key)
+            if lane is None:
+                lane = self.lanes[key] = Lane(now)
+            lane.extend(batch, positions)
+            if self._due(index, lane, now):
+                await self._run_lane(key, lane, now, drain=False)
+            return
+        # The happy path: straight from the polled batch, no lane.
+        if processor.is_async:
+            failure = await call_each_async(
+                processor, batch.topic, batch.partition, batch.offsets, batch.events, positions, self.outbox
+            )
+        else:
+            failure = call_each(
+                processor, batch.topic, batch.partition, batch.offsets, batch.events, positions, self.outbox
+            )
+        self._after_direct(index, batch, positions, failure, now)
+
+    def _after_direct(
+        self, index: int, batch: RoutedBatch, positions: list[int], failure: Failure | None, now: float
+    ) -> None:
+        done = len(positions) if failure is None else failure.index
+        self.processed[index] = self.processed.get(index, 0) + done
+        breaker = self.breakers.get(index)
+        if failure is None:
+            if breaker is not None:
+                breaker.succeeded(now)
+            return
+        key = self._key(index, batch)
+        lane = self.lanes[key] = Lane(now)
+        lane.extend(batch, positions[failure.index :])
+        self._failed(key, lane, 1, failure.error, now)
+
+    # -- lanes --------------------------------------------------------------------------------------------------
+
+    def _due(self, index: int, lane: Lane, now: float) -> bool:
+        if not lane.items or lane.retry_at > now:
+            return False
+        processor = self.processors[index]
+        breaker = self.breakers.get(index)
+        if breaker is not None and breaker.state == "open" and now < breaker.reopens_at():
+            return False
+        if processor.batched and lane.attempts is None and lane.limit is None:
+            full = len(lane) >= processor.batch_size
+            return (
+                full
+                or processor.batch_window_ms == 0
+                or now >= lane.opened_monotonic + processor.batch_window_ms / 1000
+            )
+        return True
+
+    async def _run_lane(self, key: LaneKey, lane: Lane, now: float, *, drain: bool) -> None:
+        index = key[0]
+        processor = self.processors[index]
+        if processor.batched:
+            await self._run_batches(key, lane, now, drain=drain)
+        elif processor.concurrency > 1:
+            await self._run_concurrently(key, lane, now)
+        else:
+            await self._run_in_order(key, lane, now)
+        if not lane.items:
+            del self.lanes[key]
+
+    def _breaker_allows(self, index: int, now: float) -> bool:
+        breaker = self.breakers.get(index)
+        return breaker is None or breaker.allows(now)
+
+    async def _run_in_order(self, key: LaneKey, lane: Lane, now: float) -> None:
+        index = key[0]
+        processor = self.processors[index]
+        while lane.items and lane.retry_at <= now and self._breaker_allows(index, now):
+            # A run of consecutive items from one polled batch is passed in one call; a breaker that is closed
+            # lets all of them through, a half-open one only the probe.
+            breaker = self.breakers.get(index)
+            limit = 1 if breaker is not None and breaker.state != "closed" else len(lane.items)
+            batch = lane.items[0][0]
+            positions = []
+            for item_batch, position in lane.take(limit):
+                if item_batch is not batch:
+                    break
+                positions.append(position)
+            if processor.idempotency is not None:
+                failure = await self._call_idempotent(processor, batch, positions)
+            elif processor.is_async:
+                failure = await call_each_async(
+                    processor, batch.topic, batch.partition, batch.offsets, batch.events, positions, self.outbox
+                )
+            else:
+                failure = call_each(
+                    processor, batch.topic, batch.partition, batch.offsets, batch.events, positions, self.outbox
+                )
+            done = len(positions) if failure is None else failure.index
+            self.processed[index] = self.processed.get(index, 0) + done
+            if done:
+                lane.drop(done)
+                if breaker is not None:
+                    breaker.succeeded(now)
+            if failure is not None:
+                self._failed(key, lane, 1, failure.error, now)
+
+    async def _run_batches(self, key: LaneKey, lane: Lane, now: float, *, drain: bool) -> None:
+        index, tp = key
+        processor = self.processors[index]
+        while lane.items and lane.retry_at <= now and self._breaker_allows(index, now):
+            size = lane.limit or processor.batch_size
+            if len(lane) < size and not drain and lane.attempts is None and lane.limit is None:
+                window_ends = lane.opened_monotonic + processor.batch_window_ms / 1000
+                if processor.batch_window_ms and now < window_ends:
+                    return
+            chunk = lane.take(size)
+            failure = await call_batch(
+                processor, tp.topic, tp.partition, lane.head_offset(), [event_of(i) for i in chunk], self.outbox
+            )
+            done = len(chunk) if failure is None else failure.index
+            self.processed[index] = self.processed.get(index, 0) + done
+            breaker = self.breakers.get(index)
+            if done:
+                lane.drop(done)
+                if breaker is not None:
+                    breaker.succeeded(now)
+            if failure is None:
+                if lane.limit is not None and lane.items and lane.head_offset() >= lane.bisect_end:
+                    lane.limit = None
+                lane.opened_monotonic = now
+                continue
+            failed_count = len(chunk) - failure.index
+            if processor.bisect_on_error and failure.index == 0 and failed_count > 1:
+                # Split the failing batch instead of retrying it whole: halves that succeed are done, and the
+                # event that fails every batch it is in ends up alone, with its own attempts.
+                if lane.limit is None:
+                    lane.bisect_end = chunk[-1][0].offsets[chunk[-1][1]] + 1
+                lane.limit = math.ceil(failed_count / 2)
+                continue
+            self._failed(key, lane, failed_count, failure.error, now)
+
+    async def _run_concurrently(self, key: LaneKey, lane: Lane, now: float) -> None:
+        """Up to ``concurrency`` invocations at once; events of one key stay in order (``ordering="key"``)."""
+        index, tp = key
+        processor = self.processors[index]
+        if not self._breaker_allows(index, now):
+            return
+        groups: dict[object, list[Item]] = {}
+        for n, item in enumerate(lane.items):
+            attrs = event_of(item)
+            group = (
+                (attrs.get("partitionkey") or attrs.get("subject") or ("#", n)) if processor.ordering == "key" else n
+            )
+            groups.setdefault(group, []).append(item)
+        outcomes = await self._run_groups(processor, tp, list(groups.values()))
+        remaining: deque[Item] = deque()
+        first_failure: tuple[int, BaseException] | None = None
+        done_total = 0
+        for items, (done, error) in zip(groups.values(), outcomes, strict=True):
+            done_total += done
+            if error is not None:
+                remaining.extend(items[done:])
+                if first_failure is None:
+                    first_failure = (len(items) - done, error)
+        self.processed[index] = self.processed.get(index, 0) + done_total
+        # Keep what is left in offset order, so the lane's head is the lowest offset not done.
+        lane.items = deque(sorted(remaining, key=lambda i: i[0].offsets[i[1]]))
+        lane.attempts = lane.attempts if lane.items else None
+        breaker = self.breakers.get(index)
+        if first_failure is None:
+            lane.retry_at = 0.0
+            if breaker is not None:
+                breaker.succeeded(now)
+            return
+        self._failed(key, lane, 1, first_failure[1], now)
+
+    async def _run_groups(
+        self, processor: Processor, tp: TopicPartition, groups: list[list[Item]]
+    ) -> list[tuple[int, BaseException | None]]:
+        """Run each group's events in order, up to ``concurrency`` groups at once, each with its own outbox
+        (merged in group order afterwards, so outputs keep a stable order)."""
+        outboxes = [Outbox(self._source, self._encode) for _ in groups]
+
+        def run_sync(n: int) -> tuple[int, BaseException | None]:
+            items = groups[n]
+            batch = items[0][0]
+            failure = (
+                call_each(
+                    processor, tp.topic, tp.partition, batch.offsets, batch.events, [p for _, p in items], outboxes[n]
+                )
+                if all(b is batch for b, _ in items)
+                else _call_items(processor, tp, items, outboxes[n])
+            )
+            return (len(items), None) if failure is None else (failure.index, failure.error)
+
+        async def run_async(n: int) -> tuple[int, BaseException | None]:
+            for done, (batch, position) in enumerate(groups[n]):
+                failure = await call_each_async(
+                    processor, tp.topic, tp.partition, batch.offsets, batch.events, [position], outboxes[n]
+                )
+                if failure is not None:
+                    return done, failure.error
+            return len(groups[n]), None
+
+        results: list[tuple[int, BaseException | None]]
+        if processor.is_async:
+            limit = asyncio.Semaphore(processor.concurrency)
+
+            async def bounded(n: int) -> tuple[int, BaseException | None]:
+                async with limit:
+                    return await run_async(n)
+
+            results = list(await asyncio.gather(*(bounded(n) for n in range(len(groups)))))
+        else:
+            pool = self._threads.get(id(processor))
+            if pool is None:
+                pool = self._threads[id(processor)] = ThreadPoolExecutor(
+                    processor.concurrency, thread_name_prefix=f"eventbus-{processor.name}"
+                )
+            loop = asyncio.get_running_loop()
+            results = list(await asyncio.gather(*(loop.run_in_executor(pool, run_sync, n) for n in range(len(groups)))))
+        for box in outboxes:
+            for topic, message in box.since(0):
+                self.outbox.add_message(topic, message)
+        return results
+
+    # -- idempotency --------------------------------------------------------------------------------------------
+
+    async def _call_idempotent(self, processor: Processor, batch: RoutedBatch, positions: list[int]) -> Failure | None:
+        """Each event once: skip (and re-emit the outputs of) events whose key was recorded; record each new key
+        with its outputs as soon as its invocation succeeds. An event whose earlier invocation was cut short by a
+        crash is dead-lettered as in doubt instead of being run again."""
+        store = self._idempotency
+        policy = processor.idempotency
+        assert store is not None
+        assert policy is not None
+        events = batch.events
+        keys = [policy.key(Event.wrap(events[p])) for p in positions]  # type: ignore[arg-type]
+        seen = store.seen(processor.name, keys, policy.ttl_s)
+        for n, (position, key) in enumerate(zip(positions, keys, strict=True)):
+            outputs = seen.get(key)
+            if isinstance(outputs, InDoubt):
+                now_ms = _now_ms()
+                error = InDoubtError(f"idempotency key {key!r}")
+                why = GiveUp(processor.name, error, "", 1, now_ms, now_ms)
+                self._write_dead_letter(processor, batch, position, why, "in doubt")
+                continue
+            if outputs is not None:
+                for topic, message in outputs:
+                    self.outbox.add_message(topic, message)
+                metrics.duplicate_skipped(processor.name)
+                continue
+            mark = self.outbox.count
+            store.begin(processor.name, key)
+            if processor.is_async:
+                failure = await call_each_async(
+                    processor, batch.topic, batch.partition, batch.offsets, events, [position], self.outbox
+                )
+            else:
+                failure = call_each(
+                    processor, batch.topic, batch.partition, batch.offsets, events, [position], self.outbox
+                )
+            if failure is not None:
+                store.abandon(processor.name, key)
+                return Failure(n, failure.error)
+            outputs = self.outbox.since(mark)
+            store.record(processor.name, key, outputs)
+            seen[key] = outputs  # a duplicate later in the same run is skipped too
+        return None
+
+    # -- failures -----------------------------------------------------------------------------------------------
+
+    def _failed(self, key: LaneKey, lane: Lane, count: int, error: BaseException, now: float) -> None:
+        """The ``count`` events at the head of ``lane`` failed together: retry them later, or give up on them."""
+        index, tp = key
+        processor = self.processors[index]
+        now_ms = _now_ms()
+        metrics.failed_attempt(processor.name, error)
+        breaker = self.breakers.get(index)
+        if breaker is not None:
+            breaker.failed(now)
+        if lane.attempts is None:
+            lane.attempts = Attempts.first(error, now_ms)
+        else:
+            lane.attempts.failed_again(error, now_ms)
+        head_batch, head_position = lane.items[0]
+        if processor.on_failure == "stop":
+            raise ProcessorError(processor.name, tp.topic, tp.partition, head_batch.offsets[head_position], error)
+        policy = processor.retry
+        reason = None
+        if isinstance(error, _NEVER_RETRIED) or not policy.retries(error):
+            reason = "not retryable"
+        elif lane.attempts.count >= policy.max_attempts:
+            reason = "attempts exhausted"
+        elif policy.max_event_age_s is not None:
+            appended_ms = head_batch.records.timestamps_ms[head_position]
+            if now_ms - appended_ms > policy.max_event_age_s * 1000:
+                reason = "too old"
+        if reason is None:
+            delay_s = policy.delay_s(lane.attempts.count, self._rng)
+            lane.retry_at = now + delay_s
+            metrics.retried(processor.name)
+            return
+        attempts = lane.attempts
+        why = GiveUp(
+            processor.name,
+            error,
+            attempts.traceback,
+            attempts.count,
+            attempts.first_failure_ms,
+            attempts.last_failure_ms,
+        )
+        for batch, position in lane.take(count):
+            self._write_dead_letter(processor, batch, position, why, reason)
+        lane.drop(count)
+        if lane.limit is not None and (not lane.items or lane.head_offset() >= lane.bisect_end):
+            lane.limit = None
+
+    def _write_dead_letter(
+        self, processor: Processor | None, batch: RoutedBatch, position: int, why: GiveUp, reason: str
+    ) -> None:
+        topic = processor.dead_letter_topic_for(batch.topic) if processor else self._poison_topic(batch.topic)
+        self.outbox.add_message(topic, dead_letter(batch.records, position, why))
+        self.dead_lettered += 1
+        metrics.dead_lettered(why.processor, batch.topic, reason)
+        if self.dead_lettered <= 10 or self.dead_lettered % 1000 == 0:
+            # Logged per dead letter only until the pattern is clear; the metric counts every one.
+            logger.warning(
+                "dead-lettered %s[%d]@%d to %s (%s: %s after %d attempt(s), %s)",
+                batch.topic,
+                batch.partition,
+                batch.offsets[position],
+                topic,
+                type(why.error).__name__,
+                why.error,
+                why.attempts,
+                reason,
+            )
+
+    def _poison_topic(self, topic: str) -> str:
+        """Where undecodable records of ``topic`` go: its processors' dead-letter topic if they agree on one."""
+        topics = {p.dead_letter_topic_for(topic) for p in self.processors if topic in p.topics}
+        return topics.pop() if len(topics) == 1 else f"{topic}.dlq"
+
+    def _dead_letter_poison(self, batch: RoutedBatch) -> None:
+        readers = [p for p in self.processors if batch.topic in p.topics]
+        if readers and all(p.on_failure == "stop" for p in readers):
+            position, error = batch.poison[0]
+            raise PoisonRecordError(batch.topic, batch.partition, batch.offsets[position], error)
+        now_ms = _now_ms()
+        for position, error in batch.poison:
+            why = GiveUp(DECODER, error, format_traceback(error), 1, now_ms, now_ms)
+            self._write_dead_letter(None, batch, position, why, "undecodable")
+
+
+def _call_items(processor: Processor, tp: TopicPartition, items: list[Item], outbox: Outbox) -> Failure | None:
+    for done, (batch, position) in enumerate(items):
+        failure = call_each(processor, tp.topic, tp.partition, batch.offsets, batch.events, [position], outbox)
+        if failure is not None:
+            return Failure(done, failure.error)
+    return None
