@@ -1,0 +1,117 @@
+"""``eventbus dlq list|replay`` and ``eventbus replay``: dead letters, and moving a group's position."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from eventbus.cli import EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    dlq = sub.add_parser("dlq", help="inspect and replay dead-letter topics")
+    actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="dead letters grouped by error")
+    listing.add_argument("topic", metavar="TOPIC.dlq")
+    listing.add_argument("--broker", help="log URL (default: $EVENTBUS_BROKER or sqlite:///eventbus.db)")
+    listing.set_defaults(handler=handle_list)
+    replay = actions.add_parser("replay", help="publish dead letters again, to their original topic or --to")
+    replay.add_argument("topic", metavar="TOPIC.dlq")
+    replay.add_argument("--broker", help="log URL (default: $EVENTBUS_BROKER or sqlite:///eventbus.db)")
+    replay.add_argument("--to", help="send them here instead of the topic each came from")
+    replay.add_argument("--filter", metavar="PATTERN", help="only events matching this event pattern (JSON)")
+    replay.add_argument("--dry-run", action="store_true", help="count what would be replayed, publish nothing")
+    replay.add_argument(
+        "--from-beginning", action="store_true", help="replay everything, not only what earlier replays left"
+    )
+    replay.set_defaults(handler=handle_replay)
+
+    position = sub.add_parser("replay", help="move a consumer group's position on a topic")
+    position.add_argument("topic")
+    position.add_argument("--group", required=True)
+    position.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="OFFSET|TIME",
+        help="an offset, 'earliest', 'latest', or an ISO 8601 time (e.g. 2026-11-23T10:00:00Z)",
+    )
+    position.add_argument("--broker", help="log URL (default: $EVENTBUS_BROKER or sqlite:///eventbus.db)")
+    position.set_defaults(handler=handle_reset)
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    from eventbus.backends import open_log
+    from eventbus.replay import summarize_dead_letters
+
+    with open_log(args.broker) as log:
+        log.topic(args.topic)
+        groups = summarize_dead_letters(log, args.topic)
+    total = sum(g.count for g in groups)
+    print(f"{args.topic}: {total} dead letter(s), {len(groups)} kind(s) of failure")
+    for group in groups:
+        origins = ", ".join(sorted(group.origin_topics))
+        print(f"\n{group.count:>8}  {group.error_class}: {group.message}")
+        print(f"          processor {group.processor}, from {origins}")
+        print(f"          first {group.first_failure}, last {group.last_failure}")
+    return EXIT_OK
+
+
+def handle_replay(args: argparse.Namespace) -> int:
+    from eventbus.backends import open_log
+    from eventbus.replay import replay_dead_letters
+
+    shown = {"at": -1}
+
+    def progress(done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if sys.stderr.isatty() or percent >= shown["at"] + 10 or done == total:
+            shown["at"] = percent
+            end = "\r" if sys.stderr.isatty() and done < total else "\n"
+            print(f"replaying {args.topic}: {done}/{total} ({percent}%)", end=end, file=sys.stderr, flush=True)
+
+    with open_log(args.broker) as log:
+        log.topic(args.topic)
+        report = replay_dead_letters(
+            log,
+            args.topic,
+            to=args.to,
+            pattern=args.filter,
+            dry_run=args.dry_run,
+            from_beginning=args.from_beginning,
+            progress=progress,
+        )
+    verb = "would replay" if report.dry_run else "replayed"
+    targets = ", ".join(f"{n} to {t}" for t, n in sorted(report.by_topic.items())) or "nothing"
+    print(f"{verb} {report.replayed} event(s): {targets}; {report.filtered_out} left out by the filter")
+    return EXIT_OK
+
+
+def handle_reset(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from eventbus.backends import open_log
+    from eventbus.errors import ConfigurationError
+    from eventbus.replay import reset_group
+
+    start = args.start.strip()
+    with open_log(args.broker) as log:
+        log.topic(args.topic)
+        if start == "earliest" or start.isdigit():
+            positions = reset_group(log, args.group, args.topic, offset=0 if start == "earliest" else int(start))
+        elif start == "latest":
+            positions = reset_group(log, args.group, args.topic, offset=2**62)
+        else:
+            try:
+                moment = datetime.fromisoformat(start)
+            except ValueError:
+                raise ConfigurationError(
+                    f"--from {start!r}: expected an offset, 'earliest', 'latest' or an ISO 8601 time"
+                ) from None
+            if moment.tzinfo is None:
+                raise ConfigurationError(f"--from {start!r}: give a time zone (e.g. ...Z or +01:00)")
+            positions = reset_group(log, args.group, args.topic, time_ms=int(moment.timestamp() * 1000))
+    for partition, offset in sorted(positions.items()):
+        print(f"{args.topic}[{partition}]: group {args.group} now at offset {offset}")
+    return EXIT_OK

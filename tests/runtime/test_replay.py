@@ -1,0 +1,200 @@
+"""Dead-letter replay and group position resets: library calls and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from eventbus import App, Event, Retry
+from eventbus.backends.base import Message
+from eventbus.backends.sqlite import SQLiteLog
+from eventbus.replay import GroupBusyError, replay_dead_letters, reset_group, summarize_dead_letters
+from eventbus.runtime.dead_letter import PREFIX
+from eventbus.testing import TestBus
+from tests.conftest import PYTHON, REPO
+
+
+def failing_app(broken: set[int]) -> tuple[App, list[int]]:
+    app = App("orders-app")
+    applied: list[int] = []
+
+    @app.processor("orders", retry=Retry(max_attempts=1))
+    def apply(event: Event) -> None:
+        if event.data["n"] in broken:
+            raise KeyError(f"no customer for order {event.data['n']}")
+        applied.append(event.data["n"])
+
+    return app, applied
+
+
+def test_replay_brings_every_dead_letter_back_through_the_fixed_processor(log: object) -> None:
+    bus = TestBus(log=log)  # type: ignore[arg-type]
+    originals = [Event("order", {"n": n}, partitionkey=f"c{n}") for n in range(10)]
+    bus.publish("orders", *originals)
+    app, applied = failing_app({2, 5, 7})
+    bus.run(app)
+    assert applied == [0, 1, 3, 4, 6, 8, 9]
+
+    report = replay_dead_letters(bus.log, "orders.dlq")
+    assert report.replayed == 3
+    assert report.by_topic == {"orders": 3}
+    replayed = bus.events("orders")[10:]
+    assert [e.id for e in replayed] == [originals[n].id for n in (2, 5, 7)], "the event ids are kept"
+    for record in bus.log.read("orders", 0, 10, 10).records():
+        assert not any(name.startswith(PREFIX) for name, _ in record.headers or ()), "failure headers removed"
+
+    fixed, applied_after = failing_app(set())
+    bus.run(fixed)
+    assert applied_after == [2, 5, 7]
+    assert replay_dead_letters(bus.log, "orders.dlq").replayed == 0, "a second replay sends only what is new"
+
+
+def test_replay_filter_dry_run_to_and_from_beginning() -> None:
+    bus = TestBus()
+    bus.publish("orders", *(Event("order", {"n": n, "big": n >= 5}) for n in range(8)))
+    app, _ = failing_app(set(range(8)))
+    bus.run(app)
+    dry = replay_dead_letters(bus.log, "orders.dlq", pattern={"data": {"big": [True]}}, dry_run=True)
+    assert (dry.replayed, dry.filtered_out, dry.dry_run) == (3, 5, True)
+    assert len(bus.events("orders")) == 8, "a dry run publishes nothing"
+    done = replay_dead_letters(bus.log, "orders.dlq", pattern='{"data": {"big": [true]}}', to="orders.retry")
+    assert done.by_topic == {"orders.retry": 3}
+    assert [e.data["n"] for e in bus.events("orders.retry")] == [5, 6, 7]
+    again = replay_dead_letters(bus.log, "orders.dlq", to="orders.retry", from_beginning=True)
+    assert again.replayed == 8
+
+
+def test_summaries_group_dead_letters_by_error() -> None:
+    bus = TestBus()
+    bus.publish("orders", *(Event("order", {"n": n}) for n in range(6)))
+    app, _ = failing_app({1, 3, 4})
+    bus.run(app)
+    groups = summarize_dead_letters(bus.log, "orders.dlq")
+    assert [(g.error_class, g.message, g.count) for g in groups] == [
+        ("KeyError", f"'no customer for order {n}'", 1) for n in (1, 3, 4)
+    ]
+    assert all(g.origin_topics == {"orders"} for g in groups)
+    assert all(g.first_failure <= g.last_failure for g in groups)
+
+
+def test_reset_group_by_offset_and_by_time_and_refused_while_it_runs(log: object) -> None:
+    from eventbus.backends.base import Log
+
+    assert isinstance(log, Log)
+    log.create_topic("t", 2)
+    log.append("t", [Message(b"old", partition=p, timestamp_ms=1_000) for p in (0, 1)])
+    log.append("t", [Message(b"new", partition=p, timestamp_ms=5_000) for p in (0, 1, 1)])
+    assert reset_group(log, "g", "t", offset=1) == {0: 1, 1: 1}
+    assert reset_group(log, "g", "t", offset=99) == {0: 2, 1: 3}
+    assert reset_group(log, "g", "t", time_ms=3_000) == {0: 1, 1: 1}
+    assert log.committed("g", "t") == {0: 1, 1: 1}
+    member = log.consumer("g", ["t"])
+    member.poll(1, 0.05)
+    with pytest.raises(GroupBusyError, match="group 'g' has 1 live worker"):
+        reset_group(log, "g", "t", offset=0)
+    member.close()
+    assert reset_group(log, "g", "t", offset=0) == {0: 0, 1: 0}
+
+
+def eventbus(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "eventbus", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60, check=False
+    )
+
+
+def test_the_dlq_and_replay_commands(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    bus = TestBus(log=SQLiteLog(tmp_path / "events.db"))
+    bus.publish("orders", *(Event("order", {"n": n}) for n in range(5)))
+    app, _ = failing_app({0, 1, 2})
+    bus.run(app)
+
+    listed = eventbus("dlq", "list", "orders.dlq", "--broker", url, cwd=REPO, env=subprocess_env)
+    assert listed.returncode == 0, listed.stderr
+    assert "orders.dlq: 3 dead letter(s), 3 kind(s) of failure" in listed.stdout
+    assert "KeyError: 'no customer for order 0'" in listed.stdout
+
+    dry = eventbus("dlq", "replay", "orders.dlq", "--dry-run", "--broker", url, cwd=REPO, env=subprocess_env)
+    assert "would replay 3 event(s): 3 to orders" in dry.stdout
+    bad = eventbus("dlq", "replay", "orders.dlq", "--filter", "{nope", "--broker", url, cwd=REPO, env=subprocess_env)
+    assert bad.returncode == 2
+    assert "--filter: invalid pattern" in bad.stderr
+    replayed = eventbus(
+        "dlq",
+        "replay",
+        "orders.dlq",
+        "--filter",
+        json.dumps({"data": {"n": [1]}}),
+        "--broker",
+        url,
+        cwd=REPO,
+        env=subprocess_env,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1 event(s): 1 to orders; 2 left out by the filter" in replayed.stdout
+    assert "replaying orders.dlq: 3/3 (100%)" in replayed.stderr
+
+    reset = eventbus(
+        "replay", "orders", "--group", "orders-app", "--from", "earliest", "--broker", url, cwd=REPO, env=subprocess_env
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert "orders[0]: group orders-app now at offset 0" in reset.stdout
+    at_time = eventbus(
+        "replay",
+        "orders",
+        "--group",
+        "orders-app",
+        "--from",
+        "2999-01-01T00:00:00Z",
+        "--broker",
+        url,
+        cwd=REPO,
+        env=subprocess_env,
+    )
+    assert "now at offset 6" in at_time.stdout
+    naive = eventbus(
+        "replay",
+        "orders",
+        "--group",
+        "g",
+        "--from",
+        "2026-01-01T00:00:00",
+        "--broker",
+        url,
+        cwd=REPO,
+        env=subprocess_env,
+    )
+    assert naive.returncode == 2
+    assert "give a time zone" in naive.stderr
+
+
+def test_replay_is_refused_while_a_worker_of_the_group_runs(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    (tmp_path / "idle_app.py").write_text(
+        "from eventbus import App, Event\napp = App('idle')\n@app.processor('t')\ndef h(e: Event) -> None: ...\n"
+    )
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "eventbus", "run", "idle_app", "--broker", url],
+        cwd=tmp_path,
+        env=subprocess_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        log = SQLiteLog(tmp_path / "events.db")
+        deadline = time.monotonic() + 20
+        while not log.group_members("idle") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = eventbus(
+            "replay", "t", "--group", "idle", "--from", "0", "--broker", url, cwd=tmp_path, env=subprocess_env
+        )
+        assert refused.returncode == 1
+        assert "group 'idle' has 1 live worker(s)" in refused.stderr
+        assert "stop them first" in refused.stderr
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
