@@ -1,9 +1,11 @@
 """Per-path value index: from one event value to the sub-rules whose anchor condition it satisfies.
 
 Each sub-rule in a router is filed under one *anchor* condition (the one expected to bring it up least often,
-see :mod:`eventbus.routing.anchoring`); the index of the anchor's path maps values to those sub-rules. Lookups cost a few hash probes per value whatever the number of
-rules: exact strings, numbers and literals by hash; prefixes and suffixes by one probe per distinct length;
-CIDR blocks by one probe per distinct prefix length; case-insensitive and wildcard patterns by a hash of their
+see :mod:`eventbus.routing.anchoring`); the index of the anchor's path maps values to those sub-rules.
+
+Lookups cost a few hash probes per value whatever the number of rules: exact strings, numbers and literals by
+hash; prefixes and suffixes by one probe per distinct length (stopping once no longer key can match); CIDR
+blocks by one probe per distinct prefix length; case-insensitive and wildcard patterns by a hash of their
 case-folded text or literal head/tail, then checked; numeric ranges through a segment tree. Only matchers that
 accept most values (``anything-but``, ``exists``, wildcards with no literal end) are tried one by one.
 """
