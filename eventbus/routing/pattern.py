@@ -75,13 +75,18 @@ def compile_pattern(
             parsed = loads_pattern(pattern)
         except ValueError as exc:
             raise InvalidPatternError("", f"pattern is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidPatternError("", "pattern is nested too deeply") from None
         source = pattern
     elif isinstance(pattern, Mapping):
         parsed = dict(pattern)
         source = parsed
     else:
         raise InvalidPatternError("", f"a pattern must be a JSON object or its text, not {type(pattern).__name__}")
-    size = compact_length(parsed)
-    if size > max_size:
-        raise InvalidPatternError("", f"pattern is {size} characters as compact JSON, over the limit of {max_size}")
-    return Pattern(source, compile_subrules(parsed, profile=profile))
+    try:
+        size = compact_length(parsed)
+        if size > max_size:
+            raise InvalidPatternError("", f"pattern is {size} characters as compact JSON, over the limit of {max_size}")
+        return Pattern(source, compile_subrules(parsed, profile=profile))
+    except RecursionError:
+        raise InvalidPatternError("", "pattern is nested too deeply") from None

@@ -113,3 +113,14 @@ def test_errors_from_text_and_dict_agree() -> None:
     with pytest.raises(InvalidPatternError) as from_text:
         compile_pattern(json.dumps(bad))
     assert str(from_dict.value) == str(from_text.value)
+
+
+def test_deeply_nested_patterns_are_refused_cleanly() -> None:
+    text = '{"a":' * 5000 + '["x"]' + "}" * 5000
+    with pytest.raises(InvalidPatternError, match="nested too deeply|limit"):
+        compile_pattern(text, max_size=10**6)
+    nested: dict[str, Any] = {"a": ["x"]}
+    for _ in range(5000):
+        nested = {"a": nested}
+    with pytest.raises(InvalidPatternError, match="nested too deeply"):
+        compile_pattern(nested, max_size=10**6)
