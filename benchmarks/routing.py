@@ -48,10 +48,8 @@ def make_event(rng: random.Random, serial: int) -> dict[str, Any]:
     service = rng.choice(SERVICES)
     entity = rng.choice(ENTITIES)
     customer = rng.randrange(CUSTOMERS)
-    items = [
-        {"sku": f"SKU-{rng.randrange(10_000):05d}", "qty": rng.randint(1, 5), "price": round(rng.uniform(1, 300), 2)}
-        for _ in range(rng.randint(1, 3))
-    ]
+    lines = [(rng.randint(1, 5), round(rng.uniform(1, 300), 2)) for _ in range(rng.randint(1, 3))]
+    items = [{"sku": f"SKU-{rng.randrange(10_000):05d}", "qty": qty, "price": price} for qty, price in lines]
     return {
         "specversion": "1.0",
         "id": f"{serial:08x}-{rng.getrandbits(32):08x}-4c1e-9f2a-{rng.getrandbits(48):012x}",
@@ -71,7 +69,7 @@ def make_event(rng: random.Random, serial: int) -> dict[str, Any]:
             },
             "order": {
                 "id": f"o-{rng.getrandbits(40):010x}",
-                "total": round(sum(i["qty"] * i["price"] for i in items), 2),
+                "total": round(sum(qty * price for qty, price in lines), 2),
                 "currency": rng.choice(["EUR", "USD", "GBP"]),
                 "items": items,
                 "status": rng.choice(STATUSES),

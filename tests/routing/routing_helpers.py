@@ -15,7 +15,7 @@ from typing import Any
 
 from eventbus.routing import Pattern, Router, compile_pattern
 
-Decide = Callable[[dict[str, Any] | str, Any], bool]
+Decide = Callable[[dict[str, Any] | str | Pattern, Any], bool]
 
 
 def find_shared_dir() -> Path | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from routing_helpers import Decide
 
@@ -36,7 +38,8 @@ def test_r5_1_object_forms(matches: Decide) -> None:
 
 
 def test_r5_2_missing_or_empty_field_never_matches(matches: Decide) -> None:
-    for event in ({}, {"s": []}, {"s": {}}, {"s": {"x": "y"}}):
+    events: list[dict[str, Any]] = [{}, {"s": []}, {"s": {}}, {"s": {"x": "y"}}]
+    for event in events:
         assert not matches({"s": [{"anything-but": "x"}]}, event)
         assert not matches({"s": [{"anything-but": {"prefix": "x"}}]}, event)
         assert not matches({"s": [{"anything-but": [1, 2]}]}, event)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(SHARED is None, reason=NOT_FOUND)
 
 def _conformance() -> Path:
     assert SHARED is not None
-    return SHARED / "conformance"
+    return Path(SHARED) / "conformance"
 
 
 def _expected() -> dict[str, Any]:

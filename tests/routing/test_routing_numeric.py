@@ -82,7 +82,8 @@ def test_r6_2_representable_operands_in_any_spelling(matches: Decide) -> None:
 
 
 def test_r6_3_only_json_numbers_qualify(matches: Decide) -> None:
-    for value in ("5", True, False, None, [], {}):
+    values: list[object] = ["5", True, False, None, [], {}]
+    for value in values:
         assert not matches({"n": [{"numeric": [">", 0]}]}, {"n": value})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from eventbus.routing import InvalidPatternError, Router, compile_pattern
@@ -51,7 +53,7 @@ def test_add_returns_ids_and_remove_takes_them() -> None:
 
 
 def test_removing_restores_the_answers_of_every_kind_of_anchor() -> None:
-    patterns = [
+    patterns: list[dict[str, Any]] = [
         {"source": ["shop"]},
         {"data": {"total": [120]}},
         {"data": {"total": [{"numeric": [">=", 100, "<", 200]}]}},

@@ -114,12 +114,13 @@ def test_r3_1_plain_string_equality(matches: Decide) -> None:
 
 def test_r3_2_literals_match_only_themselves(matches: Decide) -> None:
     assert matches({"a": [None]}, {"a": None})
-    for other in ("", "null", [], {}, 0, False):
+    others: list[object] = ["", "null", [], {}, 0, False]
+    for other in others:
         assert not matches({"a": [None]}, {"a": other})
     assert not matches({"a": [None]}, {})
     assert matches({"a": [True]}, {"a": True})
-    for other in ("true", 1, 1.0, None):
-        assert not matches({"a": [True]}, {"a": other})
+    for not_true in ("true", 1, 1.0, None):
+        assert not matches({"a": [True]}, {"a": not_true})
     assert matches({"a": [False]}, {"a": False})
     assert not matches({"a": [False]}, {"a": 0})
 
