@@ -83,8 +83,11 @@ class _ByLength:
         table = self.tables[len(text)]
         _unfile(table, text, item)
         if text not in table:
-            self.stems.subtract(self._parts(text))
-            self.stems += Counter()  # drop the parts no key has any more
+            stems = self.stems
+            for part in self._parts(text):
+                stems[part] -= 1
+                if not stems[part]:
+                    del stems[part]
         if not table:
             del self.tables[len(text)]
             self.lengths = sorted(self.tables)

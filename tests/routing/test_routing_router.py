@@ -139,3 +139,19 @@ def test_iterating_a_router_lists_its_rules() -> None:
     router.add({"source": ["shop"]}, "a")
     router.add({"source": ["x"]}, "b")
     assert [target for _, _, target in router] == ["a", "b"]
+
+
+def test_thousands_of_rules_come_and_go_quickly() -> None:
+    import time
+
+    router: Router[int] = Router()
+    started = time.perf_counter()
+    ids = [
+        router.add({"s": [{"prefix": f"k{n:05d}x"}], "t": [{"suffix": f"y{n:04d}"}], "n": [{"numeric": [">", n]}]}, n)
+        for n in range(3000)
+    ]
+    assert router.match({"s": "k00042xyz", "t": "ay0042", "n": 100}) == [42]
+    for rule_id in ids:
+        router.remove(rule_id)
+    assert len(router) == 0
+    assert time.perf_counter() - started < 20
