@@ -124,13 +124,14 @@ class Idempotency:
     """Process each event once even when it is delivered twice.
 
     A key (by default the event's source and id; ``key`` derives another from the event) is recorded durably as
-    soon as an invocation succeeds, together with what it emitted. An event whose key was seen within ``ttl_s`` is
-    not processed again; what the first invocation emitted is emitted again instead, so a redelivery after a crash
+    soon as an invocation succeeds. An event whose key was seen within ``ttl_s`` is not processed again. After a
+    crash, an event whose processing finished but was not committed is not run again and what it emitted is
+    emitted again; one whose worker died in the middle of it is dead-lettered as in doubt. So a redelivery
     neither repeats a side effect nor loses an output.
     """
 
     key: Callable[[Event], str] = field(default=event_id)
-    ttl_s: float = 24 * 3600.0
+    ttl_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not callable(self.key):

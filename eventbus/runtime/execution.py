@@ -28,7 +28,7 @@ from eventbus.publisher import EventEncoder
 from eventbus.runtime.breaker import Breaker
 from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter
 from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
-from eventbus.runtime.idempotency import IdempotencyStore, InDoubt
+from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, key_hash
 from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
 from eventbus.runtime.lane import Attempts, Item, Lane, event_of, format_traceback
 from eventbus.runtime.outbox import Outbox, OutputError
@@ -112,7 +112,11 @@ class Executor:
     ) -> None:
         """An async processor's partitions, awaited together (one task per partition, not per event). Each gets
         its own outbox, merged in partition order, so a failure in one takes back only its own outputs."""
-        direct = [(b, p) for b, p in pending if self._direct(index, processor, self._key(index, b))]
+        direct = [
+            (b, p)
+            for b, p in pending
+            if processor.idempotency is None and self._direct(index, processor, self._key(index, b))
+        ]
         boxes = [Outbox(self._source, self._encode) for _ in direct]
         failures = await asyncio.gather(
             *(
@@ -196,7 +200,6 @@ class Executor:
             key not in self.lanes
             and not processor.batched
             and processor.concurrency == 1
-            and processor.idempotency is None
             and (breaker is None or breaker.state == "closed")
         )
 
@@ -213,7 +216,9 @@ class Executor:
                 await self._run_lane(key, lane, now, drain=False)
             return
         # The happy path: straight from the polled batch, no lane.
-        if processor.is_async:
+        if processor.idempotency is not None:
+            failure = await self._call_idempotent(processor, batch, positions)
+        elif processor.is_async:
             failure = await call_each_async(
                 processor, batch.topic, batch.partition, batch.offsets, batch.events, positions, self.outbox
             )
@@ -428,31 +433,32 @@ class Executor:
     # -- idempotency --------------------------------------------------------------------------------------------
 
     async def _call_idempotent(self, processor: Processor, batch: RoutedBatch, positions: list[int]) -> Failure | None:
-        """Each event once: skip (and re-emit the outputs of) events whose key was recorded; record each new key
-        with its outputs as soon as its invocation succeeds. An event whose earlier invocation was cut short by a
-        crash is dead-lettered as in doubt instead of being run again."""
+        """Each event once: skip events whose key was recorded (emitting again only what a run cut short before its
+        commit had emitted); record each new key as soon as its invocation succeeds. An event whose earlier
+        invocation was cut short by a crash is dead-lettered as in doubt instead of being run again."""
         store = self._idempotency
         policy = processor.idempotency
         assert store is not None
         assert policy is not None
         events = batch.events
-        keys = [policy.key(Event.wrap(events[p])) for p in positions]  # type: ignore[arg-type]
-        seen = store.seen(processor.name, keys, policy.ttl_s)
-        for n, (position, key) in enumerate(zip(positions, keys, strict=True)):
-            outputs = seen.get(key)
+        name = processor.name
+        hashes = [key_hash(name, policy.key(Event.wrap(events[p]))) for p in positions]  # type: ignore[arg-type]
+        seen = store.seen(hashes, policy.ttl_s)
+        for n, (position, h) in enumerate(zip(positions, hashes, strict=True)):
+            outputs = seen.get(h)
             if isinstance(outputs, InDoubt):
                 now_ms = _now_ms()
-                error = InDoubtError(f"idempotency key {key!r}")
-                why = GiveUp(processor.name, error, "", 1, now_ms, now_ms)
+                error = InDoubtError(f"event {events[position]['id']!r}")  # type: ignore[index]
+                why = GiveUp(name, error, "", 1, now_ms, now_ms)
                 self._write_dead_letter(processor, batch, position, why, "in doubt")
                 continue
             if outputs is not None:
                 for topic, message in outputs:
                     self.outbox.add_message(topic, message)
-                metrics.duplicate_skipped(processor.name)
+                metrics.duplicate_skipped(name)
                 continue
             mark = self.outbox.count
-            store.begin(processor.name, key)
+            store.begin(h)
             if processor.is_async:
                 failure = await call_each_async(
                     processor, batch.topic, batch.partition, batch.offsets, events, [position], self.outbox
@@ -462,11 +468,10 @@ class Executor:
                     processor, batch.topic, batch.partition, batch.offsets, events, [position], self.outbox
                 )
             if failure is not None:
-                store.abandon(processor.name, key)
+                store.abandon(h)
                 return Failure(n, failure.error)
-            outputs = self.outbox.since(mark)
-            store.record(processor.name, key, outputs)
-            seen[key] = outputs  # a duplicate later in the same run is skipped too
+            store.record(h, self.outbox.since(mark))
+            seen[h] = []  # a duplicate later in the same run is skipped, its outputs are already on their way
         return None
 
     # -- failures -----------------------------------------------------------------------------------------------

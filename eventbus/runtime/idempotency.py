@@ -1,29 +1,37 @@
-"""Idempotency keys: which events a processor has already handled, and what it emitted for them.
+"""Idempotency keys: which events a processor has already handled.
 
-A key must be durable the moment an invocation succeeds, before the round is committed: if the worker is killed
-in between, the event is delivered again and its key must already be there, or its side effect happens twice. A
-SQLite transaction per event would cost more than the event; instead each key is appended to a per-process
-*journal* file with one ``write`` — durable against a crash of the process, like the log's own WAL — and the
-journal is folded into a SQLite table after each commit.
+An invocation writes two records to a per-process *journal*: *begin* before the function is called and *done*
+(with what it emitted) after it returns. The journal is a memory-mapped file: an append is a memory copy, and
+what was copied survives a crash of the process (it is in the page cache, like the log's own WAL). After each
+commit the round's keys are appended to the process's *key file* and the journal is cleared.
 
-Each invocation writes two journal lines: *begin* before the function is called and *done* (with its outputs)
-after it returns. A worker starting up folds the journals that processes now gone left behind; a key with a
-*begin* and no *done* belongs to an event that was being processed when its worker died — its side effects may or
-may not have happened. Such a key is kept *in doubt*: the event is not processed again but dead-lettered, for a
-person to decide, so it is neither repeated nor silently dropped.
+A worker starting up reads every key file in the store's directory (its own earlier ones, those of other workers
+of the host) into memory, as 64-bit hashes, for the retention window, and keeps reading what live workers append.
+It also replays the journals that processes now gone left behind:
+
+- a key *done* but never committed belongs to an event that will be delivered again; it is not run again, and
+  what it emitted is emitted again, so no output is lost;
+- a key *begun* and never done belongs to an event whose worker died in the middle of it: its side effects may or
+  may not have happened. It is kept *in doubt*: the event is dead-lettered for a person to decide, neither
+  repeated nor silently dropped.
+
+A key seen and committed earlier is skipped without emitting anything: its outputs are already in the log.
 """
 
 from __future__ import annotations
 
+import hashlib
+import mmap
 import os
-import sqlite3
-import threading
+import struct
 import time
 import uuid
 import weakref
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -41,22 +49,22 @@ class InDoubt:
 
 
 IN_DOUBT = InDoubt()
-Seen = dict[str, "Outputs | InDoubt"]
+# Per key hash seen: what to emit instead of running the processor (often nothing), or IN_DOUBT.
+Seen = dict[int, "Outputs | InDoubt"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    processor TEXT NOT NULL,
-    key TEXT NOT NULL,
-    recorded_ms INTEGER NOT NULL,
-    in_doubt INTEGER NOT NULL DEFAULT 0,
-    outputs BLOB,
-    PRIMARY KEY (processor, key)
-) WITHOUT ROWID;
-"""
-# Longest IN (...) list per query: well under SQLite's limit on bound variables.
-_LOOKUP_CHUNK = 500
-# Journals of stores open in this process: never folded by another store of the same process.
-_open_journals: set[str] = set()
+_KEY_RECORD = struct.Struct("<Qq")  # key hash, recorded at (ms; negative when in doubt)
+_JOURNAL_HEADER = struct.Struct("<Q")  # bytes of records that follow
+_RECORD_LENGTH = struct.Struct("<I")
+_JOURNAL_START_BYTES = 1 << 20
+# Journal records: a kind byte and the key hash; "done" adds the time and what the invocation emitted.
+_BEGIN, _ABANDON, _DONE = b"b", b"a", b"d"
+_JOURNAL_KEY = struct.Struct("<cQ")
+_JOURNAL_TIME = struct.Struct("<q")
+
+
+def key_hash(processor: str, key: str) -> int:
+    """64 bits of BLAKE2b: among a million stored keys, a new key is mistaken for one with odds of 1 in 10^13."""
+    return int.from_bytes(hashlib.blake2b(f"{processor}\0{key}".encode(), digest_size=8).digest(), "little")
 
 
 def _text(value: bytes | None) -> str | None:
@@ -67,65 +75,63 @@ def _bytes(value: str | None) -> bytes | None:
     return None if value is None else value.encode("latin-1")
 
 
-def encode_outputs(outputs: Outputs) -> bytes:
-    return orjson.dumps(
-        [
-            [topic, _text(m.value), _text(m.key), None if not m.headers else [[k, _text(v)] for k, v in m.headers]]
-            for topic, m in outputs
-        ]
-    )
+def encode_outputs(outputs: Outputs) -> list[Any]:
+    return [
+        [topic, _text(m.value), _text(m.key), None if not m.headers else [[k, _text(v)] for k, v in m.headers]]
+        for topic, m in outputs
+    ]
 
 
-def decode_outputs(blob: bytes | None) -> Outputs:
-    if not blob:
-        return []
+def decode_outputs(encoded: list[Any]) -> Outputs:
     outputs: Outputs = []
-    for topic, value, key, headers in orjson.loads(blob):
+    for topic, value, key, headers in encoded:
         decoded_headers = None if headers is None else tuple((k, _bytes(v) or b"") for k, v in headers)
         outputs.append((topic, Message(_bytes(value), _bytes(key), decoded_headers)))
     return outputs
 
 
 class IdempotencyStore(ABC):
-    @abstractmethod
-    def seen(self, processor: str, keys: Sequence[str], ttl_s: float) -> Seen:
-        """The keys among ``keys`` recorded within ``ttl_s``, each with the outputs recorded with it (or
-        `IN_DOUBT`)."""
-
-    def begin(self, processor: str, key: str) -> None:  # noqa: B027 - only stores that survive a crash need it
-        """Note that ``key``'s invocation starts (durable when it returns)."""
-
-    def abandon(self, processor: str, key: str) -> None:  # noqa: B027
-        """Note that ``key``'s invocation failed: it will be tried again, not doubted."""
+    """Keys are passed as `key_hash` values, computed once per event by the caller."""
 
     @abstractmethod
-    def record(self, processor: str, key: str, outputs: Outputs) -> None:
-        """Remember ``key`` (and what its invocation emitted); durable against a crash when it returns."""
+    def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
+        """The hashes among ``hashes`` handled within ``ttl_s``: each with what to emit instead of running the
+        processor again, or `IN_DOUBT`."""
 
-    def flush(self) -> None:  # noqa: B027 - stores without a journal have nothing to fold
-        """Move recorded keys to long-term storage (after a commit; not needed for durability)."""
+    def begin(self, h: int) -> None:  # noqa: B027 - only stores that survive a crash need it
+        """Note that the key's invocation starts (durable against a crash when it returns)."""
+
+    def abandon(self, h: int) -> None:  # noqa: B027
+        """Note that the key's invocation failed: it will be tried again, not doubted."""
+
+    @abstractmethod
+    def record(self, h: int, outputs: Outputs) -> None:
+        """Remember that the key was handled, and what it emitted (durable against a crash when it returns)."""
+
+    def flush(self) -> None:  # noqa: B027 - stores without files have nothing to write
+        """The round's outputs are committed: keep its keys for the retention window, clear the journal."""
 
     def close(self) -> None:  # noqa: B027
-        """Release files and connections."""
+        """Release files."""
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
-    """Keys in a dict: for the memory log and tests."""
+    """Keys in a dict, for the memory log (whose events do not outlive the process either)."""
 
     def __init__(self) -> None:
-        self._keys: dict[tuple[str, str], tuple[float, Outputs]] = {}
+        self._keys: dict[int, float] = {}
 
-    def seen(self, processor: str, keys: Sequence[str], ttl_s: float) -> Seen:
+    def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
         oldest = time.time() - ttl_s
         found: Seen = {}
-        for key in keys:
-            entry = self._keys.get((processor, key))
-            if entry is not None and entry[0] >= oldest:
-                found[key] = entry[1]
+        for h in hashes:
+            recorded = self._keys.get(h)
+            if recorded is not None and recorded >= oldest:
+                found[h] = []
         return found
 
-    def record(self, processor: str, key: str, outputs: Outputs) -> None:
-        self._keys[(processor, key)] = (time.time(), outputs)
+    def record(self, h: int, outputs: Outputs) -> None:
+        self._keys[h] = time.time()
 
 
 _memory_stores: weakref.WeakKeyDictionary[object, MemoryIdempotencyStore] = weakref.WeakKeyDictionary()
@@ -139,139 +145,196 @@ def memory_store_for(log: object) -> MemoryIdempotencyStore:
     return store
 
 
-class SQLiteIdempotencyStore(IdempotencyStore):
-    """Keys in a SQLite table shared by the workers of one host, with a journal per worker process."""
+class _Journal:
+    """An append-only, memory-mapped record file: a header with the length used, then length-prefixed records."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigurationError(f"idempotency store {self.path}: cannot open it: {exc}") from None
-        self._lock = threading.Lock()
-        self._fold_orphaned_journals()
-        self._journal_path = self.path.with_name(f"{self.path.name}.journal.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _open_journals.add(str(self._journal_path))
-        self._pending: dict[tuple[str, str], tuple[int, bytes]] = {}
-        self._journal_used = False
-        self._last_expiry = time.monotonic()
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._size = _JOURNAL_START_BYTES
+        os.ftruncate(self._fd, self._size)
+        self._map = mmap.mmap(self._fd, self._size)
+        self._used = 0
 
-    # -- journals ---------------------------------------------------------------------------------------------
+    def append(self, record: bytes) -> None:
+        start = _JOURNAL_HEADER.size + self._used
+        end = start + _RECORD_LENGTH.size + len(record)
+        if end > self._size:
+            self._grow(end)
+        self._map[start : start + _RECORD_LENGTH.size] = _RECORD_LENGTH.pack(len(record))
+        self._map[start + _RECORD_LENGTH.size : end] = record
+        # The header moves last: a record cut short by a crash is never counted.
+        self._used = end - _JOURNAL_HEADER.size
+        self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(self._used)
 
-    def _fold_orphaned_journals(self) -> None:
-        for journal in self.path.parent.glob(f"{self.path.name}.journal.*"):
-            pid = journal.name.rsplit(".", 2)[-2]
-            if str(journal) in _open_journals or (pid.isdigit() and _alive(int(pid))):
-                continue
-            self._insert(list(_replay_journal(journal.read_bytes()).values()))
-            journal.unlink(missing_ok=True)
+    def clear(self) -> None:
+        if self._used:
+            self._used = 0
+            self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(0)
 
-    def _insert(self, rows: list[tuple[str, str, int, int, bytes | None]]) -> None:
-        if not rows:
-            return
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _grow(self, needed: int) -> None:
+        while self._size < needed:
+            self._size *= 2
+        self._map.close()
+        os.ftruncate(self._fd, self._size)
+        self._map = mmap.mmap(self._fd, self._size)
 
-    # -- the contract -----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+        self.path.unlink(missing_ok=True)
 
-    def seen(self, processor: str, keys: Sequence[str], ttl_s: float) -> Seen:
-        oldest_ms = int((time.time() - ttl_s) * 1000)
-        found: Seen = {}
-        missing = []
-        for key in keys:
-            pending = self._pending.get((processor, key))
-            if pending is not None and pending[0] >= oldest_ms:
-                found[key] = decode_outputs(pending[1])
-            else:
-                missing.append(key)
-        for start in range(0, len(missing), _LOOKUP_CHUNK):
-            chunk = missing[start : start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            with self._lock:
-                rows = self._db.execute(
-                    f"SELECT key, in_doubt, outputs FROM idempotency_keys WHERE processor = ? AND recorded_ms >= ?"
-                    f" AND key IN ({marks})",
-                    (processor, oldest_ms, *chunk),
-                ).fetchall()
-            for key, in_doubt, outputs in rows:
-                found[key] = IN_DOUBT if in_doubt else decode_outputs(outputs)
+    @staticmethod
+    def records(data: bytes) -> list[bytes]:
+        if len(data) < _JOURNAL_HEADER.size:
+            return []
+        (used,) = _JOURNAL_HEADER.unpack_from(data)
+        end = min(len(data), _JOURNAL_HEADER.size + used)
+        position, found = _JOURNAL_HEADER.size, []
+        while position + _RECORD_LENGTH.size <= end:
+            (length,) = _RECORD_LENGTH.unpack_from(data, position)
+            position += _RECORD_LENGTH.size
+            found.append(data[position : position + length])
+            position += length
         return found
 
-    def _journal_line(self, *fields: object) -> None:
-        os.write(self._journal, orjson.dumps(fields) + b"\n")
-        self._journal_used = True
 
-    def begin(self, processor: str, key: str) -> None:
-        self._journal_line("begin", processor, key)
+class FileIdempotencyStore(IdempotencyStore):
+    """Keys as 64-bit hashes in memory, made durable by a journal and key files in one directory per host."""
 
-    def abandon(self, processor: str, key: str) -> None:
-        self._journal_line("abandon", processor, key)
+    def __init__(self, directory: str | os.PathLike[str], retention_s: float) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"idempotency store {self.directory}: cannot create it: {exc}") from None
+        self._retention_ms = int(retention_s * 1000)
+        self._keys: dict[int, int] = {}
+        self._expiry: deque[tuple[int, int]] = deque()
+        self._recovered: dict[int, Outputs] = {}
+        self._unsaved: list[bytes] = []
+        self._read_up_to: dict[Path, int] = {}
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _ours.update({f"keys-{name}.bin", f"journal-{name}.mm"})
+        self._recover_journals()
+        self._key_file_path = self.directory / f"keys-{name}.bin"
+        self._key_file = os.open(self._key_file_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._read_up_to[self._key_file_path] = 0
+        self._journal = _Journal(self.directory / f"journal-{name}.mm")
+        self._read_key_files()
+        self.flush()
 
-    def record(self, processor: str, key: str, outputs: Outputs) -> None:
+    # -- start-up -----------------------------------------------------------------------------------------------
+
+    def _recover_journals(self) -> None:
+        for path in sorted(self.directory.glob("journal-*.mm")):
+            if _owner_alive(path.name):
+                continue
+            now_ms = time.time_ns() // 1_000_000
+            begun: dict[int, int] = {}
+            for raw in _Journal.records(path.read_bytes()):
+                if len(raw) < _JOURNAL_KEY.size:
+                    continue
+                kind, h = _JOURNAL_KEY.unpack_from(raw)
+                if kind == _BEGIN:
+                    begun[h] = now_ms
+                elif kind == _ABANDON:
+                    begun.pop(h, None)
+                elif kind == _DONE:
+                    begun.pop(h, None)
+                    (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
+                    self._remember(h, at_ms)
+                    self._recovered[h] = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
+            for h, at_ms in begun.items():
+                self._remember(h, -at_ms)
+            path.unlink(missing_ok=True)
+
+    def _read_key_files(self) -> None:
+        """Read what key files gained since the last look (every worker's, this one's too at start-up)."""
+        oldest_ms = time.time_ns() // 1_000_000 - self._retention_ms
+        for path in self.directory.glob("keys-*.bin"):
+            start = self._read_up_to.get(path, 0)
+            try:
+                with open(path, "rb") as file:
+                    file.seek(start)
+                    data = file.read()
+            except FileNotFoundError:
+                continue
+            whole = len(data) - len(data) % _KEY_RECORD.size
+            for h, at_ms in _KEY_RECORD.iter_unpack(data[:whole]):
+                if abs(at_ms) >= oldest_ms and h not in self._keys:
+                    self._keys[h] = at_ms
+                    self._expiry.append((abs(at_ms), h))
+            self._read_up_to[path] = start + whole
+            if not whole and not _owner_alive(path.name) and path.stat().st_mtime * 1000 < oldest_ms:
+                path.unlink(missing_ok=True)  # every key in it has expired, and nobody writes to it any more
+
+    def _remember(self, h: int, at_ms: int) -> None:
+        self._keys[h] = at_ms
+        self._expiry.append((abs(at_ms), h))
+        self._unsaved.append(_KEY_RECORD.pack(h, at_ms))
+
+    # -- the contract -------------------------------------------------------------------------------------------
+
+    def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
+        oldest_ms = time.time_ns() // 1_000_000 - int(ttl_s * 1000)
+        found: Seen = {}
+        known = self._keys
+        for h in hashes:
+            at_ms = known.get(h)
+            if at_ms is None:
+                continue
+            if at_ms < 0:
+                found[h] = IN_DOUBT
+            elif at_ms >= oldest_ms:
+                # Outputs of a run cut short before its commit are emitted again, once; otherwise nothing.
+                found[h] = self._recovered.pop(h, [])
+        return found
+
+    def begin(self, h: int) -> None:
+        self._journal.append(_JOURNAL_KEY.pack(_BEGIN, h))
+
+    def abandon(self, h: int) -> None:
+        self._journal.append(_JOURNAL_KEY.pack(_ABANDON, h))
+
+    def record(self, h: int, outputs: Outputs) -> None:
         now_ms = time.time_ns() // 1_000_000
-        blob = encode_outputs(outputs) if outputs else b""
-        self._journal_line("done", processor, key, now_ms, _text(blob) if blob else None)
-        self._pending[(processor, key)] = (now_ms, blob)
+        self._journal.append(
+            _JOURNAL_KEY.pack(_DONE, h) + _JOURNAL_TIME.pack(now_ms) + orjson.dumps(encode_outputs(outputs))
+        )
+        self._remember(h, now_ms)
 
     def flush(self) -> None:
-        if self._pending:
-            rows = [(p, k, ms, 0, blob or None) for (p, k), (ms, blob) in self._pending.items()]
-            self._insert(rows)
-            self._pending.clear()
-        if self._journal_used:
-            # Only between rounds: no invocation is under way, so no begun key is left without its outcome.
-            os.ftruncate(self._journal, 0)
-            self._journal_used = False
-
-    def expire(self, processor: str, ttl_s: float) -> None:
-        """Delete keys older than ``ttl_s`` (run now and then, not per round)."""
-        oldest_ms = int((time.time() - ttl_s) * 1000)
-        with self._lock:
-            self._db.execute(
-                "DELETE FROM idempotency_keys WHERE processor = ? AND recorded_ms < ?", (processor, oldest_ms)
-            )
+        if self._unsaved:
+            os.write(self._key_file, b"".join(self._unsaved))
+            self._read_up_to[self._key_file_path] += sum(len(r) for r in self._unsaved)
+            self._unsaved.clear()
+        # Only between rounds: no invocation is under way, so no begun key is left without its outcome.
+        self._journal.clear()
+        self._read_key_files()
+        oldest_ms = time.time_ns() // 1_000_000 - self._retention_ms
+        expiry = self._expiry
+        while expiry and expiry[0][0] < oldest_ms:
+            _, h = expiry.popleft()
+            at_ms = self._keys.get(h)
+            if at_ms is not None and abs(at_ms) < oldest_ms:
+                del self._keys[h]
 
     def close(self) -> None:
         self.flush()
-        os.close(self._journal)
-        self._journal_path.unlink(missing_ok=True)
-        _open_journals.discard(str(self._journal_path))
-        with self._lock:
-            self._db.close()
+        self._journal.close()
+        os.close(self._key_file)
+        _ours.discard(self._journal.path.name)
 
 
-def _replay_journal(text: bytes) -> dict[tuple[str, str], tuple[str, str, int, int, bytes | None]]:
-    """The rows a journal stands for: done keys with their outputs, and begun-but-not-done keys in doubt."""
-    rows: dict[tuple[str, str], tuple[str, str, int, int, bytes | None]] = {}
-    now_ms = time.time_ns() // 1_000_000
-    for line in text.splitlines():
-        try:
-            entry = orjson.loads(line)
-            kind, processor, key = entry[0], entry[1], entry[2]
-        except (orjson.JSONDecodeError, ValueError, IndexError, TypeError):
-            continue  # the last line of a journal whose writer was killed mid-write
-        if kind == "begin":
-            rows[(processor, key)] = (processor, key, now_ms, 1, None)
-        elif kind == "abandon":
-            rows.pop((processor, key), None)
-        elif kind == "done":
-            rows[(processor, key)] = (processor, key, entry[3], 0, _bytes(entry[4]))
-    return rows
-
-
-def _alive(pid: int) -> bool:
+def _owner_alive(file_name: str) -> bool:
+    """Whether the process that named a journal or key file ``<kind>-<pid>-<random>.<ext>`` still runs."""
+    try:
+        pid = int(file_name.split("-")[1])
+    except (IndexError, ValueError):
+        return False
     if pid == os.getpid():
-        return False  # a journal of this pid is from an earlier process that had the same pid
+        return _is_ours(file_name)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -279,3 +342,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# Files this process opened itself (a pid reused from an earlier process must not make its files look alive).
+_ours: set[str] = set()
+
+
+def _is_ours(file_name: str) -> bool:
+    return file_name in _ours

@@ -59,8 +59,9 @@ R = TypeVar("R")
 class WorkerSettings:
     """How one worker runs. ``group`` defaults to the app's name.
 
-    ``idempotency_store`` is where idempotent processors keep their keys (a SQLite path; by default beside a
-    SQLite log, in memory for the memory log). ``retry_seed`` fixes the jitter of retry delays (tests).
+    ``idempotency_store`` is the directory where idempotent processors keep their keys (by default beside a
+    SQLite log, ``events.idempotency/`` for ``events.db``; in memory for the memory log). ``retry_seed`` fixes
+    the jitter of retry delays (tests).
     """
 
     group: str | None = None
@@ -111,23 +112,24 @@ class Worker:
         self._in_flight: tuple[Future[None], dict[TopicPartition, int], int, int] | None = None
 
     def _open_idempotency_store(self) -> IdempotencyStore | None:
-        if not any(p.idempotency is not None for p in self.app.processors):
+        policies = [p.idempotency for p in self.app.processors if p.idempotency is not None]
+        if not policies:
             return None
-        from eventbus.runtime.idempotency import SQLiteIdempotencyStore, memory_store_for
+        from eventbus.runtime.idempotency import FileIdempotencyStore, memory_store_for
 
-        path = self.settings.idempotency_store
-        if path is None:
+        directory = self.settings.idempotency_store
+        if directory is None:
             from eventbus.backends.memory import MemoryLog
             from eventbus.backends.sqlite import SQLiteLog
 
             if isinstance(self.log, MemoryLog):
                 return memory_store_for(self.log)
-            path = (
-                str(self.log.path.with_suffix(".idempotency.db"))
+            directory = (
+                str(self.log.path.with_suffix(".idempotency"))
                 if isinstance(self.log, SQLiteLog)
-                else ("eventbus.idempotency.db")
+                else "eventbus.idempotency"
             )
-        return SQLiteIdempotencyStore(path)
+        return FileIdempotencyStore(directory, retention_s=max(p.ttl_s for p in policies))
 
     @property
     def stopping(self) -> bool:

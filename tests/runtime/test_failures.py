@@ -414,7 +414,7 @@ def test_the_commit_never_passes_a_failed_event_with_concurrency(bus: TestBus) -
 # -- idempotency ---------------------------------------------------------------------------------------------------
 
 
-def test_an_idempotent_processor_skips_events_it_has_seen_and_reemits_their_outputs(bus: TestBus) -> None:
+def test_an_idempotent_processor_skips_events_it_has_seen(bus: TestBus) -> None:
     app = App("t")
     side_effects: list[str] = []
 
@@ -429,15 +429,8 @@ def test_an_idempotent_processor_skips_events_it_has_seen_and_reemits_their_outp
     bus.publish("in", first)
     bus.run(app)
     assert side_effects == ["c-1", "c-2"]
-    outputs = bus.events("out")
-    assert [e.data["for"] for e in outputs] == ["c-1", "c-2", "c-1", "c-1"]
-    assert len({e.id for e in outputs if e.data["for"] == "c-1"}) == 1, "the re-emitted output is the same event"
-    assert (
-        metrics.DUPLICATES.value(
-            "test_an_idempotent_processor_skips_events_it_has_seen_and_reemits_their_outputs.<locals>.charge"
-        )
-        >= 2
-    )
+    assert [e.data["for"] for e in bus.events("out")] == ["c-1", "c-2"], "a committed event's outputs are not repeated"
+    assert metrics.DUPLICATES.value("test_an_idempotent_processor_skips_events_it_has_seen.<locals>.charge") >= 2
 
 
 def test_idempotency_keys_can_be_derived_from_the_event(bus: TestBus) -> None:
