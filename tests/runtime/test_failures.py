@@ -457,3 +457,31 @@ def test_dead_letter_partition_offsets_commit_with_the_dead_letter(bus: TestBus)
     bus.run(app)
     assert len(bus.dead_letters("in.dlq")) == 3
     assert bus.committed("t", "in") == {0: 3}
+
+
+# -- backpressure --------------------------------------------------------------------------------------------------
+
+
+def test_a_partition_stuck_behind_a_retry_is_paused_instead_of_buffered_without_bound(bus: TestBus) -> None:
+    from eventbus.runtime import Worker, WorkerSettings, run_coroutine
+
+    app = App("t")
+    gate = threading.Event()
+
+    @app.processor("in", retry=Retry(max_attempts=1000, initial_delay_ms=20, max_delay_ms=20, jitter="none"))
+    def stuck(event: Event) -> None:
+        if not gate.is_set():
+            raise ConnectionError("downstream is slow")
+
+    n_events(bus, "in", 5000)
+    settings = WorkerSettings(max_pending_per_partition=300, max_poll_records=100, idle_poll_s=0.01)
+    worker = Worker(app, bus.log, settings)
+    timer = threading.Timer(1.0, worker.stop)
+    timer.start()
+    run_coroutine(worker.run())
+    timer.join()
+    assert worker.stats.events_in <= 300 + 2 * 100, "fetching paused once 300 events waited"
+    assert metrics.PAUSED_PARTITIONS.value() >= 1
+    gate.set()
+    bus.run(app)
+    assert bus.committed("t", "in") == {0: 5000}
