@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.w1_embedded import BATCH, describe, fill_eventbus_log, make_events  # noqa: E402
-from eventbus import App, Event, Idempotency, Retry  # noqa: E402
-from eventbus.runtime import Worker, WorkerSettings, run_coroutine  # noqa: E402
+from benchmarks.w1_embedded import BATCH, describe, fill_eventbus_log, make_events
+from eventbus import App, Event, Idempotency, Retry
+from eventbus.runtime import Worker, WorkerSettings, run_coroutine
 
 PATTERN = {"type": ["order.paid"], "data": {"amount": [{"numeric": [">", 100]}]}}
 
@@ -44,8 +44,13 @@ def w1_app(*, features: bool) -> App:
         data = event.data
         return Event(
             "payment.large",
-            {"id": event.id, "customer": data["customer"], "amount": data["amount"], "currency": data["currency"],
-             "time": event.time},
+            {
+                "id": event.id,
+                "customer": data["customer"],
+                "amount": data["amount"],
+                "currency": data["currency"],
+                "time": event.time,
+            },
             partitionkey=data["customer"],
         )
 
@@ -71,8 +76,10 @@ def main() -> None:
     args = parser.parse_args()
     events = make_events(args.events)
     print(f"W1 with and without retries + dead-letter topic + idempotency: {args.events:,} events, batch {BATCH}")
-    print(f"on: Python {platform.python_version()} {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"SQLite {sqlite3.sqlite_version}, {platform.platform()}")
+    print(
+        f"on: Python {platform.python_version()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"SQLite {sqlite3.sqlite_version}, {platform.platform()}"
+    )
     best: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.repeat):
