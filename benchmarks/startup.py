@@ -46,7 +46,10 @@ def time_to_first_event(workdir: Path, env: dict[str, str]) -> float:
     started = time.perf_counter()
     worker = subprocess.Popen(
         [sys.executable, "-m", "eventbus", "run", "startup_app", "--broker", f"sqlite:///{db_path}"],
-        cwd=workdir, env=env, stderr=subprocess.PIPE, text=True,
+        cwd=workdir,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert worker.stderr is not None
     try:
