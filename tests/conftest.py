@@ -13,6 +13,7 @@ import pytest
 from eventbus.backends.base import Log
 from eventbus.backends.memory import MemoryLog
 from eventbus.backends.sqlite import SQLiteLog
+from tests.kafka.brokers import KAFKA_DRIVERS, kafka_log, shortest_session_s
 
 REPO = Path(__file__).resolve().parents[1]
 _names = itertools.count()
@@ -28,11 +29,21 @@ def make_log(driver: str, tmp_path: Path) -> Log:
     raise AssertionError(driver)
 
 
-@pytest.fixture(params=EMBEDDED_DRIVERS)
+@pytest.fixture(params=[*EMBEDDED_DRIVERS, *(pytest.param(d, marks=pytest.mark.kafka) for d in KAFKA_DRIVERS)])
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
+    if request.param in KAFKA_DRIVERS:
+        with kafka_log(request.param, tmp_path) as on_kafka:
+            yield on_kafka
+        return
     opened = make_log(request.param, tmp_path)
     yield opened
     opened.close()
+
+
+def group_session_s(log: Log, wanted_s: float) -> float:
+    """``wanted_s``, raised to the shortest session timeout the log's group coordinator accepts (Kafka brokers
+    refuse sessions under their group.min.session.timeout.ms, 6 s by default)."""
+    return max(wanted_s, shortest_session_s(log))
 
 
 @pytest.fixture

@@ -48,7 +48,9 @@ def open_log(url: str | None = None) -> Log:
     scheme = parts.scheme.lower()
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     if scheme == "kafka":
-        raise ConfigurationError(f"{url}: the Kafka driver is not part of this build yet; use sqlite:// or memory://")
+        from eventbus.backends.kafka import open_kafka_log
+
+        return open_kafka_log(url)
     known = {"partitions", "auto_create", "synchronous"} if scheme == "sqlite" else {"partitions", "auto_create"}
     unknown = sorted(set(params) - known)
     if scheme in {"memory", "sqlite"} and unknown:

@@ -15,8 +15,12 @@ from eventbus.backends.base import (
     partition_for_key,
 )
 from eventbus.errors import PartitionRevokedError, TopicNotFoundError
+from tests.conftest import group_session_s
 
-FAST_GROUP = ConsumerSettings(session_timeout_s=2.0, heartbeat_interval_s=0.05)
+
+def fast_group(log: Log) -> ConsumerSettings:
+    """Short group timings: 2 s sessions, or the shortest the log's group coordinator accepts."""
+    return ConsumerSettings(session_timeout_s=group_session_s(log, 2.0), heartbeat_interval_s=0.05)
 
 
 def poll_all(consumer, expected: int, timeout_s: float = 10.0) -> list[RecordBatch]:
@@ -93,12 +97,14 @@ def test_append_assigns_consecutive_offsets_per_partition(log: Log) -> None:
 
 def test_read_returns_records_from_an_offset_in_order(log: Log) -> None:
     log.create_topic("orders", 1)
-    log.append("orders", [Message(str(i).encode(), key=b"k", timestamp_ms=1000 + i) for i in range(10)])
+    # Recent timestamps: a broker may drop records older than its retention (Kafka's is 7 days) at any time.
+    base_ms = time.time_ns() // 1_000_000 - 60_000
+    log.append("orders", [Message(str(i).encode(), key=b"k", timestamp_ms=base_ms + i) for i in range(10)])
     batch = log.read("orders", 0, 3, 4)
     assert batch.offsets == [3, 4, 5, 6]
     assert batch.values == [b"3", b"4", b"5", b"6"]
     assert batch.keys == [b"k"] * 4
-    assert batch.timestamps_ms == [1003, 1004, 1005, 1006]
+    assert batch.timestamps_ms == [base_ms + 3, base_ms + 4, base_ms + 5, base_ms + 6]
     assert batch.next_offset == 7
     tail = log.read("orders", 0, 10, 100)
     assert len(tail) == 0
@@ -170,7 +176,7 @@ def test_describe_reports_each_groups_lag(log: Log) -> None:
 def test_a_lone_member_reads_every_partition_and_resumes_from_its_commit(log: Log) -> None:
     log.create_topic("orders", 3)
     log.append("orders", [Message(str(i).encode()) for i in range(30)])
-    consumer = log.consumer("g", ["orders"], FAST_GROUP)
+    consumer = log.consumer("g", ["orders"], fast_group(log))
     batches = poll_all(consumer, 30)
     assert sorted(values(batches), key=int) == [str(i).encode() for i in range(30)]
     assert consumer.assignment() == {TopicPartition("orders", p) for p in range(3)}
@@ -179,7 +185,7 @@ def test_a_lone_member_reads_every_partition_and_resumes_from_its_commit(log: Lo
     consumer.close()
 
     log.append("orders", [Message(b"late", partition=1)])
-    again = log.consumer("g", ["orders"], FAST_GROUP)
+    again = log.consumer("g", ["orders"], fast_group(log))
     assert values(poll_all(again, 1)) == [b"late"]
     again.close()
 
@@ -188,7 +194,7 @@ def test_poll_waits_for_records_appended_later(log: Log) -> None:
     import threading
 
     log.create_topic("orders", 1)
-    consumer = log.consumer("g", ["orders"], FAST_GROUP)
+    consumer = log.consumer("g", ["orders"], fast_group(log))
     assert consumer.poll(10, 0.2) == []
     timer = threading.Timer(0.2, lambda: log.append("orders", [Message(b"hello")]))
     timer.start()
@@ -202,7 +208,9 @@ def test_reset_latest_skips_what_was_there_before_joining(log: Log) -> None:
     log.create_topic("orders", 1)
     log.append("orders", [Message(b"old")])
     consumer = log.consumer(
-        "g", ["orders"], ConsumerSettings(reset="latest", heartbeat_interval_s=0.05, session_timeout_s=2)
+        "g",
+        ["orders"],
+        ConsumerSettings(reset="latest", heartbeat_interval_s=0.05, session_timeout_s=group_session_s(log, 2)),
     )
     assert consumer.poll(10, 0.2) == []
     log.append("orders", [Message(b"new")])
@@ -213,7 +221,7 @@ def test_reset_latest_skips_what_was_there_before_joining(log: Log) -> None:
 def test_seek_redelivers_from_an_offset(log: Log) -> None:
     log.create_topic("orders", 1)
     log.append("orders", [Message(str(i).encode()) for i in range(5)])
-    consumer = log.consumer("g", ["orders"], FAST_GROUP)
+    consumer = log.consumer("g", ["orders"], fast_group(log))
     assert len(values(poll_all(consumer, 5))) == 5
     consumer.seek(TopicPartition("orders", 0), 3)
     assert values(poll_all(consumer, 2)) == [b"3", b"4"]
@@ -222,8 +230,8 @@ def test_seek_redelivers_from_an_offset(log: Log) -> None:
 
 def test_two_members_split_partitions_and_the_survivor_takes_over(log: Log) -> None:
     log.create_topic("orders", 6)
-    a = log.consumer("g", ["orders"], FAST_GROUP)
-    b = log.consumer("g", ["orders"], FAST_GROUP)
+    a = log.consumer("g", ["orders"], fast_group(log))
+    b = log.consumer("g", ["orders"], fast_group(log))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         a.poll(100, 0.02)
@@ -243,12 +251,12 @@ def test_two_members_split_partitions_and_the_survivor_takes_over(log: Log) -> N
 
 def test_revoke_listener_runs_before_a_partition_moves(log: Log) -> None:
     log.create_topic("orders", 2)
-    a = log.consumer("g", ["orders"], FAST_GROUP)
+    a = log.consumer("g", ["orders"], fast_group(log))
     revoked: list[frozenset[TopicPartition]] = []
     a.set_revoke_listener(revoked.append)
     a.poll(10, 0.1)
     assert len(a.assignment()) == 2
-    b = log.consumer("g", ["orders"], FAST_GROUP)
+    b = log.consumer("g", ["orders"], fast_group(log))
     deadline = time.monotonic() + 10
     while not (a.assignment() and b.assignment()) and time.monotonic() < deadline:
         a.poll(10, 0.02)
@@ -262,10 +270,11 @@ def test_revoke_listener_runs_before_a_partition_moves(log: Log) -> None:
 def test_a_member_cannot_commit_a_partition_it_lost(log: Log) -> None:
     log.create_topic("orders", 1)
     log.append("orders", [Message(b"x")])
-    slow = log.consumer("g", ["orders"], ConsumerSettings(session_timeout_s=0.3, heartbeat_interval_s=0.1))
+    session_s = group_session_s(log, 0.3)
+    slow = log.consumer("g", ["orders"], ConsumerSettings(session_timeout_s=session_s, heartbeat_interval_s=0.1))
     assert values(poll_all(slow, 1)) == [b"x"]
-    time.sleep(0.5)  # silent past its session timeout: the group forgets it
-    fast = log.consumer("g", ["orders"], FAST_GROUP)
+    time.sleep(session_s + 0.2)  # silent past its session timeout: the group forgets it
+    fast = log.consumer("g", ["orders"], fast_group(log))
     deadline = time.monotonic() + 10
     while not fast.assignment() and time.monotonic() < deadline:
         fast.poll(10, 0.02)
@@ -280,7 +289,7 @@ def test_a_member_cannot_commit_a_partition_it_lost(log: Log) -> None:
 def test_publish_and_commit_writes_outputs_and_offsets(log: Log) -> None:
     log.create_topic("orders", 1)
     log.append("orders", [Message(b"x")])
-    consumer = log.consumer("g", ["orders"], FAST_GROUP)
+    consumer = log.consumer("g", ["orders"], fast_group(log))
     poll_all(consumer, 1)
     consumer.publish_and_commit({"out": [Message(b"y", key=b"k")]}, {TopicPartition("orders", 0): 1})
     assert log.committed("g", "orders") == {0: 1}
@@ -291,7 +300,7 @@ def test_publish_and_commit_writes_outputs_and_offsets(log: Log) -> None:
 def test_caught_up_is_false_while_records_are_unread(log: Log) -> None:
     log.create_topic("orders", 2)
     log.append("orders", [Message(b"x", partition=1)])
-    consumer = log.consumer("g", ["orders"], FAST_GROUP)
+    consumer = log.consumer("g", ["orders"], fast_group(log))
     assert not consumer.caught_up()
     read = []
     deadline = time.monotonic() + 10

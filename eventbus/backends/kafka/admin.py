@@ -1,0 +1,208 @@
+"""Topic and group administration through librdkafka's admin client: metadata, topic creation, group offsets.
+
+Topic lookups always read the metadata of the whole cluster: asking for one named topic lets a broker with
+``auto.create.topics.enable`` create it, and a lookup must never create anything.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from eventbus.backends.base import TopicInfo, TopicPartition, check_topic_name
+from eventbus.backends.kafka.clients import admin_config
+from eventbus.backends.kafka.config import KafkaSettings, options_hint
+from eventbus.backends.kafka.errors import error_name, kafka_error_of, translate
+from eventbus.errors import BackendError, ConfigurationError, TopicNotFoundError
+
+# Topics whose names start so are the brokers' own (__consumer_offsets, __transaction_state).
+INTERNAL_PREFIX = "__"
+
+# States (ConsumerGroupState names) of a group that has no live member.
+_GROUP_WITHOUT_MEMBERS = frozenset({"EMPTY", "DEAD", "UNKNOWN"})
+
+# A request to a broker that answers takes milliseconds; this bounds one that does not.
+REQUEST_TIMEOUT_S = 10.0
+
+
+def build_client(kind: Any, config: Mapping[str, Any], settings: KafkaSettings) -> Any:
+    """A confluent_kafka client; settings librdkafka refuses become a `ConfigurationError` naming them."""
+    try:
+        return kind(dict(config))
+    except Exception as exc:
+        kafka_error = kafka_error_of(exc)
+        if kafka_error is not None or isinstance(exc, ValueError | TypeError):
+            detail = kafka_error.str() if kafka_error is not None else str(exc)
+            hint = f" ({options_hint()})" if "No such configuration property" in detail else ""
+            raise ConfigurationError(f"{settings.redacted_url}: {detail}{hint}") from None
+        raise
+
+
+class Admin:
+    """Thin wrapper over ``confluent_kafka.admin.AdminClient`` that speaks eventbus types and errors."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self._settings = settings
+        self._url = settings.redacted_url
+        self._client = build_client(AdminClient, admin_config(settings), settings)
+        self._partition_counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- connecting ---------------------------------------------------------------------------------------------
+
+    def check_reachable(self) -> None:
+        """Wait until a broker answers, up to ``connect_timeout_s``; then fail naming the URL."""
+        deadline = time.monotonic() + self._settings.connect_timeout_s
+        last: Exception | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self._refresh(timeout_s=min(remaining, 1.0))
+                return
+            except BackendError as exc:
+                last = exc
+        reason = f": {last}" if last is not None else ""
+        raise BackendError(
+            f"{self._url}: no Kafka broker answered within {self._settings.connect_timeout_s:g} s (brokers "
+            f"{self._settings.bootstrap_servers}; raise connect_timeout_s to wait longer){reason}"
+        )
+
+    # -- topics -------------------------------------------------------------------------------------------------
+
+    def _metadata(self, timeout_s: float = REQUEST_TIMEOUT_S) -> Any:
+        from confluent_kafka import KafkaException
+
+        try:
+            return self._client.list_topics(timeout=timeout_s)
+        except KafkaException as exc:
+            if error_name(exc) in {"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"}:
+                raise translate(exc, f"{self._url}: reading cluster metadata") from None
+            raise BackendError(f"{self._url}: reading cluster metadata: {exc.args[0].str()}") from None
+
+    def _refresh(self, timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, int]:
+        metadata = self._metadata(timeout_s)
+        counts = {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None or error_name(topic.error) not in {"UNKNOWN_TOPIC_OR_PART"}
+        }
+        with self._lock:
+            self._partition_counts = counts
+        return counts
+
+    def list_topics(self) -> list[TopicInfo]:
+        counts = self._refresh()
+        return [TopicInfo(name, n) for name, n in sorted(counts.items()) if not name.startswith(INTERNAL_PREFIX)]
+
+    def partition_count(self, topic: str, *, fresh: bool = False) -> int:
+        """The topic's partition count (cached; read again when unknown); `TopicNotFoundError` if missing."""
+        if not fresh:
+            count = self._partition_counts.get(topic)
+            if count is not None:
+                return count
+        count = self._refresh().get(topic)
+        if not count:
+            raise TopicNotFoundError(topic)
+        return count
+
+    def create_topic(self, name: str, partitions: int, *, exist_ok: bool) -> TopicInfo:
+        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # re-exported, not in __all__
+
+        check_topic_name(name)
+        if partitions < 1:
+            raise ValueError(f"topic {name!r}: partitions must be at least 1, got {partitions}")
+        futures = self._client.create_topics(
+            [NewTopic(name, partitions, self._settings.replication_factor)], request_timeout=REQUEST_TIMEOUT_S
+        )
+        try:
+            futures[name].result()
+        except Exception as exc:
+            if error_name(exc) == "TOPIC_ALREADY_EXISTS":
+                if exist_ok:
+                    return TopicInfo(name, self.partition_count(name, fresh=True))
+                raise ValueError(f"topic {name!r} already exists") from None
+            raise translate(exc, f"{self._url}: creating topic {name!r} with {partitions} partitions") from None
+        self._wait_until_visible(name)
+        with self._lock:
+            self._partition_counts[name] = partitions
+        return TopicInfo(name, partitions)
+
+    def _wait_until_visible(self, name: str) -> None:
+        # Creation is acknowledged by the controller before every broker's metadata shows the topic; producers
+        # and consumers started right after would otherwise see it missing.
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while name not in self._refresh() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # -- groups -------------------------------------------------------------------------------------------------
+
+    def committed(self, group: str, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        """The group's committed offsets (only partitions that have one); all of them when none are named."""
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        wanted = None if partitions is None else [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
+        request = ConsumerGroupTopicPartitions(group, wanted)
+        futures = self._client.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT_S)
+        try:
+            result = futures[group].result()
+        except Exception as exc:
+            if error_name(exc) in {"GROUP_ID_NOT_FOUND", "UNKNOWN_MEMBER_ID"}:
+                return {}
+            raise translate(exc, f"{self._url}: reading the offsets of group {group!r}") from None
+        return {
+            TopicPartition(tp.topic, tp.partition): tp.offset
+            for tp in result.topic_partitions or ()
+            if tp.offset >= 0 and tp.error is None
+        }
+
+    def alter_offsets(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        request = ConsumerGroupTopicPartitions(
+            group, [KafkaTopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
+        )
+        futures = self._client.alter_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT_S)
+        try:
+            result = futures[group].result()
+        except Exception as exc:
+            if error_name(exc) in {"UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS"}:
+                raise BackendError(
+                    f"{self._url}: group {group!r} has live members; stop them before setting its offsets"
+                ) from None
+            raise translate(exc, f"{self._url}: setting the offsets of group {group!r}") from None
+        errors = [tp.error for tp in result.topic_partitions or () if tp.error]
+        if any(error_name(e) in {"UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS"} for e in errors):
+            raise BackendError(f"{self._url}: group {group!r} has live members; stop them before setting its offsets")
+        failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in result.topic_partitions or () if tp.error]
+        if failed:
+            raise BackendError(f"{self._url}: setting the offsets of group {group!r}: {'; '.join(failed)}")
+
+    def group_members(self, group: str) -> list[str]:
+        futures = self._client.describe_consumer_groups([group], request_timeout=REQUEST_TIMEOUT_S)
+        try:
+            description = futures[group].result()
+        except Exception as exc:
+            if error_name(exc) == "GROUP_ID_NOT_FOUND":
+                return []
+            raise translate(exc, f"{self._url}: describing group {group!r}") from None
+        members = sorted(member.member_id for member in description.members or ())
+        if not members and description.state.name not in _GROUP_WITHOUT_MEMBERS:
+            # Some brokers report a group as active without naming its members; it is busy all the same.
+            return [f"(an unnamed member of {group!r}: the broker reports the group {description.state.name})"]
+        return members
+
+    def group_names(self) -> list[str]:
+        future = self._client.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S)
+        try:
+            result = future.result()
+        except Exception as exc:
+            raise translate(exc, f"{self._url}: listing consumer groups") from None
+        return sorted(g.group_id for g in result.valid)

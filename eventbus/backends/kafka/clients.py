@@ -1,0 +1,135 @@
+"""librdkafka client settings: eventbus's defaults, then the user's settings from the URL, then what eventbus
+must own (group, commits, transactional id). One place decides what every client gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from eventbus.backends.base import ConsumerSettings
+from eventbus.backends.kafka.config import KafkaSettings
+
+# librdkafka's own log lines go through Python logging under this name.
+librdkafka_logger = logging.getLogger("eventbus.kafka.librdkafka")
+
+
+class _DropIgnoredSettingWarnings(logging.Filter):
+    """The URL's settings go to every client; a producer saying it ignores a consumer setting is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "will be ignored by this" not in record.getMessage()
+
+
+librdkafka_logger.addFilter(_DropIgnoredSettingWarnings())
+
+# With the KIP-848 protocol the broker assigns partitions and owns the session timing.
+_CLASSIC_GROUP_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
+
+
+def _common(settings: KafkaSettings) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "logger": librdkafka_logger,
+        # Never let a metadata request create a topic: topics are created on purpose, with their partitions.
+        "allow.auto.create.topics": False,
+    }
+
+
+def admin_config(settings: KafkaSettings) -> dict[str, Any]:
+    return {**_common(settings), **settings.client_settings}
+
+
+def producer_config(settings: KafkaSettings, *, transactional_id: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        **_common(settings),
+        # The idempotent producer: acks=all, no duplicates from its own retries, order kept per partition.
+        "enable.idempotence": True,
+        "acks": "all",
+        # A record not acknowledged within this time fails its batch (and the commit after it never happens).
+        "message.timeout.ms": int(settings.broker_unavailable_timeout_s * 1000),
+        "linger.ms": 5,
+        # Kafka Streams' choice under exactly-once: a crashed worker's open transaction blocks read_committed
+        # readers of its outputs for at most this long.
+        "transaction.timeout.ms": 10_000,
+    }
+    config.update(settings.client_settings)
+    if transactional_id is not None:
+        config["transactional.id"] = transactional_id
+    config.pop("allow.auto.create.topics", None)
+    return config
+
+
+def consumer_config(settings: KafkaSettings, group: str, consumer: ConsumerSettings) -> dict[str, Any]:
+    session_ms = int(consumer.session_timeout_s * 1000)
+    config: dict[str, Any] = {
+        **_common(settings),
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": session_ms,
+        "heartbeat.interval.ms": max(1, int(consumer.heartbeat_interval_s * 1000)),
+        # The contract: a member silent (not polling) for its session timeout loses its partitions.
+        "max.poll.interval.ms": session_ms,
+        # Reads skip aborted transactions and stop at the last stable offset, whatever the guarantee.
+        "isolation.level": "read_committed",
+        # Where a committed offset is no longer held (retention): start at what is. A partition with no commit
+        # at all starts where ConsumerSettings.reset says; the consumer resolves that itself.
+        "auto.offset.reset": "earliest",
+    }
+    if consumer.member_name:
+        config["client.id"] = consumer.member_name
+    config.update(settings.client_settings)
+    if str(config.get("group.protocol", "classic")).lower() == "consumer":
+        for name in _CLASSIC_GROUP_ONLY:
+            if name not in settings.client_settings:
+                config.pop(name, None)
+    # A user who raised the session timeout above the poll interval keeps librdkafka's rule (poll >= session).
+    if int(config.get("max.poll.interval.ms", 0)) < int(config.get("session.timeout.ms", 0)):
+        config["max.poll.interval.ms"] = config["session.timeout.ms"]
+    config.update(
+        {
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+        }
+    )
+    return config
+
+
+def reader_config(settings: KafkaSettings, *, probe: bool) -> dict[str, Any]:
+    """A consumer that is assigned partitions directly and never joins a group or commits.
+
+    ``probe``: it only looks for where partitions end, so it fetches as little as the broker allows.
+    """
+    config: dict[str, Any] = {
+        **_common(settings),
+        "isolation.level": "read_uncommitted" if probe else "read_committed",
+        "auto.offset.reset": "error",
+        "fetch.wait.max.ms": 10,
+    }
+    config.update(_without_group_settings(settings.client_settings))
+    config.update(
+        {
+            # librdkafka wants a group id on every consumer; this one is never joined and never committed to.
+            "group.id": "eventbus-reader",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+        }
+    )
+    if probe:
+        # librdkafka wants fetch.max.bytes >= message.max.bytes; the broker still returns one whole batch.
+        config.update(
+            {
+                "max.partition.fetch.bytes": 1,
+                "fetch.max.bytes": 1000,
+                "message.max.bytes": 1000,
+                "queued.min.messages": 1,
+            }
+        )
+    return config
+
+
+def _without_group_settings(client_settings: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in client_settings.items() if k not in {"group.protocol", "group.instance.id"}}

@@ -1,0 +1,191 @@
+"""Producing batches and waiting for their delivery reports.
+
+A batch is acknowledged when every record in it has a delivery report without error: with the idempotent
+producer and ``acks=all`` that means every in-sync replica has it. Records of one partition are delivered in
+the order produced, so a partition's reported offsets, in order, belong to its records, in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eventbus.backends.base import Message
+from eventbus.backends.kafka.admin import build_client
+from eventbus.backends.kafka.clients import producer_config
+from eventbus.backends.kafka.config import KafkaSettings
+from eventbus.backends.kafka.errors import describe, kafka_error_of, translate
+from eventbus.errors import BackendError
+
+logger = logging.getLogger("eventbus.kafka")
+
+# (topic, partition, message): a record with its partition already chosen.
+Outgoing = tuple[str, int, Message]
+
+
+class Deliveries:
+    """The delivery reports of one batch, gathered by the callback librdkafka calls per record."""
+
+    __slots__ = ("errors", "offsets", "pending")
+
+    def __init__(self, count: int) -> None:
+        self.pending = count
+        self.offsets: dict[tuple[str, int], list[int]] = {}
+        self.errors: list[Any] = []
+
+    def __call__(self, error: Any, message: Any) -> None:
+        self.pending -= 1
+        if error is not None:
+            self.errors.append(error)
+            return
+        key = (message.topic(), message.partition())
+        offsets = self.offsets.get(key)
+        if offsets is None:
+            self.offsets[key] = [message.offset()]
+        else:
+            offsets.append(message.offset())
+
+    def fatal(self) -> bool:
+        """True when the producer itself failed (it must be replaced), not just some records."""
+        return any(is_fatal(e) for e in self.errors)
+
+
+def is_fatal(error: Any) -> bool:
+    kafka_error = kafka_error_of(error)
+    return kafka_error is not None and (kafka_error.fatal() or kafka_error.name() == "_FATAL")
+
+
+def produce_all(
+    producer: Any, records: Sequence[Outgoing], on_delivery: Callable[[Any, Any], None] | None
+) -> tuple[int, Any | None]:
+    """Hand every record to librdkafka, waiting for queue space when its buffer is full.
+
+    Returns how many records were handed over and, when librdkafka refused the next one, its KafkaError.
+    """
+    from confluent_kafka import KafkaException
+
+    produce = producer.produce
+    handed = 0
+    for topic, partition, message in records:
+        value, key, headers, _, timestamp_ms = message
+        while True:
+            try:
+                if headers is None:
+                    produce(
+                        topic, value, key, partition=partition, on_delivery=on_delivery, timestamp=timestamp_ms or 0
+                    )
+                else:
+                    produce(
+                        topic,
+                        value,
+                        key,
+                        partition=partition,
+                        on_delivery=on_delivery,
+                        timestamp=timestamp_ms or 0,
+                        headers=list(headers),
+                    )
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports (which frees room), then try again.
+                producer.poll(0.05)
+            except KafkaException as exc:
+                return handed, exc.args[0]
+        handed += 1
+    return handed, None
+
+
+def wait_for(producer: Any, deliveries: Deliveries, deadline: float, what: str) -> None:
+    """Flush until every record of the batch has its delivery report, or fail at ``deadline``."""
+    while deliveries.pending > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BackendError(f"{what}: {deliveries.pending} record(s) still unacknowledged; giving up")
+        # flush() may return once the queue is empty while another thread still runs our last callbacks.
+        if producer.flush(min(remaining, 1.0)) == 0 and deliveries.pending > 0:
+            producer.poll(0.01)
+
+
+class BatchProducer:
+    """The idempotent producer of one log, shared by its appends and its at-least-once consumers.
+
+    A fatal producer error (the broker lost the producer's state, e.g. after a restart) leaves the producer
+    unusable: it is replaced and the records of the batch not yet acknowledged are sent again on the new one.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer: Any = None
+        # One batch at a time: delivery callbacks of a batch run in whichever thread flushes.
+        self._lock = threading.Lock()
+
+    def _client(self) -> Any:
+        if self._producer is None:
+            from confluent_kafka import Producer
+
+            self._producer = build_client(Producer, producer_config(self._settings), self._settings)
+        return self._producer
+
+    def send(self, records: Sequence[Outgoing], what: str) -> Deliveries:
+        """Produce and wait for acknowledgement of every record; `BackendError` (or a more precise eventbus
+        error) naming ``what`` when the brokers refuse or do not answer in time."""
+        deadline = time.monotonic() + self._settings.broker_unavailable_timeout_s + 5.0
+        with self._lock:
+            pending = list(records)
+            delivered: dict[tuple[str, int], list[int]] = {}
+            for attempt in (1, 2):
+                deliveries = self._send_once(pending, deadline, what)
+                for key, offsets in deliveries.offsets.items():
+                    delivered.setdefault(key, []).extend(offsets)
+                if not deliveries.errors:
+                    deliveries.offsets = delivered
+                    return deliveries
+                if attempt == 1 and deliveries.fatal():
+                    logger.warning("%s: producer failed (%s); replacing it", what, describe(deliveries.errors[0]))
+                    self._replace()
+                    pending = _unacknowledged(records, delivered)
+                    continue
+                raise translate(deliveries.errors[0], what)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_once(self, records: Sequence[Outgoing], deadline: float, what: str) -> Deliveries:
+        producer = self._client()
+        deliveries = Deliveries(len(records))
+        handed, refused = produce_all(producer, records, deliveries)
+        if refused is not None:
+            deliveries.errors.append(refused)
+            # Records never handed over never report.
+            deliveries.pending -= len(records) - handed
+        # Whatever was handed over reports even after an error; wait for it so the offsets stay in order.
+        wait_for(producer, deliveries, deadline, what)
+        return deliveries
+
+    def _replace(self) -> None:
+        old, self._producer = self._producer, None
+        if old is not None:
+            # A fatal producer cannot deliver anything; purge what it holds rather than waiting for it.
+            with contextlib.suppress(Exception):  # it is being discarded; nothing to do about its failures
+                old.purge()
+                old.flush(0)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.flush(5.0)
+                self._producer = None
+
+
+def _unacknowledged(records: Sequence[Outgoing], delivered: dict[tuple[str, int], list[int]]) -> list[Outgoing]:
+    """The records not yet acknowledged: per partition, everything after the acknowledged prefix."""
+    skip = {key: len(offsets) for key, offsets in delivered.items()}
+    remaining = []
+    for record in records:
+        key = (record[0], record[1])
+        if skip.get(key, 0) > 0:
+            skip[key] -= 1
+        else:
+            remaining.append(record)
+    return remaining
