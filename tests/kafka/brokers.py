@@ -104,6 +104,8 @@ class Broker:
     def restart(self) -> None:
         """Start the broker again on the same port (and, for noida-db, the same data)."""
         self.kill()
+        if self._log_file is not None:
+            self._log_file.close()
         replacement = _spawn(self.kind, self.port, self.data_dir)
         self.process, self._log_file = replacement.process, replacement._log_file
 

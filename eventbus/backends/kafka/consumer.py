@@ -22,11 +22,8 @@ Broker trouble: while no broker answers, `poll` keeps trying and, after ``broker
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -81,6 +78,8 @@ class KafkaConsumer(Consumer):
         self._closed = False
         self._buffer: list[Any] = []
         self._paused: set[TopicPartition] = set()
+        # Where each owned partition was first read from (without a committed offset, that is where to go back).
+        self._starts: dict[TopicPartition, int] = {}
         self._revoke_listener: RevokeListener | None = None
         # Partitions whose refused commit means they must be read again from their committed offset.
         self._rewind: set[TopicPartition] = set()
@@ -90,8 +89,7 @@ class KafkaConsumer(Consumer):
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-kafka-commit")
         self._transactions: TransactionalProducer | None = None
         if settings.processing_guarantee == "exactly_once":
-            member = settings.member_name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            self._transactions = TransactionalProducer(log.settings, f"eventbus-{group}-{member}")
+            self._transactions = TransactionalProducer(log.settings, group)
         self._client.subscribe(
             list(self._topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -135,7 +133,10 @@ class KafkaConsumer(Consumer):
             owned = frozenset(starts)
         for tp, start in starts.items():
             self._positions[tp] = None if start == OFFSET_BEGINNING else start
+            self._starts[tp] = start
         self._assignment = frozenset(owned)
+        if self._transactions is not None:
+            self._transactions.follow(self._assignment, starts)
         self._joined = True
         if starts:
             logger.info("%s: partitions assigned: %s", self._what, ", ".join(sorted(map(str, starts))))
@@ -183,9 +184,12 @@ class KafkaConsumer(Consumer):
         else:
             client.unassign()
         self._assignment = self._assignment - gone
+        if self._transactions is not None and gone:
+            self._transactions.follow(self._assignment, ())
         self._paused -= gone
         for tp in gone:
             self._positions.pop(tp, None)
+            self._starts.pop(tp, None)
         if gone:
             self._buffer = [m for m in self._buffer if TopicPartition(m.topic(), m.partition()) not in gone]
             logger.info(
@@ -257,7 +261,7 @@ class KafkaConsumer(Consumer):
                 batches.append(batch)
         for (topic, partition), end in consumed.ends.items():
             tp = TopicPartition(topic, partition)
-            if tp in owned:
+            if tp in owned and tp not in paused:
                 known = positions.get(tp)
                 positions[tp] = end if known is None else max(known, end)
         return batches
@@ -311,10 +315,11 @@ class KafkaConsumer(Consumer):
         self._paused -= resumed
         self._client.resume([KafkaTopicPartition(tp.topic, tp.partition) for tp in resumed])
         for tp in resumed:
-            position = self._positions.get(tp)
-            if position is not None and tp in self._assignment:
+            if tp in self._assignment:
                 # From the last record handed out, whatever librdkafka fetched (and dropped) meanwhile.
-                self.seek(tp, position)
+                position = self._positions.get(tp)
+                self.seek(tp, OFFSET_BEGINNING if position is None else position)
+                self._positions[tp] = position
 
     def _apply_rewinds(self) -> None:
         with self._rewind_lock:
@@ -323,7 +328,10 @@ class KafkaConsumer(Consumer):
             return
         committed = self._log.committed_offsets(self._group, rewind)
         for tp in sorted(rewind):
-            self.seek(tp, committed.get(tp, 0))
+            offset = committed.get(tp, self._starts.get(tp, OFFSET_BEGINNING))
+            self.seek(tp, offset)
+            if offset == OFFSET_BEGINNING:
+                self._positions[tp] = None
         logger.info("%s: reading again from the committed offsets: %s", self._what, ", ".join(map(str, rewind)))
 
     def caught_up(self) -> bool:

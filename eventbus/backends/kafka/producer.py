@@ -18,7 +18,7 @@ from eventbus.backends.base import Message
 from eventbus.backends.kafka.admin import build_client
 from eventbus.backends.kafka.clients import producer_config
 from eventbus.backends.kafka.config import KafkaSettings
-from eventbus.backends.kafka.errors import describe, kafka_error_of, translate
+from eventbus.backends.kafka.errors import UNREACHABLE, describe, kafka_error_of, translate
 from eventbus.errors import BackendError
 
 logger = logging.getLogger("eventbus.kafka")
@@ -99,14 +99,26 @@ def produce_all(
 
 
 def wait_for(producer: Any, deliveries: Deliveries, deadline: float, what: str) -> None:
-    """Flush until every record of the batch has its delivery report, or fail at ``deadline``."""
+    """Flush until every record of the batch has its delivery report, or fail at ``deadline``. A fatal
+    producer error ends the wait: it is added to the batch's errors (nothing more will be reported)."""
+    from confluent_kafka import KafkaException
+
     while deliveries.pending > 0:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BackendError(f"{what}: {deliveries.pending} record(s) still unacknowledged; giving up")
-        # flush() may return once the queue is empty while another thread still runs our last callbacks.
-        if producer.flush(min(remaining, 1.0)) == 0 and deliveries.pending > 0:
-            producer.poll(0.01)
+        try:
+            # flush() may return once the queue is empty while another thread still runs our last callbacks.
+            if producer.flush(min(remaining, 1.0)) == 0 and deliveries.pending > 0:
+                producer.poll(0.01)
+        except (KafkaException, SystemError) as exc:
+            # confluent_kafka raises a fatal error out of flush(), either as it is or, when it surfaces while a
+            # delivery callback runs, as a SystemError caused by it.
+            fatal = exc.__cause__ if isinstance(exc, SystemError) else exc
+            if fatal is None or not is_fatal(fatal):
+                raise
+            deliveries.errors.append(kafka_error_of(fatal))
+            return
 
 
 class BatchProducer:
@@ -119,6 +131,7 @@ class BatchProducer:
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
         self._producer: Any = None
+        self._fatal: Any = None
         # One batch at a time: delivery callbacks of a batch run in whichever thread flushes.
         self._lock = threading.Lock()
 
@@ -126,8 +139,19 @@ class BatchProducer:
         if self._producer is None:
             from confluent_kafka import Producer
 
-            self._producer = build_client(Producer, producer_config(self._settings), self._settings)
+            config = producer_config(self._settings)
+            # Without an error callback, confluent_kafka raises a fatal error out of whichever call serves it,
+            # in the middle of delivery callbacks; noted here, it is acted on after the batch.
+            config["error_cb"] = self._on_error
+            self._fatal = None
+            self._producer = build_client(Producer, config, self._settings)
         return self._producer
+
+    def _on_error(self, error: Any) -> None:
+        if error.fatal():
+            self._fatal = error
+        elif error.name() not in UNREACHABLE:
+            logger.warning("%s: producer: %s", self._settings.redacted_url, describe(error))
 
     def send(self, records: Sequence[Outgoing], what: str) -> Deliveries:
         """Produce and wait for acknowledgement of every record; `BackendError` (or a more precise eventbus
@@ -140,15 +164,16 @@ class BatchProducer:
                 deliveries = self._send_once(pending, deadline, what)
                 for key, offsets in deliveries.offsets.items():
                     delivered.setdefault(key, []).extend(offsets)
-                if not deliveries.errors:
+                if not deliveries.errors and self._fatal is None:
                     deliveries.offsets = delivered
                     return deliveries
-                if attempt == 1 and deliveries.fatal():
-                    logger.warning("%s: producer failed (%s); replacing it", what, describe(deliveries.errors[0]))
+                failure = self._fatal or deliveries.errors[0]
+                if attempt == 1 and (self._fatal is not None or deliveries.fatal()):
+                    logger.warning("%s: producer failed (%s); replacing it", what, describe(failure))
                     self._replace()
                     pending = _unacknowledged(records, delivered)
                     continue
-                raise translate(deliveries.errors[0], what)
+                raise translate(failure, what)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, records: Sequence[Outgoing], deadline: float, what: str) -> Deliveries:

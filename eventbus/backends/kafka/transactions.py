@@ -12,21 +12,31 @@ One transaction per `publish_and_commit`, in this order (the numbers appear agai
 Any failure aborts the transaction (nothing of it is ever visible). A fatal producer error (fenced by a newer
 producer with the same transactional id, or state the broker lost) discards the producer; the next transaction
 starts on a fresh one, initialised again.
+
+Transactional ids come from partitions: ``eventbus-GROUP-TOPIC-PARTITION``. A member works under the id of the
+first partition it owns, and when it is given partitions it first initialises a producer under each of their
+ids. Initialising aborts any transaction an earlier producer with the id left open, so when a member crashes in
+the middle of a transaction, whoever is given its first partition aborts that transaction at once, instead of
+``read_committed`` readers of its outputs waiting for the transaction timeout (or, on brokers that never time
+transactions out, forever).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import threading
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from eventbus.backends.base import TopicPartition
 from eventbus.backends.kafka.admin import build_client
 from eventbus.backends.kafka.clients import producer_config
 from eventbus.backends.kafka.config import KafkaSettings
-from eventbus.backends.kafka.errors import GROUP_MOVED_ON, describe, error_name, kafka_error_of, translate
+from eventbus.backends.kafka.errors import GROUP_MOVED_ON, UNREACHABLE, describe, error_name, kafka_error_of, translate
 from eventbus.backends.kafka.producer import Outgoing, produce_all
 from eventbus.errors import BackendError, PartitionRevokedError
 
@@ -36,28 +46,70 @@ logger = logging.getLogger("eventbus.kafka")
 _CALL_TIMEOUT_S = 30.0
 
 
+def transactional_id(group: str, tp: TopicPartition) -> str:
+    return f"eventbus-{group}-{tp.topic}-{tp.partition}"
+
+
 class TransactionalProducer:
-    def __init__(self, settings: KafkaSettings, transactional_id: str) -> None:
+    """The transactional producer of one consumer. `commit` runs on the committing thread, `follow` inside
+    rebalances on the polling thread; ``lock`` keeps them apart."""
+
+    def __init__(self, settings: KafkaSettings, group: str) -> None:
         self._settings = settings
-        self.transactional_id = transactional_id
+        self._group = group
         self._producer: Any = None
-        self._what = f"{settings.redacted_url}: transaction of {transactional_id!r}"
+        # Used while the member owns no partition (it then commits no offsets, but may still publish).
+        self._spare_id = f"eventbus-{group}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.transactional_id = self._spare_id
+        self.lock = threading.Lock()
+
+    @property
+    def _what(self) -> str:
+        return f"{self._settings.redacted_url}: transaction of {self.transactional_id!r}"
+
+    def follow(self, owned: frozenset[TopicPartition], added: Iterable[TopicPartition]) -> None:
+        """After a rebalance: fence the ids of partitions just ``added`` (aborting what a crashed owner left
+        open), then work under the id of the first partition ``owned``."""
+        wanted = transactional_id(self._group, min(owned)) if owned else self._spare_id
+        with self.lock:
+            for tp in sorted(added):
+                fenced_id = transactional_id(self._group, tp)
+                if fenced_id == wanted:
+                    self._switch(wanted)
+                    self._ready()
+                elif fenced_id != self.transactional_id:
+                    self._initialised(fenced_id).flush(0)
+            self._switch(wanted)
+
+    def _on_error(self, error: Any) -> None:
+        if error.fatal() or error.name() not in UNREACHABLE:
+            logger.warning("%s: %s", self._what, describe(error))
+
+    def _switch(self, new_id: str) -> None:
+        if new_id != self.transactional_id:
+            self.transactional_id = new_id
+            self._producer = None
 
     def _ready(self) -> Any:
         """The producer, created and registered with the transaction coordinator on first use."""
         if self._producer is None:
-            from confluent_kafka import KafkaException, Producer
-
-            producer = build_client(
-                Producer, producer_config(self._settings, transactional_id=self.transactional_id), self._settings
-            )
-            try:
-                # Also aborts a transaction an earlier producer with this id left open (it crashed).
-                producer.init_transactions(self._timeout_s())
-            except KafkaException as exc:
-                raise translate(exc, f"{self._what}: initialising") from None
-            self._producer = producer
+            self._producer = self._initialised(self.transactional_id)
         return self._producer
+
+    def _initialised(self, transactional_id: str) -> Any:
+        from confluent_kafka import KafkaException, Producer
+
+        config = producer_config(self._settings, transactional_id=transactional_id)
+        # Fatal errors surface from the transactional calls themselves; the callback keeps confluent_kafka from
+        # raising them out of unrelated calls.
+        config["error_cb"] = self._on_error
+        producer = build_client(Producer, config, self._settings)
+        try:
+            # Also aborts a transaction an earlier producer with this id left open (it crashed).
+            producer.init_transactions(self._timeout_s())
+        except KafkaException as exc:
+            raise translate(exc, f"{self._settings.redacted_url}: initialising {transactional_id!r}") from None
+        return producer
 
     def _timeout_s(self) -> float:
         return max(_CALL_TIMEOUT_S, self._settings.broker_unavailable_timeout_s)
@@ -65,6 +117,12 @@ class TransactionalProducer:
     def commit(self, records: Sequence[Outgoing], offsets: Mapping[TopicPartition, int], group_metadata: Any) -> None:
         """Outputs and offsets in one transaction; raises `PartitionRevokedError` when the group moved on
         (nothing was committed) and `BackendError` for other failures (nothing was committed either)."""
+        with self.lock:
+            self._commit_locked(records, offsets, group_metadata)
+
+    def _commit_locked(
+        self, records: Sequence[Outgoing], offsets: Mapping[TopicPartition, int], group_metadata: Any
+    ) -> None:
         from confluent_kafka import KafkaException
         from confluent_kafka import TopicPartition as KafkaTopicPartition
 
@@ -118,7 +176,8 @@ class TransactionalProducer:
         self._producer = None
 
     def close(self) -> None:
-        producer, self._producer = self._producer, None
+        with self.lock:
+            producer, self._producer = self._producer, None
         if producer is not None:
             try:
                 producer.flush(5.0)
