@@ -22,7 +22,7 @@ from eventbus.codecs import decode_record
 from eventbus.errors import TopicNotFoundError
 from eventbus.event import Event
 from eventbus.publisher import Position, Publisher
-from eventbus.runtime import Worker, WorkerSettings, WorkerStats, run_coroutine
+from eventbus.runtime import AppRunner, WorkerSettings, WorkerStats, run_coroutine
 
 T = TypeVar("T")
 
@@ -60,7 +60,8 @@ class TestBus:
             "consumer": ConsumerSettings(session_timeout_s=60.0, heartbeat_interval_s=30.0),
         }
         options.update(settings)
-        return await Worker(app, self.log, WorkerSettings(**options)).run()
+        stats = await AppRunner(app, self.log, WorkerSettings(**options)).run()
+        return stats.processors or WorkerStats()
 
     def dead_letters(self, topic: str) -> list[tuple[Event | None, dict[str, str]]]:
         """Every record of dead-letter topic ``topic``: the event (None if it could not be decoded) and its

@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 from eventbus.app.context import Context
 from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
 from eventbus.app.processor import FailureOptions, OnFailure, Ordering, Processor, declare_processor
+from eventbus.app.projection import Projection, declare_projection
 from eventbus.backends.base import check_topic_name
 from eventbus.errors import ConfigurationError
 
-__all__ = ["App", "CircuitBreaker", "Context", "Idempotency", "Processor", "Retry", "TopicSpec"]
+__all__ = ["App", "CircuitBreaker", "Context", "Idempotency", "Processor", "Projection", "Retry", "TopicSpec"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,11 +45,33 @@ class App:
         self.name = name
         self.source = source or f"/{name}"
         self._processors: dict[str, Processor] = {}
+        self._projections: dict[str, Projection] = {}
         self._topics: dict[str, TopicSpec] = {}
 
     @property
     def processors(self) -> tuple[Processor, ...]:
         return tuple(self._processors.values())
+
+    @property
+    def projections(self) -> Mapping[str, Projection]:
+        return dict(self._projections)
+
+    def projection(
+        self,
+        name: str,
+        *,
+        topics: str | Sequence[str],
+        store: str | None = None,
+        retry: Retry | None = None,
+    ) -> Projection:
+        """Declare a read model folded from ``topics`` into ``store`` (a ``sqlite:///`` or ``postgresql://`` URL;
+        default ``EVENTBUS_STORE``, else ``sqlite:///eventbus.projections.db``). Add handlers with ``.on(type)``.
+        A handler that keeps failing after ``retry`` sends its event to ``<topic>.dlq`` and folding goes on."""
+        if name in self._projections:
+            raise ConfigurationError(f"app {self.name!r}: projection {name!r} is declared twice")
+        declared = declare_projection(self.name, name, topics, store, retry)
+        self._projections[name] = declared
+        return declared
 
     @property
     def topics(self) -> Mapping[str, TopicSpec]:
@@ -140,4 +163,4 @@ class App:
         return register
 
     def __repr__(self) -> str:
-        return f"App({self.name!r}, processors={list(self._processors)})"
+        return f"App({self.name!r}, processors={list(self._processors)}, projections={list(self._projections)})"

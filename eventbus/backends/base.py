@@ -279,6 +279,11 @@ class Log(ABC):
     def consumer(self, group: str, topics: Sequence[str], settings: ConsumerSettings | None = None) -> Consumer:
         """Join ``group`` as a new member subscribed to ``topics``."""
 
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        """Drop the records of each partition below the given offset (retention; Kafka's DeleteRecords). The
+        partition's start offset moves there; offsets of the records kept do not change."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete records")
+
     def group_members(self, group: str) -> list[str]:
         """The ids of the group's live members (workers running now)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list group members")

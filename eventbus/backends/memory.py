@@ -45,7 +45,8 @@ class MemoryLog(EmbeddedLog):
         self.url = f"memory://{name}"
         self.default_partitions = default_partitions
         self.auto_create = auto_create
-        self._partitions: dict[str, list[list[_Stored]]] = {}
+        self._partitions: dict[str, list[list[_Stored | None]]] = {}
+        self._starts: dict[tuple[str, int], int] = {}
         self._groups: dict[str, _Group] = {}
         self._round_robin: dict[str, itertools.cycle[int]] = {}
         self._lock = threading.RLock()
@@ -77,7 +78,7 @@ class MemoryLog(EmbeddedLog):
                 raise TopicNotFoundError(name)
             return TopicInfo(name, len(parts))
 
-    def _topic_partitions(self, name: str) -> list[list[_Stored]]:
+    def _topic_partitions(self, name: str) -> list[list[_Stored | None]]:
         parts = self._partitions.get(name)
         if parts is None:
             if not self.auto_create:
@@ -124,7 +125,8 @@ class MemoryLog(EmbeddedLog):
             parts = self._partitions.get(topic)
             if parts is None:
                 raise TopicNotFoundError(topic)
-            rows = parts[partition][offset : offset + max_records]
+            offset = max(offset, self._starts.get((topic, partition), 0))
+            rows = [r for r in parts[partition][offset : offset + max_records] if r is not None]
             end = offset + len(rows)
             return RecordBatch(
                 topic,
@@ -142,7 +144,19 @@ class MemoryLog(EmbeddedLog):
             parts = self._partitions.get(topic)
             if parts is None:
                 raise TopicNotFoundError(topic)
-            return [PartitionState(i, 0, len(p)) for i, p in enumerate(parts)]
+            return [PartitionState(i, self._starts.get((topic, i), 0), len(p)) for i, p in enumerate(parts)]
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        with self._lock:
+            parts = self._partitions.get(topic)
+            if parts is None:
+                raise TopicNotFoundError(topic)
+            for partition, offset in before.items():
+                log = parts[partition]
+                start = max(self._starts.get((topic, partition), 0), min(offset, len(log)))
+                for i in range(start):
+                    log[i] = None  # the memory goes; the offsets stay
+                self._starts[(topic, partition)] = start
 
     # -- groups -----------------------------------------------------------------------------------------------
 

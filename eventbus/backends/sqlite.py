@@ -40,7 +40,7 @@ from eventbus.backends.base import (
 from eventbus.backends.group import EmbeddedLog, Member, process_is_gone
 from eventbus.errors import BackendError, ConfigurationError, PartitionRevokedError, TopicNotFoundError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     topic_id INTEGER NOT NULL,
     partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL,
+    start_offset INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic_id, partition)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS records (
@@ -199,7 +200,7 @@ class SQLiteLog(EmbeddedLog):
         topic_id = cursor.lastrowid
         assert topic_id is not None
         db.executemany(
-            "INSERT INTO partitions (topic_id, partition, next_offset) VALUES (?, ?, 0)",
+            "INSERT INTO partitions (topic_id, partition, next_offset, start_offset) VALUES (?, ?, 0, 0)",
             [(topic_id, p) for p in range(partitions)],
         )
         self._topics[name] = (topic_id, partitions)
@@ -310,10 +311,24 @@ class SQLiteLog(EmbeddedLog):
         topic_id, _ = self._lookup(topic)
         with self._lock:
             rows = self._db.execute(
-                "SELECT partition, next_offset FROM partitions WHERE topic_id = ? ORDER BY partition",
+                "SELECT partition, start_offset, next_offset FROM partitions WHERE topic_id = ? ORDER BY partition",
                 (topic_id,),
             ).fetchall()
-        return [PartitionState(partition, 0, end) for partition, end in rows]
+        return [PartitionState(partition, start, end) for partition, start, end in rows]
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        topic_id, _ = self._lookup(topic)
+        with self._transaction() as db:
+            for partition, offset in before.items():
+                db.execute(
+                    "UPDATE partitions SET start_offset = MAX(start_offset, MIN(?, next_offset))"
+                    " WHERE topic_id = ? AND partition = ?",
+                    (offset, topic_id, partition),
+                )
+                db.execute(
+                    "DELETE FROM records WHERE topic_id = ? AND partition = ? AND offset < ?",
+                    (topic_id, partition, offset),
+                )
 
     # -- groups -----------------------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def handle(args: argparse.Namespace) -> int:
     from eventbus.backends import open_log
     from eventbus.backends.base import ConsumerSettings
     from eventbus.loader import load_app
-    from eventbus.runtime import Worker, WorkerSettings, run_worker
+    from eventbus.runtime import AppRunner, WorkerSettings, run_worker
 
     app = load_app(args.app)
     log = open_log(args.broker)
@@ -52,7 +52,7 @@ def handle(args: argparse.Namespace) -> int:
             max_poll_records=args.max_poll_records,
             consumer=ConsumerSettings(processing_guarantee=args.guarantee),
         )
-        run_worker(Worker(app, log, settings))
+        run_worker(AppRunner(app, log, settings))
     finally:
         log.close()
     return EXIT_OK

@@ -1,4 +1,5 @@
-"""The worker runtime: `Worker` and `run_worker`, which runs one until it is stopped by a signal or goes idle."""
+"""The worker runtime: `Worker` (processors), `AppRunner` (processors and projections together) and `run_worker`,
+which runs one until it is stopped by a signal or goes idle."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from eventbus.runtime.app_runner import AppRunner, AppStats
 from eventbus.runtime.worker import Worker, WorkerSettings, WorkerStats
 
-__all__ = ["Worker", "WorkerSettings", "WorkerStats", "run_coroutine", "run_worker"]
+__all__ = ["AppRunner", "AppStats", "Worker", "WorkerSettings", "WorkerStats", "run_coroutine", "run_worker"]
 
 T = TypeVar("T")
 
@@ -24,11 +26,11 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
         return runner.run(coroutine)
 
 
-def run_worker(worker: Worker) -> WorkerStats:
+def run_worker(worker: Worker | AppRunner) -> WorkerStats | AppStats:
     """Run a worker in this thread until SIGINT/SIGTERM (then drain and commit) or, with ``until_idle``, until
     every partition it owns is caught up. A second signal stops at once without draining."""
 
-    async def main() -> WorkerStats:
+    async def main() -> WorkerStats | AppStats:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None

@@ -1,0 +1,122 @@
+"""A projection declaration: a read model folded from events, with a handler per event type.
+
+>>> balances = app.projection("balances", topics="accounts")
+>>> @balances.on("bank.account.opened")
+... def opened(event: Event, view: View) -> None:
+...     view[event.subject] = {"owner": event.data["owner"], "balance": 0}
+
+A handler takes the event (an `Event`, or an instance of a class bound with ``@event_type``) and the `View`: the
+projection's rows, a dict of JSON documents by key. What it writes commits together with the projection's
+checkpoint, so each event is folded exactly once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eventbus.app.policies import Retry
+from eventbus.backends.base import check_topic_name
+from eventbus.errors import ConfigurationError
+from eventbus.event import binding_of
+
+if TYPE_CHECKING:
+    from eventbus.projections.reader import ProjectionReader
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    func: Callable[..., Any]
+    typed_class: type | None
+
+
+class Projection:
+    """Declared with `App.projection`; handlers are added with `on`."""
+
+    def __init__(self, app_name: str, name: str, topics: tuple[str, ...], store: str | None, retry: Retry) -> None:
+        from eventbus.projections.store import check_projection_name
+
+        self.app_name = app_name
+        self.name = check_projection_name(name)
+        if not topics:
+            raise ConfigurationError(f"projection {name!r}: give it at least one topic to fold")
+        for topic in topics:
+            try:
+                check_topic_name(topic)
+            except ValueError as exc:
+                raise ConfigurationError(f"projection {name!r}: {exc}") from None
+        self.topics = topics
+        self.store = store
+        self.retry = retry
+        self.handlers: dict[str, Handler] = {}
+
+    @property
+    def group(self) -> str:
+        """The consumer group the projection's worker reads with."""
+        return f"{self.app_name}.projection.{self.name}"
+
+    def on(self, *types: str) -> Callable[[F], F]:
+        """Register a handler for events of ``types`` (or, with none given, the type its parameter's class is
+        bound to)."""
+
+        def register(func: F) -> F:
+            from eventbus.app.processor import _argument_kind, _resolve_hints
+
+            where = f"projection {self.name!r} handler {getattr(func, '__qualname__', func)!r}"
+            parameters = [
+                p
+                for p in inspect.signature(func).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            if len(parameters) != 2:
+                raise ConfigurationError(f"{where}: it must take the event and the view, (event, view)")
+            if inspect.iscoroutinefunction(func):
+                raise ConfigurationError(f"{where}: projection handlers are plain functions, not async")
+            annotation = _resolve_hints(func, where).get(parameters[0].name, inspect.Parameter.empty)
+            _, typed_class = _argument_kind(annotation, where)
+            names = list(types)
+            if not names:
+                binding = binding_of(typed_class)
+                if binding is None:
+                    raise ConfigurationError(f"{where}: name the event types, e.g. @{self.name}.on('x.happened')")
+                names = [binding.type]
+            for type_name in names:
+                if not isinstance(type_name, str) or not type_name:
+                    raise ConfigurationError(f"{where}: event types are non-empty strings, got {type_name!r}")
+                if type_name in self.handlers:
+                    raise ConfigurationError(f"{where}: {type_name!r} already has a handler in this projection")
+                self.handlers[type_name] = Handler(func, typed_class)
+            return func
+
+        return register
+
+    def reader(self, store: str | None = None) -> ProjectionReader:
+        """Read this projection (by key, by field values) from ``store`` (default: the one it was declared with,
+        else ``EVENTBUS_STORE``, else ``sqlite:///eventbus.projections.db``)."""
+        from eventbus.projections.reader import ProjectionReader
+
+        return ProjectionReader(store or resolve_store_url(self.store), self.name)
+
+    def __repr__(self) -> str:
+        return f"Projection({self.name!r}, topics={list(self.topics)}, types={sorted(self.handlers)})"
+
+
+DEFAULT_STORE_URL = "sqlite:///eventbus.projections.db"
+
+
+def resolve_store_url(declared: str | None) -> str:
+    import os
+
+    return declared or os.environ.get("EVENTBUS_STORE") or DEFAULT_STORE_URL
+
+
+def declare_projection(
+    app_name: str, name: str, topics: str | Sequence[str], store: str | None, retry: Retry | None
+) -> Projection:
+    if retry is not None and not isinstance(retry, Retry):
+        raise ConfigurationError(f"projection {name!r}: retry must be a Retry(...), got {retry!r}")
+    return Projection(app_name, name, (topics,) if isinstance(topics, str) else tuple(topics), store, retry or Retry())

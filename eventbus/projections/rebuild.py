@@ -1,0 +1,55 @@
+"""Rebuilding a projection blue/green: fold a new version from the start of the log beside the live one, then
+make it current in one transaction. Reads keep coming from the live version until the swap; a worker folding the
+live version notices the swap at its next write and carries on from the new version's checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from eventbus.app.projection import Projection, resolve_store_url
+from eventbus.backends.base import Log, TopicPartition
+from eventbus.projections.fold import Folder
+from eventbus.projections.store import ProjectionStore, open_store
+
+READ_BATCH = 2000
+Progress = Callable[[int, int], None]
+
+
+def rebuild(
+    projection: Projection, log: Log, store: ProjectionStore | None = None, *, progress: Progress | None = None
+) -> int:
+    """Fold a fresh version from offset 0, swap it in when it has caught up; returns the new version."""
+    owned = store is None
+    store = store or open_store(resolve_store_url(projection.store))
+    try:
+        version = store.create_version(projection.name)
+        folder = Folder(projection, store, version, log)
+        asyncio.run(_catch_up(folder, log, projection, progress))
+        # Fold what arrived while catching up, then swap; a live worker continues from here.
+        asyncio.run(_catch_up(folder, log, projection, None))
+        store.make_current(projection.name, version)
+        return version
+    finally:
+        if owned:
+            store.close()
+
+
+async def _catch_up(folder: Folder, log: Log, projection: Projection, progress: Progress | None) -> None:
+    ends = {
+        TopicPartition(topic, s.partition): s.end_offset for topic in projection.topics for s in log.watermarks(topic)
+    }
+    total = sum(ends.values())
+    done = sum(min(folder.checkpoints.get(tp, 0), end) for tp, end in ends.items())
+    for tp, end in ends.items():
+        position = folder.start(tp)
+        while position < end:
+            batch = log.read(tp.topic, tp.partition, position, min(READ_BATCH, end - position))
+            if not batch.offsets:
+                break
+            await folder.fold(batch)
+            folder.write()
+            done += batch.next_offset - position
+            position = batch.next_offset
+            if progress is not None:
+                progress(done, total)

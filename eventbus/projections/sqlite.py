@@ -1,0 +1,226 @@
+"""Projection store on a SQLite file: one table of (key, JSON document) per projection version, checkpoints in a
+table beside them, both written in one ``BEGIN IMMEDIATE`` transaction."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from eventbus.backends.base import TopicPartition
+from eventbus.errors import BackendError, ConfigurationError
+from eventbus.projections.store import (
+    Changes,
+    Checkpoints,
+    ProjectionStore,
+    VersionChangedError,
+    check_projection_name,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projection_versions (
+    projection TEXT PRIMARY KEY,
+    current INTEGER NOT NULL,
+    latest INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    projection TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (projection, version, topic, partition)
+) WITHOUT ROWID;
+"""
+
+
+def _create_rows(db: sqlite3.Connection, projection: str, version: int) -> None:
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {rows_table(projection, version)}"
+        " (key TEXT PRIMARY KEY, doc TEXT NOT NULL CHECK (json_valid(doc))) WITHOUT ROWID"
+    )
+
+
+def rows_table(projection: str, version: int) -> str:
+    # Names are checked by check_projection_name (lowercase letters, digits, '_'), so they are safe identifiers.
+    return f'"projection_{check_projection_name(projection)}_v{int(version)}"'
+
+
+def json_path(field: str) -> str:
+    if not field.replace("_", "").isalnum():
+        raise ConfigurationError(f"query field {field!r}: use letters, digits and '_'")
+    return f"$.{field}"
+
+
+class SQLiteStore(ProjectionStore):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        if not self.path.parent.is_dir():
+            raise ConfigurationError(f"{self.url}: directory {self.path.parent} does not exist")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            raise ConfigurationError(f"{self.url}: cannot open it as a projection store: {exc}") from None
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _begin(self) -> sqlite3.Connection:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"{self.url}: cannot start a write transaction: {exc}") from None
+        return self._db
+
+    # -- versions -----------------------------------------------------------------------------------------------
+
+    def current_version(self, projection: str) -> int:
+        check_projection_name(projection)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT current FROM projection_versions WHERE projection = ?", (projection,)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            db = self._begin()
+            try:
+                row = db.execute(
+                    "SELECT current FROM projection_versions WHERE projection = ?", (projection,)
+                ).fetchone()
+                if row is None:
+                    _create_rows(db, projection, 1)
+                    db.execute("INSERT INTO projection_versions VALUES (?, 1, 1)", (projection,))
+                    row = (1,)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return int(row[0])
+
+    def create_version(self, projection: str) -> int:
+        current = self.current_version(projection)
+        with self._lock:
+            db = self._begin()
+            try:
+                (latest,) = db.execute(
+                    "SELECT latest FROM projection_versions WHERE projection = ?", (projection,)
+                ).fetchone()
+                version = max(latest, current) + 1
+                db.execute(f"DROP TABLE IF EXISTS {rows_table(projection, version)}")
+                _create_rows(db, projection, version)
+                db.execute(
+                    "DELETE FROM projection_checkpoints WHERE projection = ? AND version = ?", (projection, version)
+                )
+                db.execute("UPDATE projection_versions SET latest = ? WHERE projection = ?", (version, projection))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return int(version)
+
+    def make_current(self, projection: str, version: int) -> None:
+        with self._lock:
+            db = self._begin()
+            try:
+                (current,) = db.execute(
+                    "SELECT current FROM projection_versions WHERE projection = ?", (projection,)
+                ).fetchone()
+                db.execute("UPDATE projection_versions SET current = ? WHERE projection = ?", (version, projection))
+                for old in range(current, version):
+                    db.execute(f"DROP TABLE IF EXISTS {rows_table(projection, old)}")
+                db.execute(
+                    "DELETE FROM projection_checkpoints WHERE projection = ? AND version < ?", (projection, version)
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- rows and checkpoints -----------------------------------------------------------------------------------
+
+    def checkpoints(self, projection: str, version: int) -> Checkpoints:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projection = ? AND version = ?",
+                (projection, version),
+            ).fetchall()
+        return {TopicPartition(topic, partition): offset for topic, partition, offset in rows}
+
+    def fetch(self, projection: str, version: int, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        table = rows_table(projection, version)
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(self._db.execute(f"SELECT key, doc FROM {table} WHERE key IN ({marks})", chunk).fetchall())
+        return found
+
+    def write(self, projection: str, version: int, changes: Changes) -> None:
+        table = rows_table(projection, version)
+        with self._lock:
+            db = self._begin()
+            try:
+                (current,) = db.execute(
+                    "SELECT current FROM projection_versions WHERE projection = ?", (projection,)
+                ).fetchone()
+                if version < current:
+                    raise VersionChangedError(
+                        f"projection {projection!r}: version {version} was replaced by version {current}"
+                    )
+                if changes.puts:
+                    db.executemany(
+                        f"INSERT INTO {table} (key, doc) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+                        changes.puts.items(),
+                    )
+                if changes.deletes:
+                    db.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in changes.deletes])
+                db.executemany(
+                    "INSERT INTO projection_checkpoints VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (projection, version, topic, partition)"
+                    " DO UPDATE SET next_offset = excluded.next_offset",
+                    [(projection, version, tp.topic, tp.partition, o) for tp, o in changes.checkpoints.items()],
+                )
+            except sqlite3.DatabaseError as exc:
+                db.execute("ROLLBACK")
+                raise BackendError(f"{self.url}: writing projection {projection!r} failed: {exc}") from None
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def query(self, projection: str, version: int, equals: Mapping[str, object], limit: int) -> list[tuple[str, str]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for field, value in equals.items():
+            if value is None:
+                clauses.append("json_extract(doc, ?) IS NULL")
+                params.append(json_path(field))
+            else:
+                clauses.append("json_extract(doc, ?) = ?")
+                params.extend([json_path(field), int(value) if isinstance(value, bool) else value])
+        where = " AND ".join(clauses) or "1"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT key, doc FROM {rows_table(projection, version)} WHERE {where} ORDER BY key LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        return [(key, doc) for key, doc in rows]
+
+    def rows(self, projection: str, version: int) -> Iterator[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT key, doc FROM {rows_table(projection, version)} ORDER BY key").fetchall()
+        yield from rows
+
+    def projections(self) -> list[str]:
+        with self._lock:
+            return [name for (name,) in self._db.execute("SELECT projection FROM projection_versions ORDER BY 1")]

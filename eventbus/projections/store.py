@@ -1,0 +1,121 @@
+"""The read-model store contract: projection rows and checkpoints, written together in one transaction.
+
+A projection is a table of JSON documents by key. Its *checkpoint* says, per topic partition, the offset of the next
+event to fold. Rows and checkpoint are written in ONE transaction of the store, so after any crash they agree: an
+event is either folded and checkpointed, or neither, and a redelivered event (below the checkpoint) is skipped.
+
+Each projection has *versions*: the live one serves reads; a rebuild folds a new version from the start of the log
+beside it and makes it current in one transaction when it has caught up (blue/green). Every write names the
+version it writes to and is refused once that version is no longer current, so a worker still folding the old
+version cannot write over the swap.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from eventbus.backends.base import TopicPartition
+from eventbus.errors import ConfigurationError, EventbusError
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}\Z")
+
+
+class VersionChangedError(EventbusError):
+    """The projection version a worker folds into is no longer current (a rebuild swapped in another)."""
+
+
+class ProjectionGapError(EventbusError):
+    """A projection's checkpoint points at events the log no longer holds: folding on would skip them."""
+
+
+def check_projection_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"projection name {name!r}: use lowercase letters, digits and '_', starting with a letter (max 48)"
+        )
+    return name
+
+
+Checkpoints = dict[TopicPartition, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """One batch to write: rows to put (key -> JSON text), keys to delete, and the checkpoints after it."""
+
+    puts: Mapping[str, str]
+    deletes: frozenset[str]
+    checkpoints: Mapping[TopicPartition, int]
+
+
+class ProjectionStore(ABC):
+    """One database holding any number of projections (SQLite file or PostgreSQL database)."""
+
+    url: str
+
+    @abstractmethod
+    def current_version(self, projection: str) -> int:
+        """The version reads are served from; creates version 1 the first time a projection is seen."""
+
+    @abstractmethod
+    def create_version(self, projection: str) -> int:
+        """A new, empty version beside the current one (for a rebuild)."""
+
+    @abstractmethod
+    def make_current(self, projection: str, version: int) -> None:
+        """Swap reads and live folding to ``version`` and drop the previous one, in one transaction."""
+
+    @abstractmethod
+    def checkpoints(self, projection: str, version: int) -> Checkpoints: ...
+
+    @abstractmethod
+    def fetch(self, projection: str, version: int, keys: list[str]) -> dict[str, str]:
+        """The JSON text of the rows among ``keys`` that exist."""
+
+    @abstractmethod
+    def write(self, projection: str, version: int, changes: Changes) -> None:
+        """Apply rows and checkpoints in one transaction; `VersionChangedError` if ``version`` is no longer the one
+        it was created as (current, or the rebuild in progress)."""
+
+    @abstractmethod
+    def query(self, projection: str, version: int, equals: Mapping[str, object], limit: int) -> list[tuple[str, str]]:
+        """(key, JSON text) of rows whose top-level fields equal the given values, by key."""
+
+    @abstractmethod
+    def rows(self, projection: str, version: int) -> Iterator[tuple[str, str]]:
+        """Every row, ordered by key (for content hashes and exports)."""
+
+    @abstractmethod
+    def projections(self) -> list[str]: ...
+
+    def close(self) -> None:  # noqa: B027 - stores without resources need not override it
+        """Release connections."""
+
+    def __enter__(self) -> ProjectionStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_store(url: str) -> ProjectionStore:
+    """A store from its URL: ``sqlite:///path.db`` or ``postgresql://user@host:port/db``."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        from eventbus.projections.sqlite import SQLiteStore
+
+        path = urlsplit(url).path
+        path = path[1:] if path.startswith("/") else path
+        if not path or urlsplit(url).netloc:
+            raise ConfigurationError(f"{url}: a SQLite store URL looks like sqlite:///projections.db")
+        return SQLiteStore(path)
+    if scheme in {"postgresql", "postgres"}:
+        from eventbus.projections.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigurationError(f"{url}: unknown store URL scheme; use sqlite:///path.db or postgresql://...")

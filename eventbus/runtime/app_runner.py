@@ -1,0 +1,85 @@
+"""Running a whole app: its processors (one `Worker`) and each of its projections (one `ProjectionRunner` each),
+side by side on one event loop, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from eventbus.app import App
+from eventbus.backends.base import Log
+from eventbus.errors import ConfigurationError
+from eventbus.runtime.worker import Worker, WorkerSettings, WorkerStats
+
+if TYPE_CHECKING:
+    from eventbus.projections.runner import ProjectionRunner
+
+logger = logging.getLogger("eventbus.worker")
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@dataclass
+class AppStats:
+    processors: WorkerStats | None = None
+    folded: dict[str, int] = field(default_factory=dict)
+
+
+class AppRunner:
+    def __init__(self, app: App, log: Log, settings: WorkerSettings | None = None) -> None:
+        if not app.processors and not app.projections:
+            raise ConfigurationError(f"app {app.name!r} declares no processors and no projections; nothing to run")
+        from eventbus.projections.runner import ProjectionRunner
+
+        self.settings = settings or WorkerSettings()
+        self.worker = Worker(app, log, self.settings) if app.processors else None
+        self.projections: dict[str, ProjectionRunner] = {
+            name: ProjectionRunner(projection, log, self.settings) for name, projection in app.projections.items()
+        }
+        self._stopping = False
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        self._stopping = True
+        parts: list[_Stoppable] = [*self.projections.values()]
+        if self.worker is not None:
+            parts.append(self.worker)
+        for part in parts:
+            part.stop()
+
+    async def run(self) -> AppStats:
+        tasks: dict[str, asyncio.Task[object]] = {}
+        if self.worker is not None:
+            processors = asyncio.ensure_future(self.worker.run())
+            tasks["processors"] = processors
+            # Until-idle: a projection is idle only once the processors that may feed its topics are.
+            upstream = asyncio.Event()
+            processors.add_done_callback(lambda _: upstream.set())
+            for runner in self.projections.values():
+                runner.upstream_done = upstream
+        for name, runner in self.projections.items():
+            tasks[f"projection {name}"] = asyncio.ensure_future(runner.run())
+        try:
+            while True:
+                done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+                failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+                if failed or len(done) == len(tasks):
+                    break
+        finally:
+            # One part failing (or all finishing) stops the rest, which drain and commit as on a signal.
+            self.stop()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for task in tasks.values():
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+        stats = AppStats(self.worker.stats if self.worker is not None else None)
+        stats.folded = {name: runner.folded for name, runner in self.projections.items()}
+        return stats
