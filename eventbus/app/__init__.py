@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventbus.app.context import Context
 from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
 from eventbus.app.processor import FailureOptions, OnFailure, Ordering, Processor, declare_processor
 from eventbus.app.projection import Projection, declare_projection
-from eventbus.backends.base import check_topic_name
+from eventbus.backends.base import Log, check_topic_name
 from eventbus.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from eventbus.projections.eventstore import EventStore
 
 __all__ = ["App", "CircuitBreaker", "Context", "Idempotency", "Processor", "Projection", "Retry", "TopicSpec"]
 
@@ -47,10 +50,38 @@ class App:
         self._processors: dict[str, Processor] = {}
         self._projections: dict[str, Projection] = {}
         self._topics: dict[str, TopicSpec] = {}
+        # Set by the runtime while the app runs: the log it runs on, and event stores opened over it.
+        self._running_log: Log | None = None
+        self._event_stores: dict[str, EventStore] = {}
 
     @property
     def processors(self) -> tuple[Processor, ...]:
         return tuple(self._processors.values())
+
+    def event_store(self, url: str | None = None) -> EventStore:
+        """The event store of aggregates, over the log this app runs on (available while it runs: in
+        `eventbus run` and `TestBus.run`). ``url`` defaults to the log's own SQLite file (appends and publishes in
+        one transaction), or ``EVENTBUS_EVENT_STORE``."""
+        if self._running_log is None:
+            raise ConfigurationError(
+                f"app {self.name!r} is not running: app.event_store() works inside its processors; elsewhere "
+                "use EventStore(url, log)"
+            )
+        from eventbus.projections.eventstore import EventStore, default_event_store_url
+
+        url = url or default_event_store_url(self._running_log)
+        store = self._event_stores.get(url)
+        if store is None:
+            store = self._event_stores[url] = EventStore(url, self._running_log, source=self.source)
+        return store
+
+    def bind(self, log: Log | None) -> None:
+        """Called by the runtime when the app starts running on ``log`` (and with None when it stops)."""
+        if log is None:
+            for store in self._event_stores.values():
+                store.close()
+            self._event_stores.clear()
+        self._running_log = log
 
     @property
     def projections(self) -> Mapping[str, Projection]:

@@ -114,6 +114,18 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class SharedTransaction:
+    """A transaction on a SQLite log's file, for a component keeping its own tables in the same file."""
+
+    def __init__(self, log: SQLiteLog, db: sqlite3.Connection) -> None:
+        self._log = log
+        self.db = db
+
+    def append(self, topic: str, messages: Sequence[Message]) -> list[tuple[int, int]]:
+        """Append to the log as part of this transaction."""
+        return self._log._append_in(self.db, topic, messages)
+
+
 class SQLiteLog(EmbeddedLog):
     def __init__(
         self,
@@ -175,6 +187,13 @@ class SQLiteLog(EmbeddedLog):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def shared_transaction(self) -> Iterator[SharedTransaction]:
+        """A write transaction other components of the same file join (the event store writes its streams and
+        appends their events to the log in one transaction): everything in it commits or nothing does."""
+        with self._transaction() as db:
+            yield SharedTransaction(self, db)
 
     # -- topics -----------------------------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--until-idle", action="store_true", help="stop once every subscribed partition is caught up")
     parser.add_argument("--max-poll-records", type=int, default=2000, help="records per poll (default 2000)")
     parser.add_argument(
+        "--http", type=int, metavar="PORT", help="serve projection reads, event ingress, /metrics and /healthz"
+    )
+    parser.add_argument(
         "--guarantee",
         choices=["at_least_once", "exactly_once"],
         default="at_least_once",
@@ -52,7 +55,7 @@ def handle(args: argparse.Namespace) -> int:
             max_poll_records=args.max_poll_records,
             consumer=ConsumerSettings(processing_guarantee=args.guarantee),
         )
-        run_worker(AppRunner(app, log, settings))
+        run_worker(AppRunner(app, log, settings, http_port=args.http))
     finally:
         log.close()
     return EXIT_OK
@@ -70,7 +73,9 @@ def _supervise(args: argparse.Namespace) -> int:
     argv += ["--max-poll-records", str(args.max_poll_records), "--guarantee", args.guarantee]
     if args.until_idle:
         argv.append("--until-idle")
-    children = [subprocess.Popen(argv, env=os.environ.copy()) for _ in range(args.workers)]
+    # Only the first worker serves HTTP: the others would compete for the port.
+    first = [*argv, "--http", str(args.http)] if args.http is not None else argv
+    children = [subprocess.Popen(first if n == 0 else argv, env=os.environ.copy()) for n in range(args.workers)]
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:

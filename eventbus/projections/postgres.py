@@ -58,7 +58,7 @@ class PostgresStore(ProjectionStore):
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext('eventbus.projections.schema'))")
                 cursor.execute(_SCHEMA)
         except psycopg.Error as exc:
-            raise ConfigurationError(f"{_redacted(url)}: cannot open it as a projection store: {exc}") from None
+            raise ConfigurationError(f"{redacted(url)}: cannot open it as a projection store: {exc}") from None
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -72,7 +72,7 @@ class PostgresStore(ProjectionStore):
                 with self._db.transaction(), self._db.cursor() as cursor:
                     return work(cursor)
             except self._psycopg.Error as exc:
-                raise BackendError(f"{_redacted(self.url)}: {exc}") from None
+                raise BackendError(f"{redacted(self.url)}: {exc}") from None
 
     # -- versions -----------------------------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class PostgresStore(ProjectionStore):
         return result
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password, for messages."""
     from urllib.parse import urlsplit, urlunsplit
 

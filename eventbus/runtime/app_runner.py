@@ -30,11 +30,16 @@ class AppStats:
 
 
 class AppRunner:
-    def __init__(self, app: App, log: Log, settings: WorkerSettings | None = None) -> None:
+    def __init__(
+        self, app: App, log: Log, settings: WorkerSettings | None = None, *, http_port: int | None = None
+    ) -> None:
         if not app.processors and not app.projections:
             raise ConfigurationError(f"app {app.name!r} declares no processors and no projections; nothing to run")
         from eventbus.projections.runner import ProjectionRunner
 
+        self.app = app
+        self.log = log
+        self.http_port = http_port
         self.settings = settings or WorkerSettings()
         self.worker = Worker(app, log, self.settings) if app.processors else None
         self.projections: dict[str, ProjectionRunner] = {
@@ -55,6 +60,20 @@ class AppRunner:
             part.stop()
 
     async def run(self) -> AppStats:
+        self.app.bind(self.log)
+        http = None
+        try:
+            if self.http_port is not None:
+                from eventbus.http import serve
+
+                http = await serve(self.app, self.log, self.http_port)
+            return await self._run()
+        finally:
+            if http is not None:
+                await http.cleanup()
+            self.app.bind(None)
+
+    async def _run(self) -> AppStats:
         tasks: dict[str, asyncio.Task[object]] = {}
         if self.worker is not None:
             processors = asyncio.ensure_future(self.worker.run())

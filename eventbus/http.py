@@ -1,0 +1,204 @@
+"""HTTP for a running app (``eventbus run --http PORT``): projection reads, event ingress, /metrics, /healthz.
+
+- ``GET /projections/NAME/KEY`` — one row: ``{"key", "value", "position"}`` (404 when there is none).
+- ``GET /projections/NAME?field=value&limit=N`` — rows whose fields equal the values (a value is read as JSON when
+  it parses, so ``balance=100`` is a number and ``owner=ada`` a string).
+- Both take ``after=TOPIC/PARTITION/OFFSET`` (repeatable) and ``timeout_s``: the read waits until the projection
+  has folded past that event — read-your-writes, with the position a publish returned.
+- ``POST /topics/TOPIC`` — publish one CloudEvent, in structured mode (``application/cloudevents+json``) or binary
+  mode (``ce-*`` headers, the body as data); answers 201 with ``{"id", "topic", "partition", "offset"}``.
+- ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
+
+Served by aiohttp on the worker's own event loop; store and log calls run on a thread so they never hold it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from eventbus.app import App
+from eventbus.backends.base import Log, TopicPartition
+from eventbus.errors import ConfigurationError, EventbusError, InvalidEventError
+from eventbus.observability import metrics
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+logger = logging.getLogger("eventbus.http")
+
+MAX_WAIT_S = 30.0
+MAX_BODY_BYTES = 1 << 20
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    from aiohttp import web
+
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def _parse_after(values: list[str]) -> list[tuple[TopicPartition, int]]:
+    found = []
+    for value in values:
+        parts = value.rsplit("/", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            raise ValueError(f"after={value!r}: expected TOPIC/PARTITION/OFFSET")
+        found.append((TopicPartition(parts[0], int(parts[1])), int(parts[2])))
+    return found
+
+
+def _field_value(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+class HttpService:
+    def __init__(self, app: App, log: Log) -> None:
+        self.app = app
+        self.log = log
+        self._readers: dict[str, Any] = {}
+
+    def _reader(self, name: str) -> Any:
+        reader = self._readers.get(name)
+        if reader is None:
+            reader = self._readers[name] = self.app.projections[name].reader()
+        return reader
+
+    async def _in_thread(self, func: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    def routes(self) -> web.Application:
+        from aiohttp import web
+
+        application = web.Application(client_max_size=MAX_BODY_BYTES)
+        application.router.add_get("/healthz", self.healthz)
+        application.router.add_get("/metrics", self.metrics)
+        application.router.add_get("/projections", self.list_projections)
+        application.router.add_get("/projections/{name}", self.query)
+        application.router.add_get("/projections/{name}/{key}", self.get)
+        application.router.add_post("/topics/{topic}", self.publish)
+        return application
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok", "app": self.app.name})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        body = await self._in_thread(metrics.exposition)
+        return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+    async def list_projections(self, request: web.Request) -> web.Response:
+        names = sorted(self.app.projections)
+        return _json({"projections": names})
+
+    async def _wait(self, request: web.Request, name: str) -> web.Response | None:
+        if name not in self.app.projections:
+            return _problem(404, f"no projection {name!r} (this app has: {', '.join(sorted(self.app.projections))})")
+        try:
+            after = _parse_after(request.query.getall("after", []))
+            timeout_s = min(float(request.query.get("timeout_s", "5")), MAX_WAIT_S)
+        except ValueError as exc:
+            return _problem(400, str(exc))
+        reader = self._reader(name)
+        for tp, offset in after:
+            folded = await self._in_thread(reader.wait_for, tp, offset, timeout_s)
+            if not folded:
+                return _problem(504, f"projection {name!r} had not folded {tp}@{offset} within {timeout_s:g} s")
+        return None
+
+    async def get(self, request: web.Request) -> web.Response:
+        name, key = request.match_info["name"], request.match_info["key"]
+        problem = await self._wait(request, name)
+        if problem is not None:
+            return problem
+        read = await self._in_thread(self._reader(name).get, key)
+        if read.value is None:
+            return _json({"error": f"no row {key!r} in projection {name!r}", "position": read.position_json()}, 404)
+        return _json({"key": key, "value": read.value, "position": read.position_json()})
+
+    async def query(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        problem = await self._wait(request, name)
+        if problem is not None:
+            return problem
+        reserved = {"after", "timeout_s", "limit"}
+        equals = {k: _field_value(v) for k, v in request.query.items() if k not in reserved}
+        try:
+            limit = max(1, min(int(request.query.get("limit", "100")), 10_000))
+            read = await self._in_thread(lambda: self._reader(name).query(equals, limit=limit))
+        except (ValueError, EventbusError) as exc:
+            return _problem(400, str(exc))
+        return _json({"rows": read.value, "position": read.position_json()})
+
+    async def publish(self, request: web.Request) -> web.Response:
+        from eventbus.backends.base import check_topic_name
+        from eventbus.publisher import Publisher, event_from_json
+
+        topic = request.match_info["topic"]
+        try:
+            check_topic_name(topic)
+            body = await request.read()
+            event = _event_from_request(request.headers, body, event_from_json)
+        except (ValueError, InvalidEventError) as exc:
+            return _problem(400, str(exc))
+        publisher = Publisher(self.log, source=f"/{self.app.name}/http")
+        position = await self._in_thread(publisher.publish, topic, event)
+        return _json(
+            {"id": event.id, "topic": position.topic, "partition": position.partition, "offset": position.offset},
+            201,
+        )
+
+
+def _event_from_request(headers: Any, body: bytes, from_json: Any) -> Any:
+    """A CloudEvent from an HTTP request, in structured or binary mode (the CloudEvents HTTP binding)."""
+    content_type = headers.get("Content-Type", "")
+    if content_type.startswith("application/cloudevents+json") or not any(
+        name.lower().startswith("ce-") for name in headers
+    ):
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"body is not JSON: {exc}") from None
+        return from_json(parsed)
+    attrs: dict[str, Any] = {
+        name.lower()[3:]: value for name, value in headers.items() if name.lower().startswith("ce-")
+    }
+    if content_type:
+        attrs["datacontenttype"] = content_type
+    if body:
+        if "json" in content_type or not content_type:
+            try:
+                attrs["data"] = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"body is not JSON: {exc}") from None
+        else:
+            import base64
+
+            attrs["data_base64"] = base64.b64encode(body).decode("ascii")
+    return from_json(attrs)
+
+
+async def serve(app: App, log: Log, port: int, host: str = "0.0.0.0") -> Any:  # noqa: S104 - a server's default
+    """Start serving; returns the aiohttp runner (``await runner.cleanup()`` to stop)."""
+    from aiohttp import web
+
+    runner = web.AppRunner(HttpService(app, log).routes(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigurationError(f"--http {port}: cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from None
+    logger.info("serving HTTP on %s:%d", host, port)
+    return runner

@@ -1,0 +1,165 @@
+"""Event store backend on PostgreSQL: streams, snapshots and an outbox in one database, relayed to the log."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import orjson
+
+from eventbus.backends.base import Headers, Log, Message
+from eventbus.errors import BackendError, ConfigurationError
+from eventbus.projections.aggregates import ConcurrencyError
+from eventbus.projections.eventstore import Append, EventStoreBackend
+from eventbus.projections.postgres import redacted
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS event_streams (
+    stream_type TEXT NOT NULL,
+    stream_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    event BYTEA NOT NULL,
+    PRIMARY KEY (stream_type, stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS event_snapshots (
+    stream_type TEXT NOT NULL,
+    stream_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    state BYTEA NOT NULL,
+    PRIMARY KEY (stream_type, stream_id)
+);
+CREATE TABLE IF NOT EXISTS event_outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    topic TEXT NOT NULL,
+    key BYTEA,
+    value BYTEA,
+    headers BYTEA
+);
+"""
+# One relay at a time per database keeps the outbox published in order.
+_RELAY_LOCK = "eventbus.eventstore.relay"
+
+
+def _encode_headers(headers: Headers | None) -> bytes | None:
+    return None if not headers else orjson.dumps([[k, v.decode("latin-1")] for k, v in headers])
+
+
+def _decode_headers(blob: bytes | None) -> Headers | None:
+    return None if blob is None else tuple((k, v.encode("latin-1")) for k, v in orjson.loads(blob))
+
+
+class PostgresEvents(EventStoreBackend):
+    def __init__(self, url: str, log: Log) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self._log = log
+        try:
+            self._db = psycopg.connect(url, connect_timeout=10)
+            with self._db.transaction(), self._db.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('eventbus.eventstore.schema'))")
+                cursor.execute(_SCHEMA)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"cannot open the event store at {redacted(url)}: {exc}") from None
+        self._lock = threading.RLock()
+
+    def _run(self, work: Any) -> Any:
+        with self._lock:
+            try:
+                with self._db.transaction(), self._db.cursor() as cursor:
+                    return work(cursor)
+            except self._psycopg.errors.UniqueViolation:
+                raise
+            except self._psycopg.Error as exc:
+                raise BackendError(f"event store {redacted(self.url)}: {exc}") from None
+
+    def read(self, stream_type: str, stream_id: str, after_version: int) -> list[tuple[int, bytes]]:
+        def work(cursor: Any) -> list[tuple[int, bytes]]:
+            cursor.execute(
+                "SELECT version, event FROM event_streams WHERE stream_type = %s AND stream_id = %s AND version > %s"
+                " ORDER BY version",
+                (stream_type, stream_id, after_version),
+            )
+            return [(int(v), bytes(e)) for v, e in cursor.fetchall()]
+
+        rows: list[tuple[int, bytes]] = self._run(work)
+        return rows
+
+    def snapshot(self, stream_type: str, stream_id: str) -> tuple[int, bytes] | None:
+        def work(cursor: Any) -> tuple[int, bytes] | None:
+            cursor.execute(
+                "SELECT version, state FROM event_snapshots WHERE stream_type = %s AND stream_id = %s",
+                (stream_type, stream_id),
+            )
+            row = cursor.fetchone()
+            return None if row is None else (int(row[0]), bytes(row[1]))
+
+        found: tuple[int, bytes] | None = self._run(work)
+        return found
+
+    def append(self, append: Append) -> None:
+        stream = f"{append.stream_type}/{append.stream_id}"
+
+        def work(cursor: Any) -> None:
+            # The stream's lock serialises its writers; the version check then tells the loser it lost.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (stream,))
+            cursor.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM event_streams WHERE stream_type = %s AND stream_id = %s",
+                (append.stream_type, append.stream_id),
+            )
+            actual = int(cursor.fetchone()[0])
+            if actual != append.expected_version:
+                raise ConcurrencyError(stream, append.expected_version, actual)
+            cursor.executemany(
+                "INSERT INTO event_streams VALUES (%s, %s, %s, %s, %s)",
+                [(append.stream_type, append.stream_id, r.version, r.event_id, r.event) for r in append.rows],
+            )
+            if append.snapshot is not None:
+                cursor.execute(
+                    "INSERT INTO event_snapshots VALUES (%s, %s, %s, %s) ON CONFLICT (stream_type, stream_id)"
+                    " DO UPDATE SET version = excluded.version, state = excluded.state",
+                    (append.stream_type, append.stream_id, *append.snapshot),
+                )
+            cursor.executemany(
+                "INSERT INTO event_outbox (topic, key, value, headers) VALUES (%s, %s, %s, %s)",
+                [(append.topic, m.key, m.value, _encode_headers(m.headers)) for m in append.messages],
+            )
+
+        try:
+            self._run(work)
+        except self._psycopg.errors.UniqueViolation:
+            actual = len(self.read(append.stream_type, append.stream_id, 0))
+            raise ConcurrencyError(stream, append.expected_version, actual) from None
+
+    def relay(self, limit: int) -> int:
+        def work(cursor: Any) -> int:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (_RELAY_LOCK,))
+            if not cursor.fetchone()[0]:
+                return 0  # another relay is publishing; it will take these rows too
+            cursor.execute("SELECT seq, topic, key, value, headers FROM event_outbox ORDER BY seq LIMIT %s", (limit,))
+            rows = cursor.fetchall()
+            if not rows:
+                return 0
+            run: list[Message] = []
+            topic = rows[0][1]
+            for _, row_topic, key, value, headers in rows:
+                if row_topic != topic:
+                    self._log.append(topic, run)
+                    run, topic = [], row_topic
+                run.append(Message(_bytes(value), _bytes(key), _decode_headers(_bytes(headers))))
+            self._log.append(topic, run)
+            cursor.execute("DELETE FROM event_outbox WHERE seq <= %s", (rows[-1][0],))
+            return len(rows)
+
+        published: int = self._run(work)
+        return published
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return None if value is None else bytes(value)
