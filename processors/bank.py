@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventbus import App, Event
+from eventbus import App, Event, Idempotency
 from eventbus.projections import Aggregate, CommandRejectedError, ConcurrencyError, View
 
 app = App("bank")
@@ -76,7 +76,14 @@ def _require_positive(amount: Any) -> None:
         raise CommandRejectedError(f"amount must be a positive whole number of cents, got {amount!r}")
 
 
-@app.processor("account-commands", types=["bank.open", "bank.deposit", "bank.withdraw"], to="account-rejections")
+# Idempotency: a command delivered twice (after a crash between saving its events and committing it) is not
+# decided twice.
+@app.processor(
+    "account-commands",
+    types=["bank.open", "bank.deposit", "bank.withdraw"],
+    to="account-rejections",
+    idempotency=Idempotency(),
+)
 def handle_command(command: Event) -> Event | None:
     store = app.event_store()
     data = command.data

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eventbus.cli import dlq, run, streams, topics
+    from eventbus.cli import dlq, projections, run, streams, topics
 
     parser = _Parser(prog="eventbus", description="Event bus and stream processing: run, publish, consume, topics.")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     streams.register(sub)
     topics.register(sub)
     dlq.register(sub)
+    projections.register(sub)
     from eventbus.routing.cli import register as register_rules
 
     # The routing box's command is written against plain ArgumentParser subcommands; ours are a subclass.

@@ -15,9 +15,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     listing = actions.add_parser("list", help="every topic with its partition count")
     listing.set_defaults(handler=handle_list)
-    create = actions.add_parser("create", help="create a topic")
-    create.add_argument("name")
+    create = actions.add_parser("create", help="create a topic, or every topic an app declares (--app)")
+    create.add_argument("name", nargs="?")
     create.add_argument("--partitions", type=int, default=1)
+    create.add_argument("--app", metavar="MODULE[:ATTR]", help="create the topics this app declares (app.topic)")
     create.add_argument("--exist-ok", action="store_true", help="do nothing if it exists with that many partitions")
     create.set_defaults(handler=handle_create)
     describe = actions.add_parser("describe", help="partitions with their offsets, and each group's lag")
@@ -46,6 +47,10 @@ def handle_create(args: argparse.Namespace) -> int:
 
     if args.partitions < 1:
         raise ConfigurationError(f"--partitions must be at least 1, got {args.partitions}")
+    if (args.name is None) == (args.app is None):
+        raise ConfigurationError("give a topic NAME, or --app MODULE to create the topics an app declares")
+    if args.app is not None:
+        return _create_declared(args)
     with open_log(args.broker) as log:
         try:
             info = log.create_topic(args.name, args.partitions, exist_ok=args.exist_ok)
@@ -54,6 +59,28 @@ def handle_create(args: argparse.Namespace) -> int:
     if info.partitions != args.partitions:
         raise ConfigurationError(f"topic {info.name!r} exists with {info.partitions} partitions, not {args.partitions}")
     print(f"{info.name}: {info.partitions} partition{'s' if info.partitions != 1 else ''}")
+    return EXIT_OK
+
+
+def _create_declared(args: argparse.Namespace) -> int:
+    from eventbus.backends import open_log
+    from eventbus.errors import ConfigurationError
+    from eventbus.loader import load_app
+
+    app = load_app(args.app)
+    if not app.topics:
+        raise ConfigurationError(
+            f"app {app.name!r} declares no topics (declare them with app.topic(name, partitions=N))"
+        )
+    with open_log(args.broker) as log:
+        for spec in app.topics.values():
+            info = log.ensure_topic(spec.name, spec.partitions)
+            if info.partitions != spec.partitions:
+                raise ConfigurationError(
+                    f"topic {spec.name!r} exists with {info.partitions} partitions; app {app.name!r} declares "
+                    f"{spec.partitions}"
+                )
+            print(f"{info.name}: {info.partitions} partition{'s' if info.partitions != 1 else ''}")
     return EXIT_OK
 
 

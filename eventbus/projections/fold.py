@@ -16,6 +16,7 @@ from typing import Any
 from eventbus.app.projection import Handler, Projection
 from eventbus.backends.base import Log, RecordBatch, TopicPartition
 from eventbus.codecs import decode_record
+from eventbus.codecs.structured import decode_structured
 from eventbus.errors import DecodeError
 from eventbus.event import Event, from_builtins
 from eventbus.observability import metrics
@@ -42,6 +43,7 @@ class Folder:
         self._puts: dict[str, str] = {}
         self._deletes: set[str] = set()
         self._moved: dict[TopicPartition, int] = {}
+        self._writing: Changes | None = None
         self._rng = random.Random()
 
     # -- reading rows -------------------------------------------------------------------------------------------
@@ -51,6 +53,13 @@ class Folder:
             return self._puts[key]
         if key in self._deletes:
             return None
+        writing = self._writing
+        if writing is not None:
+            # Handed to the store but perhaps not committed yet: the newest value is here, not in the store.
+            if key in writing.puts:
+                return writing.puts[key]
+            if key in writing.deletes:
+                return None
         return self.store.fetch(self.projection.name, self.version, [key]).get(key)
 
     def forget_cache(self) -> None:
@@ -77,46 +86,81 @@ class Folder:
         checkpoint = self.checkpoints.get(tp, 0)
         handlers = self.projection.handlers
         view = View(self._cache, self._fetch)
+        take_writes, merge = view.take_writes, self._merge
+        structured = not any(batch.headers)
+        values, headers = batch.values, batch.headers
+        self._prefetch(batch)
+        folded = 0
         for position, offset in enumerate(batch.offsets):
             if offset < checkpoint:
                 continue  # folded before: a redelivery
             try:
-                attrs = decode_record(batch.values[position], batch.headers[position])
+                if structured:
+                    attrs = decode_structured(values[position])
+                else:
+                    attrs = decode_record(values[position], headers[position])
             except DecodeError as exc:
                 now_ms = time.time_ns() // 1_000_000
                 self._dead_letter(batch, position, GiveUp(DECODER, exc, format_traceback(exc), 1, now_ms, now_ms))
                 continue
             handler = handlers.get(attrs["type"])
-            if handler is not None:
-                await self._apply(handler, attrs, view, batch, position)
+            if handler is None:
+                continue
+            try:
+                handler.func(self._argument(handler, attrs), view)
+            except Exception as exc:
+                take_writes()  # a failed handler leaves no trace
+                await self._retry(handler, attrs, view, batch, position, exc)
+                continue
+            merge(take_writes())
+            folded += 1
+        self.folded += folded
         self._keep(tp, batch.next_offset)
 
-    async def _apply(
-        self, handler: Handler, attrs: dict[str, Any], view: View, batch: RecordBatch, position: int
+    def _prefetch(self, batch: RecordBatch) -> None:
+        """Read in one query the rows the batch will most likely touch: projections are usually keyed like the
+        events' partition key. A wrong guess costs one row lookup; a right one saves a round trip per row."""
+        cache = self._cache
+        wanted = {key.decode("utf-8", "replace") for key in batch.keys if key is not None}
+        missing = [k for k in wanted if k not in cache and k not in self._puts and k not in self._deletes]
+        writing = self._writing
+        if writing is not None:
+            missing = [k for k in missing if k not in writing.puts and k not in writing.deletes]
+        if not missing:
+            return
+        found = self.store.fetch(self.projection.name, self.version, missing)
+        for key in missing:
+            cache[key] = found.get(key)
+
+    @staticmethod
+    def _argument(handler: Handler, attrs: dict[str, Any]) -> Any:
+        if handler.typed_class is None:
+            return Event.wrap(attrs)
+        return from_builtins(attrs.get("data"), handler.typed_class, what=f"event {attrs['id']!r}")
+
+    async def _retry(
+        self, handler: Handler, attrs: dict[str, Any], view: View, batch: RecordBatch, position: int, error: Exception
     ) -> None:
+        """The handler failed once: try again after backoffs, then dead-letter the event and go on."""
         policy = self.projection.retry
-        attempt = 0
+        attempt = 1
         first_ms = time.time_ns() // 1_000_000
         while True:
+            metrics.failed_attempt(f"projection:{self.projection.name}", error)
+            if attempt >= policy.max_attempts or not policy.retries(error):
+                now_ms = time.time_ns() // 1_000_000
+                why = GiveUp(
+                    f"projection:{self.projection.name}", error, format_traceback(error), attempt, first_ms, now_ms
+                )
+                self._dead_letter(batch, position, why)
+                return
+            await asyncio.sleep(policy.delay_s(attempt, self._rng))
             attempt += 1
             try:
-                argument = (
-                    Event.wrap(attrs)
-                    if handler.typed_class is None
-                    else from_builtins(attrs.get("data"), handler.typed_class, what=f"event {attrs['id']!r}")
-                )
-                handler.func(argument, view)
+                handler.func(self._argument(handler, attrs), view)
             except Exception as exc:
-                view.take_writes()  # a failed handler leaves no trace
-                metrics.failed_attempt(f"projection:{self.projection.name}", exc)
-                if attempt >= policy.max_attempts or not policy.retries(exc):
-                    now_ms = time.time_ns() // 1_000_000
-                    why = GiveUp(
-                        f"projection:{self.projection.name}", exc, format_traceback(exc), attempt, first_ms, now_ms
-                    )
-                    self._dead_letter(batch, position, why)
-                    return
-                await asyncio.sleep(policy.delay_s(attempt, self._rng))
+                view.take_writes()
+                error = exc
                 continue
             self._merge(view.take_writes())
             self.folded += 1
@@ -166,15 +210,32 @@ class Folder:
         folded, self.folded = self.folded, 0
         return folded
 
-    def write(self) -> None:
-        """Rows and checkpoints of everything folded since the last write, in one store transaction."""
+    def take_changes(self) -> Changes | None:
+        """What was folded since the last take, to be written in one transaction (`write_changes`); until
+        `written` is called it still answers reads of the rows it changes."""
         if not self._moved:
-            return
+            return None
         changes = Changes(dict(self._puts), frozenset(self._deletes), dict(self._moved))
-        self.store.write(self.projection.name, self.version, changes)
         self._puts.clear()
         self._deletes.clear()
         self._moved.clear()
+        self._writing = changes
+        return changes
+
+    def write_changes(self, changes: Changes) -> None:
+        """Rows and checkpoints in one store transaction (may run on another thread than the folding)."""
+        self.store.write(self.projection.name, self.version, changes)
+
+    def written(self) -> None:
+        self._writing = None
         if len(self._cache) > CACHE_ROWS:
-            for key in list(self._cache)[: CACHE_ROWS // 2]:
+            pending = self._puts.keys() | self._deletes
+            for key in [k for k in list(self._cache)[: CACHE_ROWS // 2] if k not in pending]:
                 del self._cache[key]
+
+    def write(self) -> None:
+        """Everything folded since the last write, in one store transaction (on the calling thread)."""
+        changes = self.take_changes()
+        if changes is not None:
+            self.write_changes(changes)
+        self.written()

@@ -3,7 +3,8 @@
 1. Poll a batch from the partitions this member owns.
 2. Fold it: events below the store's checkpoint are skipped; a partition whose group position is past the store's
    checkpoint (a store that was reset or rebuilt) is read again from the checkpoint.
-3. Write the round's rows and checkpoints in one transaction of the projection's store.
+3. Write the round's rows and checkpoints in one transaction of the projection's store — on a writer thread, while
+   the next round is polled and folded; the next write waits for this one.
 4. Commit the consumer group's offsets (only so `eventbus topics describe` shows the lag: the store's checkpoint,
    not the group's, decides what is folded).
 
@@ -36,7 +37,8 @@ class ProjectionRunner:
         self.settings = settings or WorkerSettings()
         self.store_url = resolve_store_url(projection.store)
         self._stopping = False
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"eventbus-{projection.name}")
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"eventbus-{projection.name}-reader")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"eventbus-{projection.name}-writer")
         self.folded = 0
         # Set when the app's processors have stopped: with until_idle, folding stops only after that.
         self.upstream_done: asyncio.Event | None = None
@@ -73,6 +75,7 @@ class ProjectionRunner:
             if store is not None:
                 await self._call(store.close)
             self._io.shutdown(wait=True)
+            self._writer.shutdown(wait=True)
         return self.folded
 
     def _folder(self, store: ProjectionStore) -> Folder:
@@ -82,10 +85,12 @@ class ProjectionRunner:
     async def _loop(self, store: ProjectionStore, consumer: Consumer, folder: Folder) -> None:
         settings = self.settings
         owned: frozenset[TopicPartition] = frozenset()
+        # At most one store write in flight: round N is written while round N+1 is polled and folded.
+        in_flight: asyncio.Future[None] | None = None
         while not self._stopping:
             batches: list[RecordBatch] = await self._call(
-                consumer.poll, settings.max_poll_records, settings.idle_poll_s
-            )
+                consumer.poll, settings.max_poll_records, 0.0 if in_flight else settings.idle_poll_s
+            )  # 1
             assignment = consumer.assignment()
             arrived = assignment - owned
             if assignment != owned:
@@ -99,25 +104,36 @@ class ProjectionRunner:
                 if TopicPartition(batch.topic, batch.partition) in arrived:
                     continue  # read from the group's position; it comes again from the checkpoint
                 await folder.fold(batch)  # 2
-            if folder.pending:
+            if in_flight is not None:
                 try:
-                    await self._call(folder.write)  # 3
+                    await in_flight  # 3 (previous round)
                 except VersionChangedError as exc:
                     logger.info("projection %s: %s; switching", self.projection.name, exc)
                     folder = await self._call(self._folder, store)
                     for tp in consumer.assignment():
                         await self._call(consumer.seek, tp, folder.start(tp))
+                    in_flight = None
                     continue
-                self.folded += folder.take_folded()
-                offsets = {tp: o for tp, o in folder.checkpoints.items() if tp in consumer.assignment()}
-                if offsets:
-                    # A partition that moved on refuses the commit; the store's checkpoint is what counts anyway.
-                    with contextlib.suppress(PartitionRevokedError):
-                        await self._call(consumer.commit, offsets)  # 4
-            elif (
-                not batches
-                and settings.until_idle
-                and (self.upstream_done is None or self.upstream_done.is_set())
-                and await self._call(consumer.caught_up)
-            ):
+                in_flight = None
+                folder.written()
+                await self._commit_group(consumer, folder)  # 4
+            changes = folder.take_changes()
+            if changes is not None:
+                in_flight = asyncio.get_running_loop().run_in_executor(self._writer, folder.write_changes, changes)
+            elif not batches and settings.until_idle and self._upstream_idle() and await self._call(consumer.caught_up):
                 return
+        if in_flight is not None:
+            await in_flight
+            folder.written()
+            await self._commit_group(consumer, folder)
+
+    def _upstream_idle(self) -> bool:
+        return self.upstream_done is None or self.upstream_done.is_set()
+
+    async def _commit_group(self, consumer: Consumer, folder: Folder) -> None:
+        self.folded += folder.take_folded()
+        offsets = {tp: o for tp, o in folder.checkpoints.items() if tp in consumer.assignment()}
+        if offsets:
+            # A partition that moved on refuses the commit; the store's checkpoint is what counts anyway.
+            with contextlib.suppress(PartitionRevokedError):
+                await self._call(consumer.commit, offsets)
