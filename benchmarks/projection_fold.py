@@ -28,13 +28,13 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eventbus import App, Event  # noqa: E402
-from eventbus.backends.base import Message  # noqa: E402
-from eventbus.backends.sqlite import SQLiteLog  # noqa: E402
-from eventbus.projections import View  # noqa: E402
-from eventbus.projections.runner import ProjectionRunner  # noqa: E402
-from eventbus.runtime import WorkerSettings  # noqa: E402
-from tests.postgres_server import fresh_database, postgres_server  # noqa: E402
+from eventbus import App, Event
+from eventbus.backends.base import Message
+from eventbus.backends.sqlite import SQLiteLog
+from eventbus.projections import View
+from eventbus.projections.runner import ProjectionRunner
+from eventbus.runtime import WorkerSettings
+from tests.postgres_server import fresh_database, postgres_server
 
 ACCOUNTS = 10_000
 BATCH = 2000

@@ -59,7 +59,7 @@ def test_sigkilled_projection_workers_fold_every_event_exactly_once(
     log_url = f"sqlite:///{tmp_path}/log.db"
     expected: dict[str, dict[str, int]] = defaultdict(lambda: {"sum": 0, "count": 0})
     events = []
-    for i in range(EVENTS):
+    for _ in range(EVENTS):
         key = f"k{rng.randrange(KEYS)}"
         n = rng.randrange(1, 1000)
         expected[key]["sum"] += n
@@ -79,7 +79,7 @@ def test_sigkilled_projection_workers_fold_every_event_exactly_once(
             while worker.poll() is None and time.monotonic() < deadline:
                 try:
                     folded = sum(reader.position().values())
-                except Exception:  # noqa: BLE001 - the store may not exist yet
+                except Exception:  # the store may not exist yet
                     folded = 0
                 if folded >= target:
                     break
