@@ -12,13 +12,11 @@ accept most values (``anything-but``, ``exists``, wildcards with no literal end)
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from eventbus.routing import casefold
+from eventbus.routing.affixes import AffixTable
 from eventbus.routing.ip import network_of, parse_ip
 from eventbus.routing.matchers import (
     Cidr,
@@ -35,6 +33,7 @@ from eventbus.routing.matchers import (
     WildcardMatcher,
 )
 from eventbus.routing.numbers import NumberLiteral, number_key, numeric_double
+from eventbus.routing.ranges import RangeTree
 from eventbus.routing.wildcard import Wildcard
 
 SubRuleId = int
@@ -52,138 +51,6 @@ def _unfile(table: dict[Any, list[Any]], key: Hashable, item: Any) -> None:
         del table[key]
 
 
-class _ByLength:
-    """Strings grouped by length, probed with one slice per distinct length (prefixes or suffixes).
-
-    ``stems`` counts the proper leading parts (trailing parts, for suffixes) of every key: once a slice of the
-    probed text is neither a key nor a stem, no longer key can match and probing stops.
-    """
-
-    __slots__ = ("from_end", "lengths", "stems", "tables")
-
-    def __init__(self, *, from_end: bool) -> None:
-        self.from_end = from_end
-        self.tables: dict[int, dict[str, list[Any]]] = {}
-        self.lengths: list[int] = []
-        self.stems: Counter[str] = Counter()
-
-    def _parts(self, text: str) -> list[str]:
-        return [text[-size:] if self.from_end else text[:size] for size in range(1, len(text))]
-
-    def add(self, text: str, item: Any) -> None:
-        table = self.tables.get(len(text))
-        if table is None:
-            table = self.tables[len(text)] = {}
-            self.lengths = sorted(self.tables)
-        if text not in table:
-            self.stems.update(self._parts(text))
-        _file(table, text, item)
-
-    def remove(self, text: str, item: Any) -> None:
-        table = self.tables[len(text)]
-        _unfile(table, text, item)
-        if text not in table:
-            stems = self.stems
-            for part in self._parts(text):
-                stems[part] -= 1
-                if not stems[part]:
-                    del stems[part]
-        if not table:
-            del self.tables[len(text)]
-            self.lengths = sorted(self.tables)
-
-    def count(self, text: str) -> int:
-        return len(self.tables.get(len(text), {}).get(text, ()))
-
-    def buckets(self, text: str) -> list[list[Any]]:
-        """The buckets of every key that is a prefix (or suffix) of ``text``."""
-        size = len(text)
-        tables, stems, from_end = self.tables, self.stems, self.from_end
-        found = []
-        for length in self.lengths:
-            if length > size:
-                break
-            part = text[size - length :] if from_end else text[:length]
-            bucket = tables[length].get(part)
-            if bucket is not None:
-                found.append(bucket)
-            if part not in stems:
-                break
-        return found
-
-
-class _RangeTree:
-    """Numeric ranges answering "which ranges contain x" in O(log n + answers), rebuilt lazily after changes."""
-
-    __slots__ = ("_entries", "_nodes", "_points", "_size")
-
-    def __init__(self) -> None:
-        self._entries: list[tuple[NumericRange, SubRuleId]] = []
-        self._points: list[float] = []
-        self._nodes: dict[int, list[SubRuleId]] | None = None
-        self._size = 1
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def add(self, numeric: NumericRange, sub_rule: SubRuleId) -> None:
-        self._entries.append((numeric, sub_rule))
-        self._nodes = None
-
-    def remove(self, numeric: NumericRange, sub_rule: SubRuleId) -> None:
-        self._entries.remove((numeric, sub_rule))
-        self._nodes = None
-
-    def stab(self, number: float, out: set[SubRuleId]) -> None:
-        nodes = self._nodes if self._nodes is not None else self._build()
-        points = self._points
-        index = bisect.bisect_left(points, number)
-        # Regions alternate: 2i is the open gap below points[i], 2i+1 is points[i] itself.
-        region = 2 * index + 1 if index < len(points) and points[index] == number else 2 * index
-        node = region + self._size
-        while node:
-            bucket = nodes.get(node)
-            if bucket is not None:
-                out.update(bucket)
-            node >>= 1
-
-    def _build(self) -> dict[int, list[SubRuleId]]:
-        bounds = {r.low for r, _ in self._entries} | {r.high for r, _ in self._entries}
-        self._points = sorted(b for b in bounds if math.isfinite(b))
-        regions = 2 * len(self._points) + 1
-        self._size = 1 << (regions - 1).bit_length()
-        nodes: dict[int, list[SubRuleId]] = {}
-        for numeric, sub_rule in self._entries:
-            first, last = self._region_span(numeric)
-            # Standard bottom-up segment-tree cover of [first, last] with O(log n) nodes.
-            left, right = first + self._size, last + self._size + 1
-            while left < right:
-                if left & 1:
-                    nodes.setdefault(left, []).append(sub_rule)
-                    left += 1
-                if right & 1:
-                    right -= 1
-                    nodes.setdefault(right, []).append(sub_rule)
-                left >>= 1
-                right >>= 1
-        self._nodes = nodes
-        return nodes
-
-    def _region_span(self, numeric: NumericRange) -> tuple[int, int]:
-        points = self._points
-        if numeric.low == -math.inf:
-            first = 0
-        else:
-            at = bisect.bisect_left(points, numeric.low)
-            first = 2 * at + 1 if numeric.low_inclusive else 2 * at + 2
-        if numeric.high == math.inf:
-            last = 2 * len(points)
-        else:
-            at = bisect.bisect_left(points, numeric.high)
-            last = 2 * at + 1 if numeric.high_inclusive else 2 * at
-        return first, last
-
-
 class ValueIndex:
     """The anchors filed under one path."""
 
@@ -193,19 +60,16 @@ class ValueIndex:
         self.numbers: dict[Hashable, list[SubRuleId]] = {}
         self.literals: dict[str, list[SubRuleId]] = {}
         self.addresses: dict[tuple[int, int], dict[int, list[SubRuleId]]] = {}
-        self.prefixes = _ByLength(from_end=False)
-        self.suffixes = _ByLength(from_end=True)
+        # Prefixes and wildcards by their literal head; suffixes and wildcards with no head by their literal tail.
+        self.prefixes = AffixTable(from_end=False)
+        self.suffixes = AffixTable(from_end=True)
+        # Ignore-case matchers by the case-insensitive key of their text (see casefold.index_key).
         self.folded: dict[str, list[Checked]] = {}
-        self.folded_prefixes = _ByLength(from_end=False)
-        self.folded_suffixes = _ByLength(from_end=True)
-        self.wildcard_heads = _ByLength(from_end=False)
-        self.wildcard_tails = _ByLength(from_end=True)
-        self.ranges = _RangeTree()
+        self.folded_prefixes = AffixTable(from_end=False)
+        self.folded_suffixes = AffixTable(from_end=True)
+        self.ranges = RangeTree()
         self.any_value: list[SubRuleId] = []
         self.scanned: list[Checked] = []
-        # The non-empty prefix/suffix tables, each with: are its buckets (matcher, sub-rule) pairs to check,
-        # and is it keyed by the case-insensitive key of the text rather than the text itself?
-        self._affix_tables: tuple[tuple[_ByLength, bool, bool], ...] = ()
 
     # -- filing -------------------------------------------------------------------------------------------
 
@@ -258,8 +122,8 @@ class ValueIndex:
         if wildcard.whole is not None:
             return len(self.strings.get(wildcard.whole, ()))
         if wildcard.head:
-            return self.wildcard_heads.count(wildcard.head)
-        return self.wildcard_tails.count(wildcard.tail)
+            return self.prefixes.count(wildcard.head)
+        return self.suffixes.count(wildcard.tail)
 
     def _change(
         self,
@@ -283,7 +147,6 @@ class ValueIndex:
         elif not self._change_keyed(matcher, checked, edit, add=add):
             # Matchers that accept most values, or that no key can narrow down, are tried one by one.
             (self.scanned.append if add else self.scanned.remove)(checked)
-        self._affix_tables = self._active_affix_tables()
 
     def _change_keyed(
         self,
@@ -331,7 +194,7 @@ class ValueIndex:
         if not text or not casefold.same_length(text):
             return False
         table = self.folded_prefixes if matcher.anchor == "start" else self.folded_suffixes
-        (table.add if add else table.remove)(key, checked)
+        (table.add if add else table.remove)(key, checked[1], matcher)
         return True
 
     def _change_wildcard(
@@ -346,22 +209,11 @@ class ValueIndex:
         if wildcard.whole is not None:
             edit(self.strings, wildcard.whole, checked[1])
             return True
-        table, key = (self.wildcard_heads, wildcard.head) if wildcard.head else (self.wildcard_tails, wildcard.tail)
+        table, key = (self.prefixes, wildcard.head) if wildcard.head else (self.suffixes, wildcard.tail)
         if not key:
             return False
-        (table.add if add else table.remove)(key, checked)
+        (table.add if add else table.remove)(key, checked[1], matcher)
         return True
-
-    def _active_affix_tables(self) -> tuple[tuple[_ByLength, bool, bool], ...]:
-        tables = (
-            (self.prefixes, False, False),
-            (self.suffixes, False, False),
-            (self.wildcard_heads, True, False),
-            (self.wildcard_tails, True, False),
-            (self.folded_prefixes, True, True),
-            (self.folded_suffixes, True, True),
-        )
-        return tuple(entry for entry in tables if entry[0].tables)
 
     # -- looking up ---------------------------------------------------------------------------------------
 
@@ -373,12 +225,12 @@ class ValueIndex:
                 hit = strings.get(value)
                 if hit is not None:
                     out.update(hit)
-                if self._affix_tables:
-                    self._probe_affixes(value, out)
-                if self.folded:
-                    self._probe_folded(value, out)
-                if self.addresses:
-                    self._probe_address(value, out)
+                if self.prefixes:
+                    self.prefixes.collect(value, out)
+                if self.suffixes:
+                    self.suffixes.collect(value, out)
+                if self.has_other_text_tables:
+                    self.probe_other_text(value, out)
             elif value is None or value is True or value is False:
                 hit = self.literals.get(_literal_key(value))
                 if hit is not None:
@@ -391,6 +243,30 @@ class ValueIndex:
         if self.any_value and values:
             out.update(self.any_value)
 
+    @property
+    def has_other_text_tables(self) -> bool:
+        """Whether a string can hit something besides exact strings, prefixes and suffixes."""
+        return bool(self.folded or self.folded_prefixes or self.folded_suffixes or self.addresses)
+
+    @property
+    def checks_every_value(self) -> bool:
+        """Whether some anchors are tried on every value (``exists``, or matchers no key narrows down)."""
+        return bool(self.scanned or self.any_value)
+
+    def probe_other_text(self, text: str, out: set[SubRuleId]) -> None:
+        """What a string hits in the ignore-case and address tables."""
+        if self.folded or self.folded_prefixes or self.folded_suffixes:
+            key = casefold.index_key(text)
+            for matcher, sub_rule in self.folded.get(key, ()):
+                if matcher.matches(text):
+                    out.add(sub_rule)
+            if self.folded_prefixes:
+                self.folded_prefixes.collect(key, out, text)
+            if self.folded_suffixes:
+                self.folded_suffixes.collect(key, out, text)
+        if self.addresses:
+            self._probe_address(text, out)
+
     def _probe_number(self, value: int | float | NumberLiteral, out: set[SubRuleId]) -> None:
         if self.numbers:
             hit = self.numbers.get(number_key(value))
@@ -400,21 +276,6 @@ class ValueIndex:
             number = numeric_double(value)
             if number is not None:
                 self.ranges.stab(number, out)
-
-    def _probe_affixes(self, text: str, out: set[SubRuleId]) -> None:
-        folded_key = None
-        for table, checked, folded in self._affix_tables:
-            key = text
-            if folded:
-                folded_key = folded_key or casefold.index_key(text)
-                key = folded_key
-            for bucket in table.buckets(key):
-                if not checked:
-                    out.update(bucket)
-                    continue
-                for matcher, sub_rule in bucket:
-                    if matcher.matches(text):
-                        out.add(sub_rule)
 
     def _probe_address(self, text: str, out: set[SubRuleId]) -> None:
         parsed = parse_ip(text)
@@ -426,11 +287,6 @@ class ValueIndex:
                 hit = table.get(network_of(address, family, prefix_bits))
                 if hit is not None:
                     out.update(hit)
-
-    def _probe_folded(self, text: str, out: set[SubRuleId]) -> None:
-        for matcher, sub_rule in self.folded.get(casefold.index_key(text), ()):
-            if matcher.matches(text):
-                out.add(sub_rule)
 
 
 _BUCKET_KEYS: dict[type[Matcher], Callable[[Any], Hashable]] = {
