@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from eventbus.routing.compiler import compact_length, compile_subrules
@@ -12,6 +12,8 @@ from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
 
 DEFAULT_MAX_SIZE = 2048
+# Calls to Pattern.matches after which its specialised function is generated.
+SPECIALISE_AFTER = 8
 
 
 class Pattern:
@@ -21,7 +23,7 @@ class Pattern:
     of ``$or`` branches.
     """
 
-    __slots__ = ("_bound", "_paths", "source", "subrules")
+    __slots__ = ("_bound", "_calls", "_paths", "_specialised", "source", "subrules")
 
     def __init__(self, source: dict[str, Any] | str, subrules: tuple[SubRule, ...]) -> None:
         self.source = source
@@ -30,9 +32,40 @@ class Pattern:
         self._bound: tuple[tuple[BoundCondition, ...], ...] = tuple(
             tuple((self._paths.acquire(c.path), c) for c in rule) for rule in subrules
         )
+        # A function specialised for this pattern (see :mod:`eventbus.routing.specialised`), generated once the
+        # pattern has been used a few times: generating it costs as much as a few hundred matches.
+        self._specialised: Callable[[Any], bool] | None = None
+        self._calls = 0
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Whether the pattern matches a parsed JSON event. Anything but a JSON object is not an event."""
+        specialised = self._specialised
+        if specialised is not None:
+            return specialised(event)
+        self._calls += 1
+        if self._calls >= SPECIALISE_AFTER:
+            return self._specialise()(event)
+        return self._matches_general(event)
+
+    def _specialise(self) -> Callable[[Any], bool]:
+        """Generate the function :meth:`matches` runs from now on, if not done yet, and return it."""
+        if self._specialised is None:
+            from eventbus.routing.specialised import MAX_INLINE_CONDITIONS, inline_size, pattern_function
+
+            if inline_size(self.subrules) > MAX_INLINE_CONDITIONS:
+                self._specialised = self._matches_general
+            else:
+                self._specialised = pattern_function(self.subrules, self._matches_general)[0]
+        return self._specialised
+
+    def generated_source(self) -> str:
+        """The source of the function specialised for this pattern, with what its names stand for (debugging)."""
+        from eventbus.routing.specialised import pattern_function
+
+        return pattern_function(self.subrules, self._matches_general)[1].describe()
+
+    def _matches_general(self, event: Any) -> bool:
+        """What :meth:`matches` answers, by walking the event along every watched path."""
         if not isinstance(event, dict):
             return False
         found, nested = collect(event, self._paths.root)
