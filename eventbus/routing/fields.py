@@ -53,6 +53,10 @@ class PathTrie:
     def id_of(self, path: str) -> int | None:
         return self._ids.get(path)
 
+    def items(self) -> Iterable[tuple[str, int]]:
+        """Each watched path with its id."""
+        return self._ids.items()
+
     def acquire(self, path: str) -> int:
         """Watch ``path`` (once more) and return its id."""
         nodes = self._nodes(path.split("."), create=True)

@@ -17,19 +17,25 @@ to the rules that are about to match.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eventbus.routing.anchoring import PathStatistics, choose_anchor
 from eventbus.routing.conditions import SubRule
 from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
 from eventbus.routing.index import ValueIndex
-from eventbus.routing.pattern import DEFAULT_MAX_SIZE, Pattern, compile_pattern
+from eventbus.routing.pattern import DEFAULT_MAX_SIZE, SPECIALISE_AFTER, Pattern, compile_pattern
+from eventbus.routing.slots import FallbackError
+
+if TYPE_CHECKING:
+    from eventbus.routing.codegen import FunctionSource
 
 T = TypeVar("T")
 _FIRST_REVIEW = 4
+# Up to this many sub-rules, the generated function tests every rule inline; past it, it probes the indexes.
+FEW_SUB_RULES = 16
 
 
 @dataclass(slots=True)
@@ -46,6 +52,8 @@ class _SubRule:
     anchor: BoundCondition
     # The conditions left to check once the anchor is known to hold (simple events only).
     rest: tuple[BoundCondition, ...]
+    # A generated function checking ``rest`` on an event (see _verify); made when first needed.
+    check: Callable[[dict[str, Any]], bool] | None = None
 
 
 class Router(Generic[T]):
@@ -68,6 +76,10 @@ class Router(Generic[T]):
         self._next_sub_rule_id = 0
         # Anchors chosen while few rules were known are reviewed whenever the number of sub-rules doubles.
         self._next_review = _FIRST_REVIEW
+        # The function generated for the current rules (see _specialise); None after a change, until the router
+        # has matched a few events: generating costs as much as a few hundred matches.
+        self._route: Callable[[Any], list[T]] | None = None
+        self._calls = 0
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -85,6 +97,7 @@ class Router(Generic[T]):
         self._next_rule_id += 1
         sub_rule_ids = tuple(self._file(rule_id, sub_rule) for sub_rule in pattern.subrules)
         self._rules[rule_id] = _Rule(target, pattern, sub_rule_ids)
+        self._changed()
         return rule_id
 
     def remove(self, rule_id: int) -> None:
@@ -94,9 +107,70 @@ class Router(Generic[T]):
             raise KeyError(f"no rule with id {rule_id} in this router")
         for sub_rule_id in rule.sub_rules:
             self._unfile(sub_rule_id)
+        self._changed()
 
     def match(self, event: Mapping[str, Any]) -> list[T]:
         """The targets of every rule matching a parsed JSON event, each once, in the order rules were added."""
+        route = self._route
+        if route is not None:
+            return route(event)
+        self._calls += 1
+        if self._calls >= SPECIALISE_AFTER:
+            return self._specialise()(event)
+        return self._match_general(event)
+
+    def generated_source(self) -> str:
+        """The source of the function generated for the current rules, with what its names stand for (debugging)."""
+        return self._generate()[1].describe()
+
+    # -- the generated function -----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._route = None
+        self._calls = 0
+
+    def _specialise(self) -> Callable[[Any], list[T]]:
+        """Generate the function :meth:`match` runs until the rules change, and return it."""
+        if self._route is None:
+            self._route = self._generate()[0]
+        return self._route
+
+    def _generate(self) -> tuple[Callable[[Any], list[T]], FunctionSource]:
+        from eventbus.routing.specialised import MAX_INLINE_CONDITIONS, inline_size, router_function
+
+        if len(self._sub_rules) <= FEW_SUB_RULES:
+            rules = [(rule.target, rule.pattern.subrules) for rule in self._rules.values()]
+            if inline_size([s for _, subs in rules for s in subs]) <= MAX_INLINE_CONDITIONS:
+                return router_function(rules, self._match_general, self._unique)
+        from eventbus.routing.dispatch import dispatcher_function
+
+        paths = {path_id: path for path, path_id in self._paths.items()}
+        indexes = {paths[path_id]: index for path_id, index in self._indexes.items()}
+        absent = {paths[path_id]: tuple(anchored) for path_id, anchored in self._absent_anchors.items()}
+        return dispatcher_function(indexes, absent, self._match_general, self._verify)
+
+    def _verify(self, event: dict[str, Any], candidates: set[int]) -> list[T]:
+        """The targets of the candidate sub-rules that hold (for the generated dispatcher)."""
+        sub_rules = self._sub_rules
+        matched: set[int] = set()
+        try:
+            for sub_rule_id in candidates:
+                sub_rule = sub_rules[sub_rule_id]
+                if sub_rule.rule_id in matched:
+                    continue
+                check = sub_rule.check
+                if check is None:
+                    from eventbus.routing.specialised import check_function
+
+                    check = sub_rule.check = check_function([condition for _, condition in sub_rule.rest])
+                if check(event):
+                    matched.add(sub_rule.rule_id)
+        except FallbackError:
+            return self._match_general(event)
+        return self._targets(matched) if matched else []
+
+    def _match_general(self, event: Any) -> list[T]:
+        """What :meth:`match` answers, by walking the event along every watched path."""
         if not isinstance(event, dict):
             return []
         root = self._paths.root
@@ -137,10 +211,14 @@ class Router(Generic[T]):
         rules = self._rules
         if len(matched) == 1:
             return [rules[next(iter(matched))].target]
+        return self._unique([rules[rule_id].target for rule_id in sorted(matched)])
+
+    @staticmethod
+    def _unique(found: list[T]) -> list[T]:
+        """``found`` without repeated targets, first occurrences kept."""
         targets: list[T] = []
         seen: set[Any] = set()
-        for rule_id in sorted(matched):
-            target = rules[rule_id].target
+        for target in found:
             try:
                 if target in seen:
                     continue
@@ -178,6 +256,7 @@ class Router(Generic[T]):
         sub_rule = self._sub_rules[sub_rule_id]
         sub_rule.anchor = anchor
         sub_rule.rest = tuple(b for b in sub_rule.conditions if b is not anchor)
+        sub_rule.check = None
         path_id, condition = anchor
         index = self._indexes.get(path_id)
         if index is None:

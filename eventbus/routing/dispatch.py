@@ -1,0 +1,94 @@
+"""The router's generated dispatcher, for many rules: read the anchor paths, probe their indexes, verify.
+
+Only the paths some sub-rule is anchored on are read up front (see :mod:`eventbus.routing.anchoring`); each
+value is looked up in its path's index with the lookups that index needs (a ``dict.get`` for exact strings, a
+call for prefix/suffix/ignore-case/address tables, the index's general ``collect`` for anything else). Most events
+bring up no candidate and are done after those few lookups; the candidates go to ``verify``, which reads the
+other paths they need. The generated code depends on which paths are indexed and which tables are in use, not on
+the rules in them, so it is the same for 10 rules as for 10,000.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from eventbus.routing.affixes import AffixTable, add_checked
+from eventbus.routing.codegen import FunctionSource
+from eventbus.routing.index import ValueIndex
+from eventbus.routing.readers import emit_reads
+from eventbus.routing.slots import HELPERS
+
+Decide = Callable[[Any], Any]
+_HELPERS = {**HELPERS, "add_checked": add_checked, "len": len}
+
+
+def dispatcher_function(
+    indexes: Mapping[str, ValueIndex],
+    absent: Mapping[str, Sequence[int]],
+    general: Decide,
+    verify: Callable[[Any, set[int]], Any],
+) -> tuple[Decide, FunctionSource]:
+    """``event -> targets``: ``indexes`` by path; ``absent`` the sub-rules anchored on a path having no value."""
+    src = FunctionSource("route", "event")
+    fall_back = src.bind(general, "general")
+    with src.block("if type(event) is not dict:"):
+        src.line(f"return {fall_back}(event)")
+    with src.block("try:"):
+        slots = emit_reads(src, dict.fromkeys([*indexes, *absent]), "event")
+        if not slots:
+            src.line("pass")
+    with src.block("except FallbackError:"):
+        src.line(f"return {fall_back}(event)")
+    src.line("found = set()")
+    for path, index in indexes.items():
+        _emit_probe(src, index, slots[path])
+    for path, sub_rules in absent.items():
+        with src.block(f"if {slots[path]} is MISSING:"):
+            src.line(f"found.update({src.bind(sub_rules, 'z')})")
+    with src.block("if not found:"):
+        src.line("return []")
+    src.line(f"return {src.bind(verify, 'verify')}(event, found)")
+    return src.build(_HELPERS), src
+
+
+def _emit_probe(src: FunctionSource, index: ValueIndex, slot: str) -> None:
+    collect = src.bind(index.collect, "ix")
+    every_value = f"{collect}({slot} if type({slot}) is list else [{slot}], found)"
+    if index.checks_every_value or not (index.strings or index.prefixes or index.suffixes):
+        with src.block(f"if {slot} is not MISSING:"):
+            src.line(every_value)
+        return
+    # A single string, the common case, is looked up inline; anything else goes through the index's collect.
+    with src.block(f"if type({slot}) is str:"):
+        if index.strings:
+            hit = src.local("h")
+            src.line(f"{hit} = {src.bind(index.strings, 'x')}.get({slot})")
+            with src.block(f"if {hit} is not None:"):
+                src.line(f"found.update({hit})")
+        if index.prefixes or index.suffixes:
+            size = src.local("n")
+            src.line(f"{size} = len({slot})")
+            for table in (index.prefixes, index.suffixes):
+                if table:
+                    _emit_affix_probe(src, table, slot, size)
+        if index.has_other_text_tables:
+            src.line(f"{src.bind(index.probe_other_text, 'p')}({slot}, found)")
+    with src.block(f"elif {slot} is not MISSING:"):
+        src.line(every_value)
+
+
+def _emit_affix_probe(src: FunctionSource, table: AffixTable, slot: str, size: str) -> None:
+    """Inline :meth:`AffixTable.collect`: one slice and one ``dict.get`` per key length."""
+    length, entry = src.local("i"), src.local("e")
+    part = f"{slot}[{size} - {length} :]" if table.from_end else f"{slot}[:{length}]"
+    with src.block(f"for {length} in {src.bind(table.lengths, 'w')}:"):
+        with src.block(f"if {length} > {size}:"):
+            src.line("break")
+        src.line(f"{entry} = {src.bind(table.entries, 'y')}.get({part})")
+        with src.block(f"if {entry} is None:"):
+            src.line("break")
+        with src.block(f"if {entry}.plain:"):
+            src.line(f"found.update({entry}.plain)")
+        with src.block(f"if {entry}.checked:"):
+            src.line(f"add_checked({entry}.checked, {slot}, found)")
