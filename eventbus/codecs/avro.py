@@ -1,0 +1,239 @@
+"""Avro data in the Confluent wire format, carried in CloudEvents binary mode.
+
+A record's value is the magic byte 0, the schema's id in the registry (4 bytes, big-endian) and the Avro binary
+encoding of the event's ``data`` with that schema (fastavro's schemaless encoding); the event's attributes travel
+as ``ce_*`` headers, with ``content-type: application/avro`` and ``ce_dataschema`` naming the schema in the
+registry. So a Confluent ``AvroDeserializer`` reads the value of what eventbus writes, and eventbus reads what a
+Confluent ``AvroSerializer`` writes (given the ``ce_*`` headers).
+
+Encoding (`AvroEncoder`, one per Avro topic): the event's ``type`` picks its schema (see `eventbus.schemas.loader`);
+the schema is registered, or looked up, once per type; data that does not fit is refused with the path of the
+field. Decoding (`AvroDecoder`): the writer's schema is fetched by id once per id; when the app has a schema for
+the event's type, the data is resolved from the writer's schema to it (Avro schema resolution), so code reads old
+events with its current schema. fastavro is imported when the first Avro encoder or decoder is built, not before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from eventbus.backends.base import Message
+from eventbus.codecs.binary import encode_binary
+from eventbus.codecs.structured import partition_key
+from eventbus.errors import ConfigurationError, DecodeError
+from eventbus.event import InvalidEventError
+
+if TYPE_CHECKING:
+    from eventbus.backends.base import Log
+    from eventbus.schemas.loader import EventSchema, SchemaSet
+    from eventbus.schemas.registry import SchemaRegistry
+    from eventbus.schemas.settings import Schemas
+
+AVRO_CONTENT_TYPE: Final = "application/avro"
+MAGIC_BYTE: Final = 0
+HEADER_SIZE: Final = 5
+_NOT_HEADERS: Final = frozenset({"data", "data_base64", "datacontenttype", "dataschema"})
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    """The Confluent wire format: magic byte, schema id, Avro body."""
+    return bytes((MAGIC_BYTE,)) + schema_id.to_bytes(4, "big") + body
+
+
+def schema_id_of(value: bytes | None) -> int:
+    """The schema id of a value in the Confluent wire format; `DecodeError` if it is not in that format."""
+    if value is None or len(value) < HEADER_SIZE:
+        raise DecodeError(
+            f"Avro record value has {0 if value is None else len(value)} bytes: too short for the Confluent wire "
+            "format (magic byte, 4-byte schema id, body)"
+        )
+    if value[0] != MAGIC_BYTE:
+        raise DecodeError(f"Avro record value starts with byte {value[0]}, not the Confluent magic byte 0")
+    return int.from_bytes(value[1:HEADER_SIZE], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    schema: EventSchema
+    prefix: bytes
+    dataschema: str
+
+
+class AvroEncoder:
+    """Encodes the events of one topic as Avro records (an `EventEncoder`)."""
+
+    def __init__(self, topic: str, schemas: SchemaSet, registry: SchemaRegistry, settings: Schemas) -> None:
+        from fastavro import schemaless_writer
+
+        self.topic = topic
+        self._schemas = schemas
+        self._registry = registry
+        self._settings = settings
+        self._write = schemaless_writer
+        self._writers: dict[str, _Writer] = {}
+
+    def __call__(self, attrs: dict[str, Any]) -> Message:
+        writer = self._writers.get(attrs["type"]) or self._writer_for(attrs["type"])
+        buffer = BytesIO()
+        buffer.write(writer.prefix)
+        try:
+            # strict_allow_default: a field the schema does not have is refused, not silently dropped.
+            self._write(buffer, writer.schema.parsed, attrs.get("data"), strict_allow_default=True)
+        except Exception as exc:  # fastavro raises TypeError, ValueError, AttributeError, ... for data that misfits
+            raise InvalidEventError(self._misfit(attrs, writer.schema, exc)) from None
+        meta = {k: v for k, v in attrs.items() if k not in _NOT_HEADERS}
+        meta["datacontenttype"] = AVRO_CONTENT_TYPE
+        meta["dataschema"] = writer.dataschema
+        headers, _ = encode_binary(meta)
+        return Message(buffer.getvalue(), partition_key(attrs), headers)
+
+    def _writer_for(self, event_type: str) -> _Writer:
+        from eventbus.schemas.settings import subject_name
+
+        schema = self._schemas.for_type(event_type)
+        if schema is None:
+            directories = ", ".join(map(str, self._schemas.directories)) or "(none)"
+            raise InvalidEventError(
+                f"event type {event_type!r} has no Avro schema, and topic {self.topic!r} is Avro: add a .avsc "
+                f'binding it ("eventbus.type": {event_type!r}) to the schema directories ({directories})'
+            )
+        subject = subject_name(self._settings.subject_strategy, self.topic, schema.name)
+        if self._settings.auto_register:
+            registered = self._registry.register(subject, schema.text)
+        else:
+            found = self._registry.lookup(subject, schema.text)
+            if found is None:
+                raise ConfigurationError(
+                    f"{schema.where} is not registered under subject {subject!r} in {self._registry.url} (and "
+                    "auto_register is off): run `eventbus schema register`"
+                )
+            registered = found
+        writer = _Writer(schema, frame(registered.schema_id, b""), self._registry.schema_uri(registered.schema_id))
+        self._writers[event_type] = writer
+        return writer
+
+    def _misfit(self, attrs: dict[str, Any], schema: EventSchema, exc: Exception) -> str:
+        from eventbus.schemas.validation import misfit
+
+        where = misfit(attrs.get("data"), schema.schema) or f"data: {type(exc).__name__}: {exc}"
+        return f"event {attrs.get('id')!r} of type {attrs['type']!r} does not fit {schema.where}: {where}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    writer: Any
+    reader: Any
+    writer_schema: Any
+    reader_schema: EventSchema | None
+
+
+class AvroDecoder:
+    """Decodes the data of Avro records (an `AvroDataDecoder`): writer schema by id, resolved to the app's."""
+
+    def __init__(self, registry: SchemaRegistry, schemas: SchemaSet | None = None) -> None:
+        from fastavro import schemaless_reader
+
+        self._registry = registry
+        self._schemas = schemas
+        self._read = schemaless_reader
+        self._readings: dict[tuple[int, str], _Reading] = {}
+
+    def __call__(self, value: bytes, attrs: dict[str, Any]) -> Any:
+        schema_id = schema_id_of(value)
+        key = (schema_id, attrs["type"])
+        reading = self._readings.get(key) or self._reading_for(key)
+        buffer = BytesIO(value)
+        buffer.seek(HEADER_SIZE)
+        try:
+            data = self._read(buffer, reading.writer, reading.reader)
+        except Exception as exc:  # truncated or corrupt bodies, and resolution failures, raise many types
+            raise DecodeError(self._undecodable(schema_id, attrs["type"], reading, exc)) from None
+        left = len(value) - buffer.tell()
+        if left:
+            raise DecodeError(
+                f"Avro data of type {attrs['type']!r} has {left} byte(s) left after a record of schema id "
+                f"{schema_id}: it was not written with that schema"
+            )
+        return data
+
+    def _reading_for(self, key: tuple[int, str]) -> _Reading:
+        from eventbus.schemas.errors import SchemaError, SchemaNotFoundError
+        from eventbus.schemas.loader import parse_registered
+
+        schema_id, event_type = key
+        try:
+            text = self._registry.schema_by_id(schema_id)
+            writer_schema, writer = parse_registered(text, f"schema id {schema_id} in {self._registry.url}")
+        except (SchemaNotFoundError, SchemaError) as exc:
+            raise DecodeError(f"Avro record of type {event_type!r}: {exc}") from None
+        mine = self._schemas.for_type(event_type) if self._schemas is not None else None
+        same = mine is None or _same(mine.schema, writer_schema)
+        reading = _Reading(writer, None if same else mine.parsed if mine else None, writer_schema, mine)
+        self._readings[key] = reading
+        return reading
+
+    def _undecodable(self, schema_id: int, event_type: str, reading: _Reading, exc: Exception) -> str:
+        message = f"Avro data of type {event_type!r} (schema id {schema_id}) does not decode"
+        if reading.reader_schema is not None:
+            from eventbus.schemas.compatibility import reader_problems
+
+            problems = reader_problems(reading.reader_schema.schema, reading.writer_schema)
+            if problems:
+                reasons = "; ".join(p.describe(f"schema id {schema_id}", "it") for p in problems)
+                return f"{message} with {reading.reader_schema.where}: {reasons}"
+        return f"{message}: {type(exc).__name__}: {exc}"
+
+
+def _same(left: Any, right: Any) -> bool:
+    return bool(orjson.dumps(left, option=orjson.OPT_SORT_KEYS) == orjson.dumps(right, option=orjson.OPT_SORT_KEYS))
+
+
+class LazyAvroDecoder:
+    """A worker's Avro decoder, built when the first Avro record arrives: an app on JSON never imports fastavro.
+
+    ``schemas`` is called then, for the app's schemas (the reader side)."""
+
+    def __init__(self, settings: Schemas, log: Log, schemas: Callable[[], SchemaSet | None]) -> None:
+        self._settings = settings
+        self._log = log
+        self._schemas = schemas
+        self._decoder: AvroDecoder | None = None
+
+    def __call__(self, value: bytes, attrs: dict[str, Any]) -> Any:
+        decoder = self._decoder
+        if decoder is None:
+            from eventbus.schemas.registry import open_registry
+            from eventbus.schemas.settings import registry_url
+
+            registry = open_registry(registry_url(self._settings), self._log)
+            decoder = self._decoder = AvroDecoder(registry, self._schemas())
+        return decoder(value, attrs)
+
+
+def avro_encoders(
+    topics: Iterable[str], settings: Schemas, schemas: SchemaSet, log: Log
+) -> dict[str, Callable[[dict[str, Any]], Message]]:
+    """An `AvroEncoder` for each of ``topics``, sharing one registry (opened now, so a missing one is reported
+    before the first event)."""
+    from eventbus.schemas.registry import open_registry
+    from eventbus.schemas.settings import registry_url
+
+    registry = open_registry(registry_url(settings), log)
+    return {topic: AvroEncoder(topic, schemas, registry, settings) for topic in topics}
+
+
+def without_avro_attributes(encode: Callable[[dict[str, Any]], Message]) -> Callable[[dict[str, Any]], Message]:
+    """``encode`` for a JSON topic of an app that also has Avro topics: an Avro event passed on to it unchanged
+    loses its Avro ``datacontenttype`` and ``dataschema``, which no longer describe its data."""
+
+    def encode_json(attrs: dict[str, Any]) -> Message:
+        if attrs.get("datacontenttype") == AVRO_CONTENT_TYPE:
+            attrs = {k: v for k, v in attrs.items() if k not in ("datacontenttype", "dataschema")}
+        return encode(attrs)
+
+    return encode_json
