@@ -6,14 +6,17 @@ filled where missing — encoded once, and appended in batches; `publish` return
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eventbus.backends import open_log
 from eventbus.backends.base import Log, Message, keyed_message
 from eventbus.codecs.binary import encode_binary
 from eventbus.codecs.structured import encode_structured, partition_key
 from eventbus.event import Event, InvalidEventError, binding_of, complete
+
+if TYPE_CHECKING:
+    from eventbus.app import App
 
 
 class Position(NamedTuple):
@@ -49,19 +52,51 @@ def encode_event_binary(attrs: dict[str, Any]) -> Message:
 EventEncoder = Callable[[dict[str, Any]], Message]
 
 
-def encoder_for(log: Log) -> EventEncoder:
-    """How events are written to ``log`` (see `Log.event_mode`)."""
-    return encode_event_binary if log.event_mode == "binary" else encode_event
+class Encoders:
+    """How events are written, per topic: topics an app declares Avro have their own encoder, the others use the
+    log's default. Calling it encodes with the default."""
+
+    __slots__ = ("by_topic", "default")
+
+    def __init__(self, default: EventEncoder, by_topic: Mapping[str, EventEncoder]) -> None:
+        self.default = default
+        self.by_topic = dict(by_topic)
+
+    def __call__(self, attrs: dict[str, Any]) -> Message:
+        return self.default(attrs)
+
+    def for_topic(self, topic: str) -> EventEncoder:
+        return self.by_topic.get(topic, self.default)
+
+
+def encoder_for(log: Log, app: App | None = None) -> EventEncoder:
+    """How events are written to ``log`` (see `Log.event_mode`): JSON, and Avro for the topics ``app`` declares
+    with ``codec="avro"`` (then an `Encoders`)."""
+    default = encode_event_binary if log.event_mode == "binary" else encode_event
+    avro_topics = [] if app is None else [t.name for t in app.topics.values() if t.codec == "avro"]
+    if not avro_topics:
+        return default
+    from eventbus.codecs.avro import avro_encoders, without_avro_attributes
+
+    assert app is not None
+    schemas = app.schema_set
+    return Encoders(without_avro_attributes(default), avro_encoders(avro_topics, app.schema_settings, schemas, log))
 
 
 class Publisher:
-    """Publishes events to a log (a `Log` or a broker URL; default: ``EVENTBUS_BROKER`` or the embedded log)."""
+    """Publishes events to a log (a `Log` or a broker URL; default: ``EVENTBUS_BROKER`` or the embedded log).
 
-    def __init__(self, log: Log | str | None = None, *, source: str = "/eventbus") -> None:
+    With ``app``, events go out as that app's declarations say: Avro to the topics it declares with
+    ``codec="avro"`` (its source, if it has one, is the default source too).
+    """
+
+    def __init__(self, log: Log | str | None = None, *, source: str | None = None, app: App | None = None) -> None:
         self._owns_log = not isinstance(log, Log)
         self.log = log if isinstance(log, Log) else open_log(log)
-        self.source = source
-        self._encode = encoder_for(self.log)
+        self.source = source or (app.source if app is not None else "/eventbus")
+        encode = encoder_for(self.log, app)
+        self._encoders = encode if isinstance(encode, Encoders) else None
+        self._encode = encode
 
     def publish(self, topic: str, event: Event | object) -> Position:
         """Append one event and return where it landed."""
@@ -69,7 +104,7 @@ class Publisher:
 
     def publish_many(self, topic: str, events: Iterable[Event | object]) -> list[Position]:
         """Append events in one atomic batch, in order."""
-        encode = self._encode
+        encode = self._encode if self._encoders is None else self._encoders.for_topic(topic)
         messages = [encode(complete(to_event(e), self.source)) for e in events]
         if not messages:
             return []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from eventbus.app.context import Context
 from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
@@ -13,23 +14,30 @@ from eventbus.app.processor import FailureOptions, OnFailure, Ordering, Processo
 from eventbus.app.projection import Projection, declare_projection
 from eventbus.backends.base import Log, check_topic_name
 from eventbus.errors import ConfigurationError
+from eventbus.event import binding_of
+from eventbus.schemas.settings import Schemas, SchemasOption, schema_settings
 
 if TYPE_CHECKING:
     from eventbus.projections.eventstore import EventStore
+    from eventbus.schemas.loader import SchemaSet
 
 __all__ = ["App", "CircuitBreaker", "Context", "Idempotency", "Processor", "Projection", "Retry", "TopicSpec"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+Codec = Literal["json", "avro"]
+CODECS: tuple[Codec, ...] = ("json", "avro")
 
 _APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """A topic the app wants to exist, with its partition count (created at worker start if missing)."""
+    """A topic the app wants to exist, with its partition count (created at worker start if missing), and the
+    codec of the events the app writes to it (JSON unless it says Avro)."""
 
     name: str
     partitions: int
+    codec: Codec = "json"
 
 
 class App:
@@ -38,9 +46,13 @@ class App:
     >>> app = App("shop")
     >>> @app.processor("orders", types="order.placed", to="payments")
     ... def request_payment(event): ...
+
+    ``schemas``: where the app's Avro schemas are (a directory, a list of them, or `eventbus.schemas.Schemas`
+    settings; default ``schemas/`` in the working directory). Naming them loads them at once, and each typed event
+    class a processor takes or returns is checked against the schema of its type when it is declared.
     """
 
-    def __init__(self, name: str, *, source: str | None = None) -> None:
+    def __init__(self, name: str, *, source: str | None = None, schemas: SchemasOption = None) -> None:
         if not isinstance(name, str) or not _APP_NAME.match(name):
             raise ConfigurationError(
                 f"App name {name!r}: use letters, digits, '.', '_' and '-' (it names the consumer group)"
@@ -53,6 +65,40 @@ class App:
         # Set by the runtime while the app runs: the log it runs on, and event stores opened over it.
         self._running_log: Log | None = None
         self._event_stores: dict[str, EventStore] = {}
+        self._schema_settings = schema_settings(schemas)
+        self._schema_set: SchemaSet | None = None
+        if schemas is not None:
+            self._load_schemas()
+
+    @property
+    def schema_settings(self) -> Schemas:
+        return self._schema_settings
+
+    @property
+    def schema_set(self) -> SchemaSet:
+        """The app's event schemas, loaded from its schema directories the first time they are needed."""
+        return self._schema_set or self._load_schemas()
+
+    def _load_schemas(self) -> SchemaSet:
+        from eventbus.schemas.loader import load_schemas
+
+        self._schema_set = loaded = load_schemas(self._schema_settings)
+        for processor in self._processors.values():
+            self._check_classes(processor)
+        return loaded
+
+    def _check_classes(self, processor: Processor) -> None:
+        """Check the typed event classes ``processor`` takes and returns against their schemas."""
+        from eventbus.schemas.errors import SchemaMismatchError
+
+        schemas = self._schema_set
+        if schemas is None:
+            return
+        for cls in _typed_classes(processor):
+            try:
+                schemas.check_class(cls)
+            except SchemaMismatchError as exc:
+                raise SchemaMismatchError(f"app {self.name!r}, {processor.description}: {exc}") from None
 
     @property
     def processors(self) -> tuple[Processor, ...]:
@@ -108,21 +154,26 @@ class App:
     def topics(self) -> Mapping[str, TopicSpec]:
         return dict(self._topics)
 
-    def topic(self, name: str, *, partitions: int = 1) -> TopicSpec:
-        """Declare a topic with a partition count; `eventbus run` creates it if it does not exist."""
+    def topic(self, name: str, *, partitions: int = 1, codec: Codec = "json") -> TopicSpec:
+        """Declare a topic with a partition count; `eventbus run` creates it if it does not exist.
+
+        ``codec="avro"``: the events this app writes to it (its processors' outputs, and `Publisher(app=...)`) are
+        Avro records with the schema of their type; declaring it loads the app's schemas."""
         try:
             check_topic_name(name)
         except ValueError as exc:
             raise ConfigurationError(f"app {self.name!r}: {exc}") from None
         if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise ConfigurationError(f"app {self.name!r}: topic {name!r}: partitions must be >= 1, got {partitions!r}")
-        spec = TopicSpec(name, partitions)
+        if codec not in CODECS:
+            raise ConfigurationError(f"app {self.name!r}: topic {name!r}: codec must be one of {CODECS}, got {codec!r}")
+        spec = TopicSpec(name, partitions, codec)
         existing = self._topics.get(name)
         if existing is not None and existing != spec:
-            raise ConfigurationError(
-                f"app {self.name!r}: topic {name!r} declared twice ({existing.partitions} and {partitions} partitions)"
-            )
+            raise ConfigurationError(f"app {self.name!r}: topic {name!r} declared twice ({existing} and {spec})")
         self._topics[name] = spec
+        if codec == "avro":
+            _ = self.schema_set
         return spec
 
     def processor(
@@ -188,6 +239,7 @@ class App:
                 raise ConfigurationError(
                     f"app {self.name!r}: two processors are named {declared.name!r}; pass name= to tell them apart"
                 )
+            self._check_classes(declared)
             self._processors[declared.name] = declared
             return func
 
@@ -195,3 +247,19 @@ class App:
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, processors={list(self._processors)}, projections={list(self._projections)})"
+
+
+def _typed_classes(processor: Processor) -> Iterator[type]:
+    """The classes bound with ``@event_type`` that a processor takes, and those its return annotation names."""
+    if processor.typed_class is not None:
+        yield processor.typed_class
+    try:
+        returned = typing.get_type_hints(processor.func).get("return")
+    except Exception:  # declaration reported unresolvable parameters already; a return annotation is optional
+        return
+    pending = [returned]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and binding_of(annotation) is not None:
+            yield annotation
+        pending.extend(typing.get_args(annotation))

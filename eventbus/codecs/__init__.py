@@ -2,16 +2,19 @@
 
 Two CloudEvents modes: *structured* (the whole event as one JSON object, what the embedded log stores) and
 *binary* (attributes in ``ce_*`` headers, data as the value, what goes to Kafka). `decode_record` reads either.
+Avro data (``eventbus.codecs.avro``) travels in binary mode with ``content-type: application/avro``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from eventbus.codecs.binary import CONTENT_TYPE_HEADER, HEADER_PREFIX, Headers, decode_binary, encode_binary
 from eventbus.codecs.structured import CONTENT_TYPE, decode_structured, encode_structured, partition_key
 
 __all__ = [
+    "AvroDataDecoder",
     "decode_binary",
     "decode_record",
     "decode_structured",
@@ -21,13 +24,31 @@ __all__ = [
 ]
 
 
-def decode_record(value: bytes | None, headers: Headers | None) -> dict[str, Any]:
-    """The CloudEvents dict of a record in either mode; raises `DecodeError`."""
+# Decodes the data of an Avro record: (record value, the event's attributes) -> data. See eventbus.codecs.avro.
+AvroDataDecoder = Callable[[bytes, dict[str, Any]], Any]
+
+_AVRO_MEDIA_TYPE: Final = b"application/avro"
+
+
+def decode_record(value: bytes | None, headers: Headers | None, avro: AvroDataDecoder | None = None) -> dict[str, Any]:
+    """The CloudEvents dict of a record in either mode; raises `DecodeError`.
+
+    With ``avro``, the data of a binary-mode record whose content type is ``application/avro`` is decoded with it;
+    without, such data is kept as bytes (``data_base64``), like any data that is not JSON.
+    """
     if headers:
+        binary = False
         for name, raw in headers:
             lowered = name.lower()
-            if lowered.startswith(HEADER_PREFIX):
-                return decode_binary(headers, value)
-            if lowered == CONTENT_TYPE_HEADER and raw.split(b";", 1)[0].strip().lower() != CONTENT_TYPE.encode():
-                return decode_binary(headers, value)
+            if lowered == CONTENT_TYPE_HEADER:
+                media = raw.split(b";", 1)[0].strip().lower()
+                if avro is not None and media == _AVRO_MEDIA_TYPE and value is not None:
+                    attrs = decode_binary(headers, None)
+                    attrs["data"] = avro(value, attrs)
+                    return attrs
+                binary = binary or media != CONTENT_TYPE.encode()
+            elif lowered.startswith(HEADER_PREFIX):
+                binary = True
+        if binary:
+            return decode_binary(headers, value)
     return decode_structured(value)

@@ -12,7 +12,7 @@ from typing import Any
 
 from eventbus.app.processor import Processor
 from eventbus.backends.base import RecordBatch
-from eventbus.codecs import decode_record
+from eventbus.codecs import AvroDataDecoder, decode_record
 from eventbus.codecs.structured import decode_structured
 from eventbus.errors import DecodeError
 from eventbus.routing import Router
@@ -55,10 +55,11 @@ class _TopicRoute:
 
 
 class Dispatcher:
-    """Routing tables for every subscribed topic of an app."""
+    """Routing tables for every subscribed topic of an app. ``avro`` decodes the data of Avro records."""
 
-    def __init__(self, processors: Sequence[Processor]) -> None:
+    def __init__(self, processors: Sequence[Processor], avro: AvroDataDecoder | None = None) -> None:
         self.processors = tuple(processors)
+        self._avro = avro
         routes: dict[str, _TopicRoute] = {}
         for index, processor in enumerate(self.processors):
             for topic in processor.topics:
@@ -99,18 +100,18 @@ class Dispatcher:
             batch.topic, batch.partition, batch.offsets, events, targets, batch.next_offset, batch, poison
         )
 
-    @staticmethod
-    def _decode(batch: RecordBatch) -> tuple[list[dict[str, Any] | None], list[tuple[int, DecodeError]]]:
+    def _decode(self, batch: RecordBatch) -> tuple[list[dict[str, Any] | None], list[tuple[int, DecodeError]]]:
         events: list[dict[str, Any] | None] = []
         poison: list[tuple[int, DecodeError]] = []
         structured_only = not any(batch.headers)
+        avro = self._avro
         for position, value in enumerate(batch.values):
             # The embedded log stores structured JSON without headers: one parse per record, nothing else.
             try:
                 if structured_only:
                     events.append(decode_structured(value))
                 else:
-                    events.append(decode_record(value, batch.headers[position]))
+                    events.append(decode_record(value, batch.headers[position], avro))
             except DecodeError as exc:
                 events.append(None)
                 poison.append((position, exc))

@@ -12,7 +12,7 @@ from typing import Any
 
 from eventbus.backends.base import Message
 from eventbus.event import Event, binding_of, new_event_id, now_rfc3339
-from eventbus.publisher import EventEncoder
+from eventbus.publisher import Encoders, EventEncoder
 
 
 class OutputError(TypeError):
@@ -20,11 +20,13 @@ class OutputError(TypeError):
 
 
 class Outbox:
-    __slots__ = ("_encode", "_source", "_trail", "count", "messages")
+    __slots__ = ("_encode", "_encoders", "_source", "_trail", "count", "messages")
 
     def __init__(self, default_source: str, encode: EventEncoder) -> None:
         self._source = default_source
         self._encode = encode
+        # Per-topic encoders when some topics are Avro; None (one encoder for every topic) otherwise.
+        self._encoders = encode if isinstance(encode, Encoders) else None
         self.messages: dict[str, list[Message]] = {}
         # The topic of every message, in the order added: what `rollback` and `since` walk back through.
         self._trail: list[str] = []
@@ -59,7 +61,8 @@ class Outbox:
             attrs["time"] = now_rfc3339()
         if "source" not in attrs:
             attrs["source"] = self._source
-        self.add_message(topic, self._encode(attrs))
+        encoders = self._encoders
+        self.add_message(topic, self._encode(attrs) if encoders is None else encoders.for_topic(topic)(attrs))
 
     def add_message(self, topic: str, message: Message) -> None:
         """Emit an already-encoded record (dead letters, outputs remembered for an idempotent replay)."""

@@ -95,8 +95,11 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.group = self.settings.group or app.name
         self.stats = WorkerStats()
-        self._dispatcher = Dispatcher(app.processors)
-        encode = encoder_for(log)
+        from eventbus.codecs.avro import LazyAvroDecoder
+
+        # Avro records are decoded with the app's schemas as readers; fastavro loads at the first one.
+        self._dispatcher = Dispatcher(app.processors, LazyAvroDecoder(app.schema_settings, log, lambda: app.schema_set))
+        encode = encoder_for(log, app)
         self._outbox = Outbox(app.source, encode)
         self._idempotency = self._open_idempotency_store()
         rng = random.Random(self.settings.retry_seed) if self.settings.retry_seed is not None else None
