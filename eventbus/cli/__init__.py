@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eventbus.cli import dlq, projections, run, streams, topics
+    from eventbus.cli import dlq, projections, run, schema, streams, topics
 
     parser = _Parser(prog="eventbus", description="Event bus and stream processing: run, publish, consume, topics.")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics.register(sub)
     dlq.register(sub)
     projections.register(sub)
+    schema.register(sub)
     from eventbus.routing.cli import register as register_rules
 
     # The routing box's command is written against plain ArgumentParser subcommands; ours are a subclass.

@@ -79,6 +79,7 @@ class _OwnStore:
 
     def __init__(self, path: str, url: str) -> None:
         self._url = url
+        self._path = path
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
@@ -103,8 +104,11 @@ class _OwnStore:
             db.execute("COMMIT")
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        # A memory database lives as long as what it belongs to (a memory log, a memory:// name): closing it
+        # would lose it while that is still in use.
+        if self._path != ":memory:":
+            with self._lock:
+                self._db.close()
 
 
 def fingerprint(schema: Any) -> str:
