@@ -20,7 +20,7 @@ from eventbus.routing.readers import emit_reads
 from eventbus.routing.slots import HELPERS
 
 Decide = Callable[[Any], Any]
-_HELPERS = {**HELPERS, "add_checked": add_checked, "len": len}
+_HELPERS = {**HELPERS, "add_checked": add_checked}
 
 
 def dispatcher_function(

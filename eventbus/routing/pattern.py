@@ -12,8 +12,9 @@ from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
 
 DEFAULT_MAX_SIZE = 2048
-# Calls to Pattern.matches after which its specialised function is generated.
-SPECIALISE_AFTER = 8
+# Calls to Pattern.matches (and to Router.match after a change) before a specialised function is generated:
+# generating one costs about as much as this many matches by the general evaluator.
+SPECIALISE_AFTER = 64
 
 
 class Pattern:

@@ -135,13 +135,19 @@ class Router(Generic[T]):
             self._route = self._generate()[0]
         return self._route
 
-    def _generate(self) -> tuple[Callable[[Any], list[T]], FunctionSource]:
+    def _generate(self, *, inline: bool | None = None) -> tuple[Callable[[Any], list[T]], FunctionSource]:
+        """The function for the current rules: every rule tested inline (a few rules), or the index dispatcher.
+
+        ``inline`` forces one or the other (tests compare both with the general evaluator).
+        """
         from eventbus.routing.specialised import MAX_INLINE_CONDITIONS, inline_size, router_function
 
-        if len(self._sub_rules) <= FEW_SUB_RULES:
-            rules = [(rule.target, rule.pattern.subrules) for rule in self._rules.values()]
-            if inline_size([s for _, subs in rules for s in subs]) <= MAX_INLINE_CONDITIONS:
-                return router_function(rules, self._match_general, self._unique)
+        rules = [(rule.target, rule.pattern.subrules) for rule in self._rules.values()]
+        if inline is None:
+            small = inline_size([s for _, subs in rules for s in subs]) <= MAX_INLINE_CONDITIONS
+            inline = len(self._sub_rules) <= FEW_SUB_RULES and small
+        if inline:
+            return router_function(rules, self._match_general, self._unique)
         from eventbus.routing.dispatch import dispatcher_function
 
         paths = {path_id: path for path, path_id in self._paths.items()}

@@ -89,4 +89,5 @@ HELPERS: Final[dict[str, Any]] = {
     "float": float,
     "bool": bool,
     "set": set,
+    "len": len,
 }

@@ -1,8 +1,9 @@
 """Helpers shared by the routing tests (a plainly named module, so it cannot clash with other conftests).
 
 ``decide(pattern, event)`` answers through every entry point at once (``Pattern.matches``, ``Router.match``,
-and ``Pattern.matches_json`` on the event's JSON text) and fails the test if they disagree, so every
-rule-by-rule test also checks the router against the compiled pattern.
+and ``Pattern.matches_json`` on the event's JSON text) and through each generated function (the pattern's, and
+the router's inline function and index dispatcher), and fails the test if they disagree, so every rule-by-rule
+test also checks the router and the generated code against the general evaluator.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def decide(pattern: dict[str, Any] | str | Pattern, event: Any) -> bool:
     router.add(compiled, "hit")
     by_router = router.match(event) == ["hit"]
     assert by_router == by_pattern, f"router says {by_router}, pattern says {by_pattern}"
+    assert compiled._specialise()(event) == by_pattern, "the pattern's generated function disagrees"
+    for inline in (True, False):
+        generated = router._generate(inline=inline)[0](event) == ["hit"]
+        assert generated == by_pattern, f"the router's generated function (inline={inline}) disagrees"
     try:
         text = json.dumps(event)
     except (TypeError, ValueError):
