@@ -111,6 +111,14 @@ def load_schemas(source: Schemas | Sequence[str | Path] | str | Path) -> SchemaS
     return SchemaSet(events, directories)
 
 
+def event_schema(schema: dict[str, Any], where: str = "<in code>") -> EventSchema:
+    """The event schema of a record given as JSON data rather than a file (``where`` names it in messages)."""
+    if not _is_record(schema):
+        raise SchemaError(f"{where}: an event's schema must be a record, got {_describe(schema)}")
+    path = Path(where)
+    return _load_event_schema(path, schema, _index_definitions([(path, schema)]))
+
+
 def _read_json(path: Path) -> Any:
     try:
         return orjson.loads(path.read_bytes())
@@ -210,7 +218,7 @@ def _load_event_schema(
     try:
         schema = load_schema(name, repo=_Definitions(definitions), _write_hint=False)
     except Exception as exc:  # fastavro reports problems with several exception types; each names the problem
-        raise SchemaError(f"{path}: {_fastavro_problem(exc)}") from None
+        raise SchemaError(f"{path}: {_fastavro_problem(exc, 'any .avsc file of the schema directories')}") from None
     assert isinstance(schema, dict), "a record file loads as a record"
     event_type = schema.get(TYPE_PROPERTY, name)
     topic = schema.get(TOPIC_PROPERTY)
@@ -228,9 +236,9 @@ def _load_event_schema(
     )
 
 
-def _fastavro_problem(exc: Exception) -> str:
+def _fastavro_problem(exc: Exception, defined_in: str = "the schema") -> str:
     if isinstance(exc, UnknownType):
-        return f"unknown type {exc.name!r}: not a primitive type, nor a type defined in the schema directories"
+        return f"unknown type {exc.name!r}: not a primitive type, nor a named type defined in {defined_in}"
     return f"invalid schema: {exc}"
 
 
