@@ -11,6 +11,7 @@ hook that keeps such numbers as :class:`NumberLiteral`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -30,21 +31,12 @@ def _character_classes() -> bytes:
 
 
 _CLASSES = _character_classes()
-_BEFORE_VALUE = ord("s")
 # A run of 17+ digits/dots is a number of 16+ significant digits (or a string holding one).
 _LONG_NUMBER = b"1" * 17
-
-
-def _has_exponent(classes: bytes) -> bool:
-    """Whether a digit run followed by an exponent letter starts where a JSON value can start."""
-    at = classes.find(b"1e")
-    while at >= 0:
-        # A window is enough: a longer digit run is a long number, caught on its own.
-        before = classes[max(at - 24, 0) : at].rstrip(b"1").rstrip(b"+").rstrip(b" ")
-        if not before or before[-1] == _BEFORE_VALUE:
-            return True
-        at = classes.find(b"1e", at + 2)
-    return False
+# A digit run with an exponent letter where a JSON value can start: after a value-starting byte (searched for by
+# the regex engine's fast scan for a literal first byte), or at the very start of the text.
+_EXPONENT_AFTER_VALUE_START = re.compile(rb"s *\+*1+e")
+_EXPONENT_AT_START = re.compile(rb" *\+*1+e")
 
 
 def _may_hold_unrepresentable_number(raw: bytes) -> bool:
@@ -53,7 +45,11 @@ def _may_hold_unrepresentable_number(raw: bytes) -> bool:
     False positives (such text inside a string) only send the event to the slower parser.
     """
     classes = raw.translate(_CLASSES)
-    return _LONG_NUMBER in classes or _has_exponent(classes)
+    return (
+        _LONG_NUMBER in classes
+        or _EXPONENT_AFTER_VALUE_START.search(classes) is not None
+        or _EXPONENT_AT_START.match(classes) is not None
+    )
 
 
 def _reject_constant(name: str) -> Any:
