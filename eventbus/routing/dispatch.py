@@ -20,6 +20,8 @@ from eventbus.routing.readers import emit_reads
 from eventbus.routing.slots import HELPERS
 
 Decide = Callable[[Any], Any]
+# A sub-rule's (rule id, check of its conditions other than the anchor, target).
+Check = tuple[int, Callable[[dict[str, Any]], bool], Any]
 _HELPERS = {**HELPERS, "add_checked": add_checked}
 
 
@@ -27,9 +29,16 @@ def dispatcher_function(
     indexes: Mapping[str, ValueIndex],
     absent: Mapping[str, Sequence[int]],
     general: Decide,
-    verify: Callable[[Any, set[int]], Any],
+    checks: Mapping[int, Check],
+    make_check: Callable[[int], Check],
+    several: Callable[[list[Check]], Any],
 ) -> tuple[Decide, FunctionSource]:
-    """``event -> targets``: ``indexes`` by path; ``absent`` the sub-rules anchored on a path having no value."""
+    """``event -> targets`` by index lookups, then checks of the candidates.
+
+    ``indexes`` by path; ``absent`` the sub-rules anchored on a path having no value; ``checks`` by sub-rule id,
+    ``(rule id, check of the other conditions, target)``, made by ``make_check`` the first time a sub-rule is a
+    candidate; ``several`` orders and deduplicates the targets when more than one sub-rule holds.
+    """
     src = FunctionSource("route", "event")
     fall_back = src.bind(general, "general")
     with src.block("if type(event) is not dict:"):
@@ -48,8 +57,21 @@ def dispatcher_function(
             src.line(f"found.update({src.bind(sub_rules, 'z')})")
     with src.block("if not found:"):
         src.line("return []")
-    src.line(f"return {src.bind(verify, 'verify')}(event, found)")
+    _emit_verification(src, src.bind(checks, "checks"), src.bind(make_check, "make_check"), fall_back)
+    with src.block("if len(hits) == 1:"):
+        src.line("return [hits[0][2]]")
+    src.line(f"return {src.bind(several, 'several')}(hits) if hits else []")
     return src.build(_HELPERS), src
+
+
+def _emit_verification(src: FunctionSource, checks: str, make_check: str, fall_back: str) -> None:
+    src.line("hits = []")
+    with src.block("try:"), src.block("for candidate in found:"):
+        src.line(f"entry = {checks}.get(candidate) or {make_check}(candidate)")
+        with src.block("if entry[1](event):"):
+            src.line("hits.append(entry)")
+    with src.block("except FallbackError:"):
+        src.line(f"return {fall_back}(event)")
 
 
 def _emit_probe(src: FunctionSource, index: ValueIndex, slot: str) -> None:

@@ -27,15 +27,19 @@ from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
 from eventbus.routing.index import ValueIndex
 from eventbus.routing.pattern import DEFAULT_MAX_SIZE, SPECIALISE_AFTER, Pattern, compile_pattern
-from eventbus.routing.slots import FallbackError
 
 if TYPE_CHECKING:
     from eventbus.routing.codegen import FunctionSource
 
 T = TypeVar("T")
 _FIRST_REVIEW = 4
-# Up to this many sub-rules, the generated function tests every rule inline; past it, it probes the indexes.
-FEW_SUB_RULES = 16
+# While sub-rules plus watched paths are at most this many, the generated function tests every rule inline;
+# past it, it probes the indexes.
+INLINE_LIMIT = 16
+
+
+def _rule_id(hit: tuple[int, Any, Any]) -> int:
+    return int(hit[0])
 
 
 @dataclass(slots=True)
@@ -52,8 +56,6 @@ class _SubRule:
     anchor: BoundCondition
     # The conditions left to check once the anchor is known to hold (simple events only).
     rest: tuple[BoundCondition, ...]
-    # A generated function checking ``rest`` on an event (see _verify); made when first needed.
-    check: Callable[[dict[str, Any]], bool] | None = None
 
 
 class Router(Generic[T]):
@@ -80,6 +82,9 @@ class Router(Generic[T]):
         # has matched a few events: generating costs as much as a few hundred matches.
         self._route: Callable[[Any], list[T]] | None = None
         self._calls = 0
+        # Per sub-rule, for the dispatcher: (rule id, generated check of its ``rest``, target); made when first
+        # needed, dropped when its anchor changes.
+        self._checks: dict[int, tuple[int, Callable[[dict[str, Any]], bool], T]] = {}
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -144,8 +149,10 @@ class Router(Generic[T]):
 
         rules = [(rule.target, rule.pattern.subrules) for rule in self._rules.values()]
         if inline is None:
+            # Testing every rule costs a lookup per watched path and a test per sub-rule; the dispatcher costs
+            # more up front but reads only the anchor paths and tests only the candidates.
             small = inline_size([s for _, subs in rules for s in subs]) <= MAX_INLINE_CONDITIONS
-            inline = len(self._sub_rules) <= FEW_SUB_RULES and small
+            inline = small and len(self._sub_rules) + len(self._paths) <= INLINE_LIMIT
         if inline:
             return router_function(rules, self._match_general, self._unique)
         from eventbus.routing.dispatch import dispatcher_function
@@ -153,27 +160,20 @@ class Router(Generic[T]):
         paths = {path_id: path for path, path_id in self._paths.items()}
         indexes = {paths[path_id]: index for path_id, index in self._indexes.items()}
         absent = {paths[path_id]: tuple(anchored) for path_id, anchored in self._absent_anchors.items()}
-        return dispatcher_function(indexes, absent, self._match_general, self._verify)
+        return dispatcher_function(indexes, absent, self._match_general, self._checks, self._make_check, self._hits)
 
-    def _verify(self, event: dict[str, Any], candidates: set[int]) -> list[T]:
-        """The targets of the candidate sub-rules that hold (for the generated dispatcher)."""
-        sub_rules = self._sub_rules
-        matched: set[int] = set()
-        try:
-            for sub_rule_id in candidates:
-                sub_rule = sub_rules[sub_rule_id]
-                if sub_rule.rule_id in matched:
-                    continue
-                check = sub_rule.check
-                if check is None:
-                    from eventbus.routing.specialised import check_function
+    def _make_check(self, sub_rule_id: int) -> tuple[int, Callable[[dict[str, Any]], bool], T]:
+        """Generate the check of a sub-rule's remaining conditions (once, when it is first a candidate)."""
+        from eventbus.routing.specialised import check_function
 
-                    check = sub_rule.check = check_function([condition for _, condition in sub_rule.rest])
-                if check(event):
-                    matched.add(sub_rule.rule_id)
-        except FallbackError:
-            return self._match_general(event)
-        return self._targets(matched) if matched else []
+        sub_rule = self._sub_rules[sub_rule_id]
+        check = check_function([condition for _, condition in sub_rule.rest])
+        entry = self._checks[sub_rule_id] = (sub_rule.rule_id, check, self._rules[sub_rule.rule_id].target)
+        return entry
+
+    def _hits(self, hits: list[tuple[int, Any, T]]) -> list[T]:
+        """The targets of several matched sub-rules: in rule order, each once."""
+        return self._unique([target for _, _, target in sorted(hits, key=_rule_id)])
 
     def _match_general(self, event: Any) -> list[T]:
         """What :meth:`match` answers, by walking the event along every watched path."""
@@ -254,6 +254,7 @@ class Router(Generic[T]):
         sub_rule = self._sub_rules[sub_rule_id]
         self._detach(sub_rule_id)
         del self._sub_rules[sub_rule_id]
+        self._checks.pop(sub_rule_id, None)
         for condition in sub_rule.conditions:
             self._statistics.remove(condition)
             self._paths.release(condition[1].path)
@@ -262,7 +263,7 @@ class Router(Generic[T]):
         sub_rule = self._sub_rules[sub_rule_id]
         sub_rule.anchor = anchor
         sub_rule.rest = tuple(b for b in sub_rule.conditions if b is not anchor)
-        sub_rule.check = None
+        self._checks.pop(sub_rule_id, None)
         path_id, condition = anchor
         index = self._indexes.get(path_id)
         if index is None:
