@@ -1,4 +1,4 @@
-"""Routing throughput: the Router against a naive loop over compiled patterns, at 10 to 10,000 rules.
+"""Routing throughput: the Router against a naive loop over compiled patterns, at 10 to 10,000 rules; and one rule.
 
     python benchmarks/routing.py            # full run (about a minute)
     python benchmarks/routing.py --quick    # seconds, for a smoke test
@@ -8,6 +8,10 @@ rules mix every operator: exact values, prefix, suffix, equals-ignore-case, wild
 ranges, exists, cidr and $or. Each rule targets one slice of the traffic (a service, an event type, a customer,
 a country...), as rules in a real deployment do, so an event matches a handful of rules however many there are.
 Both the router and the baseline are timed on one core, from parsed dicts and from raw JSON bytes.
+
+The single-rule table times the W1 rule (``type`` is ``order.paid`` and ``data.amount`` > 100) on the ~250-byte
+events of ``benchmarks/w1_embedded.py``, through ``Router.match`` and ``Pattern.matches``, against the same check
+written by hand in Python (from bytes: ``orjson.loads`` first).
 """
 
 from __future__ import annotations
@@ -233,6 +237,43 @@ def naive_router(patterns: list[Pattern]) -> tuple[Callable[[Any], list[int]], C
     return match, match_json
 
 
+W1_RULE: dict[str, Any] = {"type": ["order.paid"], "data": {"amount": [{"numeric": [">", 100]}]}}
+
+
+def w1_by_hand(event: dict[str, Any]) -> bool:
+    """The W1 rule as a user would write it for these events (it assumes their shape)."""
+    return bool(event["type"] == "order.paid" and event["data"]["amount"] > 100)
+
+
+@dataclass
+class SingleRow:
+    name: str
+    source: str
+    timing: Timing
+
+
+def run_single_rule(seconds: float, event_count: int) -> list[SingleRow]:
+    """The W1 rule alone: router, pattern and the hand-written check, from dicts and from bytes."""
+    from benchmarks.w1_embedded import make_events
+
+    raws = [value for _, value in make_events(event_count)]
+    events = [orjson.loads(raw) for raw in raws]
+    pattern = compile_pattern(W1_RULE)
+    router: Router[str] = Router()
+    router.add(pattern, "large-payments")
+    for event in events:
+        assert (router.match(event) == ["large-payments"]) == pattern.matches(event) == w1_by_hand(event)
+    candidates: list[tuple[str, str, Callable[[Any], object], Sequence[Any]]] = [
+        ("hand-written check", "dict", w1_by_hand, events),
+        ("hand-written check", "bytes", lambda raw: w1_by_hand(orjson.loads(raw)), raws),
+        ("Router.match", "dict", router.match, events),
+        ("Router.match_json", "bytes", router.match_json, raws),
+        ("Pattern.matches", "dict", pattern.matches, events),
+        ("Pattern.matches_json", "bytes", pattern.matches_json, raws),
+    ]
+    return [SingleRow(name, source, measure(route, inputs, seconds)) for name, source, route, inputs in candidates]
+
+
 def run(counts: Sequence[int], seconds: float, event_count: int, seed: int) -> list[Row]:
     rng = random.Random(seed)
     events = [make_event(rng, n) for n in range(event_count)]
@@ -330,6 +371,23 @@ def report(rows: list[Row], event_size: float, settings: str) -> None:
         print(f"router at 1,000 rules from dicts: {rate:,.0f} events/s (target >= 200,000: {verdict})")
 
 
+def report_single_rule(rows: list[SingleRow]) -> None:
+    print()
+    print("single W1 rule (type order.paid, data.amount > 100) on the W1 events (~250 bytes)")
+    header = (
+        f"{'':<22} {'input':>5} | {'us/event':>8} {'events/s':>12} {'p50 us':>7} {'p99 us':>7} | {'x hand-written':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    by_hand = {r.source: r.timing.events_per_second for r in rows if r.name == "hand-written check"}
+    for row in rows:
+        rate = row.timing.events_per_second
+        print(
+            f"{row.name:<22} {row.source:>5} | {1e6 / rate:>8.3f} {rate:>12,.0f} {row.timing.p50_us:>7.2f} "
+            f"{row.timing.p99_us:>7.2f} | {by_hand[row.source] / rate:>13.1f}x"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds in all, for smoke tests")
@@ -339,10 +397,15 @@ def main(argv: list[str] | None = None) -> int:
     seconds, event_count = (0.05, 200) if args.quick else (2.0, 2_000)
     pinning = pin_to_one_core()
     rows = run(RULE_COUNTS, seconds, event_count, args.seed)
+    single = run_single_rule(seconds, event_count)
     sample = [len(orjson.dumps(make_event(random.Random(args.seed), n))) for n in range(200)]
     report(rows, sum(sample) / len(sample), pinning)
+    report_single_rule(single)
     if args.json is not None:
-        payload = [{**asdict(r), "speedup": r.speedup} for r in rows]
+        payload = {
+            "rules": [{**asdict(r), "speedup": r.speedup} for r in rows],
+            "single_rule": [asdict(r) for r in single],
+        }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 

@@ -22,7 +22,8 @@ def test_quick_benchmark_runs_and_reports_every_size(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "router cost at 10,000 rules / cost at 10 rules" in done.stdout
-    rows = json.loads(figures.read_text())
+    figures_read = json.loads(figures.read_text())
+    rows = figures_read["rules"]
     assert {(row["rules"], row["source"]) for row in rows} == {
         (rules, source) for rules in (10, 100, 1_000, 10_000) for source in ("dict", "bytes")
     }
@@ -31,3 +32,6 @@ def test_quick_benchmark_runs_and_reports_every_size(tmp_path: Path) -> None:
         assert row["router"]["p50_us"] <= row["router"]["p99_us"]
         if row["rules"] >= 1_000:
             assert row["speedup"] > 1
+    single = {(row["name"], row["source"]) for row in figures_read["single_rule"]}
+    assert ("Router.match", "dict") in single
+    assert ("hand-written check", "bytes") in single
