@@ -15,6 +15,8 @@ events with its current schema. fastavro is imported when the first Avro encoder
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from io import BytesIO
@@ -62,6 +64,8 @@ class _Writer:
     schema: EventSchema
     prefix: bytes
     dataschema: str
+    # Typed events carry bytes as base64 text (msgspec's builtins, as in JSON): turned back into bytes to write.
+    base64_bytes: _Base64Bytes | None
 
 
 class AvroEncoder:
@@ -79,11 +83,14 @@ class AvroEncoder:
 
     def __call__(self, attrs: dict[str, Any]) -> Message:
         writer = self._writers.get(attrs["type"]) or self._writer_for(attrs["type"])
+        data = attrs.get("data")
+        if writer.base64_bytes is not None:
+            data = writer.base64_bytes.decode(data)
         buffer = BytesIO()
         buffer.write(writer.prefix)
         try:
             # strict_allow_default: a field the schema does not have is refused, not silently dropped.
-            self._write(buffer, writer.schema.parsed, attrs.get("data"), strict_allow_default=True)
+            self._write(buffer, writer.schema.parsed, data, strict_allow_default=True)
         except Exception as exc:  # fastavro raises TypeError, ValueError, AttributeError, ... for data that misfits
             raise InvalidEventError(self._misfit(attrs, writer.schema, exc)) from None
         meta = {k: v for k, v in attrs.items() if k not in _NOT_HEADERS}
@@ -113,7 +120,12 @@ class AvroEncoder:
                     "auto_register is off): run `eventbus schema register`"
                 )
             registered = found
-        writer = _Writer(schema, frame(registered.schema_id, b""), self._registry.schema_uri(registered.schema_id))
+        writer = _Writer(
+            schema,
+            frame(registered.schema_id, b""),
+            self._registry.schema_uri(registered.schema_id),
+            _Base64Bytes(schema.schema) if _has_bytes(schema.schema) else None,
+        )
         self._writers[event_type] = writer
         return writer
 
@@ -122,6 +134,69 @@ class AvroEncoder:
 
         where = misfit(attrs.get("data"), schema.schema) or f"data: {type(exc).__name__}: {exc}"
         return f"event {attrs.get('id')!r} of type {attrs['type']!r} does not fit {schema.where}: {where}"
+
+
+def _has_bytes(schema: Any) -> bool:
+    text = orjson.dumps(schema)
+    return b'"bytes"' in text or b'"fixed"' in text  # a field named "bytes" costs a needless walk, nothing more
+
+
+class _Base64Bytes:
+    """Turns base64 text back into bytes where a schema has ``bytes`` or ``fixed``: `Event.of` gives a typed
+    event's bytes as base64 text (the JSON convention), and Avro writes bytes."""
+
+    def __init__(self, schema: Any) -> None:
+        from eventbus.schemas.compatibility import named_types
+
+        self._names = dict(named_types(schema))
+        self._schema = schema
+
+    def decode(self, data: Any) -> Any:
+        return self._walk(data, self._schema)
+
+    def _walk(self, value: Any, schema: Any) -> Any:
+        if isinstance(schema, str):
+            schema = self._names.get(schema, schema)
+        if isinstance(schema, list):
+            return self._walk(value, self._branch(value, schema))
+        kind = schema.get("type") if isinstance(schema, dict) else schema
+        if isinstance(kind, dict | list):
+            return self._walk(value, kind)
+        if kind in ("bytes", "fixed") and isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except binascii.Error:
+                return value  # not base64: the encoder reports the field as it is
+        if isinstance(value, dict | list):
+            return self._walk_container(value, str(kind), schema)
+        return value
+
+    def _walk_container(self, value: dict[str, Any] | list[Any], kind: str, schema: Any) -> Any:
+        if kind == "record" and isinstance(value, dict):
+            types = {f["name"]: f["type"] for f in schema.get("fields", ())}
+            return {k: self._walk(v, types[k]) if k in types else v for k, v in value.items()}
+        if kind == "array" and isinstance(value, list):
+            return [self._walk(v, schema["items"]) for v in value]
+        if kind == "map" and isinstance(value, dict):
+            return {k: self._walk(v, schema["values"]) for k, v in value.items()}
+        return value
+
+    def _branch(self, value: Any, branches: list[Any]) -> Any:
+        kinds = [self._kind(b) for b in branches]
+        wanted: tuple[str, ...] = ()
+        if isinstance(value, dict):
+            wanted = ("record", "map")
+        elif isinstance(value, list):
+            wanted = ("array",)
+        elif isinstance(value, str):
+            wanted = ("bytes", "fixed")
+        if isinstance(value, str) and ("string" in kinds or "enum" in kinds):
+            return "string"
+        return next((b for b, k in zip(branches, kinds, strict=True) if k in wanted), "null")
+
+    def _kind(self, schema: Any) -> str:
+        schema = self._names.get(schema, schema) if isinstance(schema, str) else schema
+        return str(schema.get("type")) if isinstance(schema, dict) else str(schema)
 
 
 @dataclass(frozen=True, slots=True)

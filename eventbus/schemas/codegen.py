@@ -39,7 +39,7 @@ def generate_module(schemas: Iterable[EventSchema], *, origin: str) -> str:
     if writer.uses_enum:
         imports.append("from enum import StrEnum")
     if writer.uses_msgspec:
-        imports.insert(0, "import msgspec")
+        imports += ["", "import msgspec"]
     header = [
         f'"""Event classes generated from the Avro schemas in {origin} by `eventbus schema codegen`.',
         "",

@@ -107,6 +107,9 @@ def load_schemas(source: Schemas | Sequence[str | Path] | str | Path) -> SchemaS
             raise SchemaError(f"schema directory {directory} does not exist (or is not a directory)")
         documents.extend((path, _read_json(path)) for path in sorted(directory.rglob("*.avsc")))
     definitions = _index_definitions(documents)
+    for path, document in documents:
+        if not _is_record(document):
+            _resolve(path, full_name(document["name"], document.get("namespace")), definitions)  # checks it
     events = (_load_event_schema(path, document, definitions) for path, document in documents if _is_record(document))
     return SchemaSet(events, directories)
 
@@ -215,10 +218,7 @@ def _load_event_schema(
     path: Path, document: dict[str, Any], definitions: dict[str, tuple[Path, dict[str, Any]]]
 ) -> EventSchema:
     name = full_name(document["name"], document.get("namespace"))
-    try:
-        schema = load_schema(name, repo=_Definitions(definitions), _write_hint=False)
-    except Exception as exc:  # fastavro reports problems with several exception types; each names the problem
-        raise SchemaError(f"{path}: {_fastavro_problem(exc, 'any .avsc file of the schema directories')}") from None
+    schema = _resolve(path, name, definitions)
     assert isinstance(schema, dict), "a record file loads as a record"
     event_type = schema.get(TYPE_PROPERTY, name)
     topic = schema.get(TOPIC_PROPERTY)
@@ -234,6 +234,14 @@ def _load_event_schema(
         topic=topic,
         parsed=parse_for_codec(schema, str(path)),
     )
+
+
+def _resolve(path: Path, name: str, definitions: dict[str, tuple[Path, dict[str, Any]]]) -> Any:
+    """The named type ``name`` with every type it refers to inlined, checked by fastavro."""
+    try:
+        return load_schema(name, repo=_Definitions(definitions), _write_hint=False)
+    except Exception as exc:  # fastavro reports problems with several exception types; each names the problem
+        raise SchemaError(f"{path}: {_fastavro_problem(exc, 'any .avsc file of the schema directories')}") from None
 
 
 def _fastavro_problem(exc: Exception, defined_in: str = "the schema") -> str:
