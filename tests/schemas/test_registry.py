@@ -12,7 +12,9 @@ from eventbus.backends.base import Message
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.schemas import (
     Compatibility,
+    ConfluentRegistry,
     IncompatibleSchemaError,
+    RegistryError,
     SchemaError,
     SchemaNotFoundError,
     SchemaRegistry,
@@ -127,3 +129,12 @@ def test_the_embedded_registry_keeps_its_tables_in_the_log_file(tmp_path: Path) 
     assert registry.schema_uri(registered.schema_id) == f"sqlite:///{path}#/schemas/ids/{registered.schema_id}"
     assert sum(s.end_offset for s in reopened.watermarks("orders")) == 1
     reopened.close()
+
+
+def test_an_unreachable_confluent_registry_is_named_without_its_credentials() -> None:
+    unreachable = ConfluentRegistry("http://user:secret@127.0.0.1:9", {"max.retries": 0})
+    with pytest.raises(RegistryError) as failed:
+        unreachable.subjects()
+    unreachable.close()
+    assert str(failed.value).startswith("schema registry http://127.0.0.1:9 failed (listing subjects): ")
+    assert "secret" not in str(failed.value)
