@@ -11,37 +11,55 @@ single ``dict.get``, which the router's generated dispatcher inlines (see :mod:`
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Final
 
 SubRuleId = int
 Checked = tuple[Any, SubRuleId]  # (matcher, sub-rule)
 
 
 class AffixEntry:
-    """One key or stem: the sub-rules filed under it as a key, and how many longer keys it is a stem of."""
+    """The sub-rules filed under one key."""
 
-    __slots__ = ("checked", "plain", "stems")
+    __slots__ = ("checked", "plain")
 
     def __init__(self) -> None:
         self.plain: list[SubRuleId] = []
         self.checked: list[Checked] = []
-        self.stems = 0
 
-    def is_key(self) -> bool:
+    def __bool__(self) -> bool:
         return bool(self.plain or self.checked)
 
 
-class AffixTable:
-    """Keys probed as prefixes of a string (``from_end=False``) or as suffixes (``from_end=True``)."""
+class _Stem:
+    __slots__ = ()
 
-    __slots__ = ("_key_lengths", "entries", "from_end", "lengths")
+    def __repr__(self) -> str:
+        return "STEM"
+
+
+# What the table holds for a string that is only a stem: probing goes on past it, nothing is filed under it.
+STEM: Final[Any] = _Stem()
+
+
+class AffixTable:
+    """Keys probed as prefixes of a string (``from_end=False``) or as suffixes (``from_end=True``).
+
+    ``entries`` maps each key to its :class:`AffixEntry` and each other stem to :data:`STEM`.
+    """
+
+    __slots__ = ("_key_lengths", "_stems", "checked", "entries", "from_end", "lengths", "plain")
 
     def __init__(self, *, from_end: bool) -> None:
         self.from_end = from_end
-        self.entries: dict[str, AffixEntry] = {}
+        self.entries: dict[str, AffixEntry | _Stem] = {}
         # The distinct lengths of the keys, in increasing order, and how many keys have each.
         self.lengths: list[int] = []
         self._key_lengths: Counter[int] = Counter()
+        # How many keys each stem is a proper part of.
+        self._stems: Counter[str] = Counter()
+        # How many plain and checked sub-rules the table holds (the generated probe leaves out what is absent).
+        self.plain = 0
+        self.checked = 0
 
     def __bool__(self) -> bool:
         return bool(self.lengths)
@@ -49,30 +67,36 @@ class AffixTable:
     def add(self, key: str, sub_rule: SubRuleId, matcher: Any = None) -> None:
         """File ``sub_rule`` under ``key``; with a ``matcher``, as checked against the whole string."""
         entry = self.entries.get(key)
-        if entry is None:
+        if not isinstance(entry, AffixEntry):
             entry = self.entries[key] = AffixEntry()
-        if not entry.is_key():
             self._count_key(key, 1)
         if matcher is None:
             entry.plain.append(sub_rule)
+            self.plain += 1
         else:
             entry.checked.append((matcher, sub_rule))
+            self.checked += 1
 
     def remove(self, key: str, sub_rule: SubRuleId, matcher: Any = None) -> None:
         entry = self.entries[key]
+        assert isinstance(entry, AffixEntry)
         if matcher is None:
             entry.plain.remove(sub_rule)
+            self.plain -= 1
         else:
             entry.checked.remove((matcher, sub_rule))
-        if not entry.is_key():
+            self.checked -= 1
+        if not entry:
             self._count_key(key, -1)
-            if not entry.stems:
+            if key in self._stems:
+                self.entries[key] = STEM
+            else:
                 del self.entries[key]
 
     def count(self, key: str) -> int:
         """How many sub-rules are filed under ``key``."""
         entry = self.entries.get(key)
-        return len(entry.plain) + len(entry.checked) if entry is not None else 0
+        return len(entry.plain) + len(entry.checked) if isinstance(entry, AffixEntry) else 0
 
     def collect(self, key_text: str, out: set[SubRuleId], text: str | None = None) -> None:
         """Add the sub-rules of every key that starts (ends) ``key_text``; checked ones are tried on ``text``."""
@@ -84,6 +108,9 @@ class AffixTable:
             entry = entries.get(key_text[size - length :] if from_end else key_text[:length])
             if entry is None:
                 break
+            if entry is STEM:
+                continue
+            assert isinstance(entry, AffixEntry)
             if entry.plain:
                 out.update(entry.plain)
             if entry.checked:
@@ -101,12 +128,13 @@ class AffixTable:
             self.lengths = sorted(lengths)
         for size in range(1, len(key)):
             stem = key[-size:] if self.from_end else key[:size]
-            entry = self.entries.get(stem)
-            if entry is None:
-                entry = self.entries[stem] = AffixEntry()
-            entry.stems += change
-            if not entry.stems and not entry.is_key():
-                del self.entries[stem]
+            self._stems[stem] += change
+            if self._stems[stem]:
+                self.entries.setdefault(stem, STEM)
+            else:
+                del self._stems[stem]
+                if self.entries[stem] is STEM:
+                    del self.entries[stem]
 
 
 def add_checked(checked: list[Checked], text: str, out: set[SubRuleId]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from eventbus.routing.affixes import AffixTable, add_checked
+from eventbus.routing.affixes import STEM, AffixTable, add_checked
 from eventbus.routing.codegen import FunctionSource
 from eventbus.routing.index import ValueIndex
 from eventbus.routing.readers import emit_reads
@@ -22,7 +22,9 @@ from eventbus.routing.slots import HELPERS
 Decide = Callable[[Any], Any]
 # A sub-rule's (rule id, check of its conditions other than the anchor, target).
 Check = tuple[int, Callable[[dict[str, Any]], bool], Any]
-_HELPERS = {**HELPERS, "add_checked": add_checked}
+_HELPERS = {**HELPERS, "add_checked": add_checked, "STEM": STEM}
+# Prefix and suffix probes are unrolled up to this many distinct key lengths.
+_MAX_UNROLLED = 16
 
 
 def dispatcher_function(
@@ -101,16 +103,36 @@ def _emit_probe(src: FunctionSource, index: ValueIndex, slot: str) -> None:
 
 
 def _emit_affix_probe(src: FunctionSource, table: AffixTable, slot: str, size: str) -> None:
-    """Inline :meth:`AffixTable.collect`: one slice and one ``dict.get`` per key length."""
-    length, entry = src.local("i"), src.local("e")
-    part = f"{slot}[{size} - {length} :]" if table.from_end else f"{slot}[:{length}]"
-    with src.block(f"for {length} in {src.bind(table.lengths, 'w')}:"):
-        with src.block(f"if {length} > {size}:"):
-            src.line("break")
-        src.line(f"{entry} = {src.bind(table.entries, 'y')}.get({part})")
-        with src.block(f"if {entry} is None:"):
-            src.line("break")
+    """Inline :meth:`AffixTable.collect`: per key length, one slice and one ``dict.get``.
+
+    The lengths are known when the code is generated, so the probe is unrolled: straight-line code inside a
+    one-pass ``while`` that ``break`` leaves, with no loop bookkeeping between probes.
+    """
+    if len(table.lengths) > _MAX_UNROLLED:
+        src.line(f"{src.bind(table.collect, 'p')}({slot}, found)")
+        return
+    entries, entry = src.bind(table.entries, "y"), src.local("e")
+    with src.block("while True:"):
+        for length in table.lengths:
+            bound = src.bind(length, "w")
+            with src.block(f"if {size} < {bound}:"):
+                src.line("break")
+            part = f"{slot}[{size} - {bound} :]" if table.from_end else f"{slot}[:{bound}]"
+            src.line(f"{entry} = {entries}.get({part})")
+            with src.block(f"if {entry} is None:"):
+                src.line("break")
+            with src.block(f"if {entry} is not STEM:"):
+                _emit_affix_hit(src, table, entry, slot)
+        src.line("break")
+
+
+def _emit_affix_hit(src: FunctionSource, table: AffixTable, entry: str, slot: str) -> None:
+    if table.plain and table.checked:
         with src.block(f"if {entry}.plain:"):
             src.line(f"found.update({entry}.plain)")
         with src.block(f"if {entry}.checked:"):
             src.line(f"add_checked({entry}.checked, {slot}, found)")
+    elif table.plain:
+        src.line(f"found.update({entry}.plain)")
+    else:
+        src.line(f"add_checked({entry}.checked, {slot}, found)")
