@@ -3,53 +3,23 @@
 Patterns: every number literal becomes a :class:`NumberLiteral`, so a plain value compares by text when it is not
 exactly representable and numeric operands can be checked for representability (R6.2).
 
-Events: orjson is used whenever the raw text cannot hold a number that orjson would round (a float literal with
-an exponent or with many digits, or an integer wider than 64 bits); otherwise the standard parser runs with a
-hook that keeps such numbers as :class:`NumberLiteral`.
+Events: msgspec's decoder hands every float literal, as written, to a hook: a short one without an exponent is
+always an exact double; anything else is checked and, when not exactly representable, kept as a
+:class:`NumberLiteral`. Integers of any width come back as exact Python ints.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-import orjson
+import msgspec
 
 from eventbus.routing.numbers import NumberLiteral, representable_double
 
-
-def _character_classes() -> bytes:
-    # Each byte of the raw event is mapped to its class, so that plain substring searches (fast, in C) can look
-    # for number shapes: 1 digit or dot, e exponent letter, + sign, s a byte that can precede a value,
-    # space whitespace, 0 anything else.
-    table = bytearray(b"0" * 256)
-    for classes, members in ((b"1", b"0123456789."), (b"e", b"eE"), (b"+", b"+-"), (b"s", b":,["), (b" ", b" \t\r\n")):
-        for member in members:
-            table[member] = classes[0]
-    return bytes(table)
-
-
-_CLASSES = _character_classes()
-# A run of 17+ digits/dots is a number of 16+ significant digits (or a string holding one).
-_LONG_NUMBER = b"1" * 17
-# A digit run with an exponent letter where a JSON value can start: after a value-starting byte (searched for by
-# the regex engine's fast scan for a literal first byte), or at the very start of the text.
-_EXPONENT_AFTER_VALUE_START = re.compile(rb"s *\+*1+e")
-_EXPONENT_AT_START = re.compile(rb" *\+*1+e")
-
-
-def _may_hold_unrepresentable_number(raw: bytes) -> bool:
-    """True when orjson might round a number literal of ``raw``: one with an exponent or many digits.
-
-    False positives (such text inside a string) only send the event to the slower parser.
-    """
-    classes = raw.translate(_CLASSES)
-    return (
-        _LONG_NUMBER in classes
-        or _EXPONENT_AFTER_VALUE_START.search(classes) is not None
-        or _EXPONENT_AT_START.match(classes) is not None
-    )
+# A float literal of at most this many characters and no exponent has a dot, so at most 15 significant digits:
+# the nearest double always gives it back.
+_SHORT_FLOAT = 16
 
 
 def _reject_constant(name: str) -> Any:
@@ -57,8 +27,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def _event_float(text: str) -> float | NumberLiteral:
+    if len(text) <= _SHORT_FLOAT and "e" not in text and "E" not in text:
+        return float(text)
     double = representable_double(text)
     return double if double is not None else NumberLiteral(text)
+
+
+_EVENT_DECODER = msgspec.json.Decoder(float_hook=_event_float)
 
 
 def loads_pattern(text: str | bytes) -> Any:
@@ -67,8 +42,12 @@ def loads_pattern(text: str | bytes) -> Any:
 
 
 def loads_event(raw: bytes | bytearray | memoryview | str) -> Any:
-    """Parse event JSON; a float that is not exactly representable comes back as a :class:`NumberLiteral`."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
-    if not _may_hold_unrepresentable_number(data):
-        return orjson.loads(data)
-    return json.loads(data, parse_float=_event_float, parse_constant=_reject_constant)
+    """Parse event JSON; a float that is not exactly representable comes back as a :class:`NumberLiteral`.
+
+    Raises ``ValueError`` for anything that is not JSON.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    try:
+        return _EVENT_DECODER.decode(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None

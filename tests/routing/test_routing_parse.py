@@ -1,9 +1,10 @@
-"""R3.3 at the parsing boundary: raw JSON keeps the spelling of every number orjson would round."""
+"""R3.3 at the parsing boundary: raw JSON keeps the spelling of every number a double would round."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,3 +71,14 @@ def test_strings_that_look_like_numbers_do_not_change_the_parse() -> None:
 def test_pattern_numbers_keep_their_text() -> None:
     parsed = loads_pattern('{"a": [1.50, 2, 3e0]}')
     assert [n.text for n in parsed["a"]] == ["1.50", "2", "3e0"]
+
+
+def test_events_that_are_not_json_raise_value_errors() -> None:
+    for raw in (b"[" * 5000 + b"]" * 5000, b'{"a": 1,}', b'{"a": NaN}', b"\xff", b'{"a": 1} x'):
+        with pytest.raises(ValueError, match=r"."):
+            loads_event(raw)
+
+
+def test_integers_of_any_width_come_back_exact() -> None:
+    assert loads_event(b'{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
+    assert loads_event(b'{"n": -18446744073709551617}') == {"n": -18446744073709551617}
