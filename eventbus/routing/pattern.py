@@ -59,6 +59,16 @@ class Pattern:
                 self._specialised = pattern_function(self.subrules, self._matches_general)[0]
         return self._specialised
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The generated function is not picklable, and a copy must not share it: copies generate their own.
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state.update(_specialised=None, _calls=0)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
     def generated_source(self) -> str:
         """The source of the function specialised for this pattern, with what its names stand for (debugging)."""
         from eventbus.routing.specialised import pattern_function

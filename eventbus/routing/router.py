@@ -124,6 +124,10 @@ class Router(Generic[T]):
             return self._specialise()(event)
         return self._match_general(event)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Generated functions are not picklable, and they read this router's own tables: copies make their own.
+        return {**self.__dict__, "_route": None, "_calls": 0, "_checks": {}}
+
     def generated_source(self) -> str:
         """The source of the function generated for the current rules, with what its names stand for (debugging)."""
         return self._generate()[1].describe()

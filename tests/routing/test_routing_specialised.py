@@ -8,9 +8,11 @@ unusual value types.
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import math
+import pickle
 from collections import OrderedDict
 from random import Random
 from typing import Any
@@ -246,3 +248,18 @@ def test_router_answers_stay_right_as_json(tmp_path: Any) -> None:
     raw = json.dumps({"type": "order.paid", "data": {"amount": 0.30000000000000001e3}})
     for _ in range(2 * SPECIALISE_AFTER):
         assert router.match_json(raw) == [0, 1]
+
+
+def test_copies_and_pickles_generate_their_own_functions() -> None:
+    pattern = compile_pattern(W1_RULE)
+    pattern._specialise()
+    router: Router[str] = Router()
+    router.add(pattern, "w1")
+    router._specialise()
+    event = {"type": "order.paid", "data": {"amount": 150}}
+    for copied in (pickle.loads(pickle.dumps(router)), copy.deepcopy(router)):  # noqa: S301 - our own bytes
+        copied.add({"type": ["order.paid"]}, "paid")
+        assert copied.match(event) == ["w1", "paid"]
+        assert copied._specialise()(event) == ["w1", "paid"]
+    assert router.match(event) == ["w1"]
+    assert pickle.loads(pickle.dumps(pattern))._specialise()(event)  # noqa: S301 - our own bytes
