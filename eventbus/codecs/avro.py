@@ -253,7 +253,7 @@ class AvroDecoder:
             raise DecodeError(f"Avro record of type {event_type!r}: {exc}") from None
         mine = self._schemas.for_type(event_type) if self._schemas is not None else None
         same = mine is None or _same(mine.schema, writer_schema)
-        reading = _Reading(writer, None if same else mine.parsed if mine else None, writer_schema, mine)
+        reading = _Reading(writer, None if same or mine is None else mine.parsed, writer_schema, mine)
         self._readings[key] = reading
         return reading
 
@@ -264,7 +264,7 @@ class AvroDecoder:
 
             problems = reader_problems(reading.reader_schema.schema, reading.writer_schema)
             if problems:
-                reasons = "; ".join(p.describe(f"schema id {schema_id}", "it") for p in problems)
+                reasons = "; ".join(p.describe(f"schema id {schema_id}", "the app's schema") for p in problems)
                 return f"{message} with {reading.reader_schema.where}: {reasons}"
         return f"{message}: {type(exc).__name__}: {exc}"
 

@@ -68,7 +68,10 @@ class _LogFileStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._log.shared_transaction() as tx:
-            yield tx.db
+            try:
+                yield tx.db
+            except sqlite3.Error as exc:
+                raise RegistryError(f"schema registry in {self._log.url}: {exc}") from None
 
     def close(self) -> None:
         """The log owns the connection."""
@@ -98,10 +101,17 @@ class _OwnStore:
                 raise RegistryError(f"schema registry {self._url}: cannot start a transaction: {exc}") from None
             try:
                 yield db
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise RegistryError(f"schema registry {self._url}: {exc}") from None
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK")
+                raise RegistryError(f"schema registry {self._url}: commit failed: {exc}") from None
 
     def close(self) -> None:
         # A memory database lives as long as what it belongs to (a memory log, a memory:// name): closing it
