@@ -80,7 +80,12 @@ class App:
         return self._schema_set or self._load_schemas()
 
     def _load_schemas(self) -> SchemaSet:
-        from eventbus.schemas.loader import load_schemas
+        try:
+            from eventbus.schemas.loader import load_schemas
+        except ModuleNotFoundError as exc:
+            raise ConfigurationError(
+                f"app {self.name!r} uses Avro schemas, which need {exc.name}: pip install 'eventbus[avro]'"
+            ) from None
 
         self._schema_set = loaded = load_schemas(self._schema_settings)
         for processor in self._processors.values():

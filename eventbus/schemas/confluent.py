@@ -33,9 +33,14 @@ def _without_credentials(url: str) -> str:
 
 class ConfluentRegistry(SchemaRegistry):
     def __init__(self, url: str, config: dict[str, Any] | None = None) -> None:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
-
         self.url = ",".join(_without_credentials(u.strip()) for u in url.split(","))
+        try:
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+        except ModuleNotFoundError as exc:
+            raise ConfigurationError(
+                f"schema registry {self.url}: confluent-kafka's registry client needs {exc.name}: "
+                "pip install 'eventbus[avro]'"
+            ) from None
         try:
             self._client = SchemaRegistryClient({"url": url, **(config or {})})
         except (ValueError, TypeError) as exc:
