@@ -27,7 +27,7 @@ __all__ = [
 # Decodes the data of an Avro record: (record value, the event's attributes) -> data. See eventbus.codecs.avro.
 AvroDataDecoder = Callable[[bytes, dict[str, Any]], Any]
 
-_AVRO_MEDIA_TYPE: Final = b"application/avro"
+_AVRO_MEDIA_TYPE: Final = "application/avro"
 
 
 def decode_record(value: bytes | None, headers: Headers | None, avro: AvroDataDecoder | None = None) -> dict[str, Any]:
@@ -37,18 +37,19 @@ def decode_record(value: bytes | None, headers: Headers | None, avro: AvroDataDe
     without, such data is kept as bytes (``data_base64``), like any data that is not JSON.
     """
     if headers:
-        binary = False
         for name, raw in headers:
             lowered = name.lower()
-            if lowered == CONTENT_TYPE_HEADER:
-                media = raw.split(b";", 1)[0].strip().lower()
-                if avro is not None and media == _AVRO_MEDIA_TYPE and value is not None:
-                    attrs = decode_binary(headers, None)
+            if lowered.startswith(HEADER_PREFIX) or (
+                lowered == CONTENT_TYPE_HEADER and raw.split(b";", 1)[0].strip().lower() != CONTENT_TYPE.encode()
+            ):
+                attrs = decode_binary(headers, value)
+                # JSON data was parsed into "data": only data kept as bytes can be Avro.
+                if "data_base64" in attrs and avro is not None and value and _is_avro(attrs.get("datacontenttype")):
+                    del attrs["data_base64"]
                     attrs["data"] = avro(value, attrs)
-                    return attrs
-                binary = binary or media != CONTENT_TYPE.encode()
-            elif lowered.startswith(HEADER_PREFIX):
-                binary = True
-        if binary:
-            return decode_binary(headers, value)
+                return attrs
     return decode_structured(value)
+
+
+def _is_avro(content_type: str | None) -> bool:
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == _AVRO_MEDIA_TYPE
