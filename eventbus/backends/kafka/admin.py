@@ -133,6 +133,25 @@ class Admin:
             self._partition_counts[name] = partitions
         return TopicInfo(name, partitions)
 
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        if not before:
+            return
+        requests = [KafkaTopicPartition(topic, partition, offset) for partition, offset in before.items()]
+        futures = self._client.delete_records(requests, request_timeout=REQUEST_TIMEOUT_S)
+        for request, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:
+                where = (
+                    f"{self._url}: deleting the records of {topic}[{request.partition}] before offset {request.offset}"
+                )
+                if error_name(exc) == "_TRANSPORT":
+                    # Some brokers drop the connection on a request they do not implement.
+                    where += " (the broker closed the connection: does it implement DeleteRecords?)"
+                raise translate(exc, where, topic=topic) from None
+
     def _wait_until_visible(self, name: str) -> None:
         # Creation is acknowledged by the controller before every broker's metadata shows the topic; producers
         # and consumers started right after would otherwise see it missing.

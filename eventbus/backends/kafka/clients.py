@@ -57,6 +57,9 @@ def producer_config(settings: KafkaSettings, *, transactional_id: str | None = N
     config.update(settings.client_settings)
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
+        # librdkafka: a record may not outlive the transaction it belongs to.
+        if "message.timeout.ms" not in settings.client_settings:
+            config["message.timeout.ms"] = min(int(config["message.timeout.ms"]), int(config["transaction.timeout.ms"]))
     config.pop("allow.auto.create.topics", None)
     return config
 

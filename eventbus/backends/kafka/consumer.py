@@ -17,6 +17,9 @@ so no event between the committed offset and the refused one goes unprocessed.
 
 Broker trouble: while no broker answers, `poll` keeps trying and, after ``broker_unavailable_timeout_s``, raises
 `BackendError`; commits wait no longer than that either.
+
+Threads: every call into the librdkafka consumer goes through a `Gate` (see `gate`), which lets the commit
+of the committing thread run while the polling thread waits in a rebalance callback for the revoke listener.
 """
 
 from __future__ import annotations
@@ -25,14 +28,13 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 from eventbus.backends.base import Consumer, ConsumerSettings, Message, RecordBatch, RevokeListener, TopicPartition
 from eventbus.backends.kafka.admin import REQUEST_TIMEOUT_S, build_client
 from eventbus.backends.kafka.clients import consumer_config
 from eventbus.backends.kafka.errors import UNREACHABLE, describe, error_name, translate
+from eventbus.backends.kafka.gate import Gate
 from eventbus.backends.kafka.health import BrokerHealth
 from eventbus.backends.kafka.reader import OFFSET_BEGINNING
 from eventbus.backends.kafka.records import sort_out
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from eventbus.backends.kafka.log import KafkaLog
 
 logger = logging.getLogger("eventbus.kafka")
+
+# The longest the polling thread stays inside the client at a time, so a commit waits no longer for its turn.
+_SLICE_S = 0.01
 
 # Errors a consume may report that only say a subscribed topic does not exist (yet): the worker creates topics.
 _TOPIC_MISSING = frozenset({"UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC", "_UNKNOWN_PARTITION"})
@@ -85,14 +90,16 @@ class KafkaConsumer(Consumer):
         self._rewind: set[TopicPartition] = set()
         self._rewind_lock = threading.Lock()
         self._failure: EventbusError | None = None
-        # Synchronous commits run here so a commit to a coordinator that never answers cannot block forever.
-        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-kafka-commit")
+        self._gate = Gate(self._what)
+        # A client call that has not returned after this long will not: the brokers are gone.
+        self._stuck_after_s = log.settings.broker_unavailable_timeout_s
         self._transactions: TransactionalProducer | None = None
         if settings.processing_guarantee == "exactly_once":
             self._transactions = TransactionalProducer(log.settings, group)
-        self._client.subscribe(
-            list(self._topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        with self._gate.held(self._stuck_after_s):
+            self._client.subscribe(
+                list(self._topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
         self._await_first_assignment()
 
     @property
@@ -113,8 +120,9 @@ class KafkaConsumer(Consumer):
         timeout_s = 2 * self._settings.session_timeout_s + 5.0
         deadline = time.monotonic() + timeout_s
         while not self._joined and time.monotonic() < deadline:
-            self._health.check(self._client)
-            self._buffer.extend(self._client.consume(500, 0.05))
+            with self._gate.held(self._stuck_after_s):
+                self._health.check(self._client)
+                self._buffer.extend(self._client.consume(500, _SLICE_S))
         if not self._joined:
             logger.warning(
                 "%s: no partitions assigned after %.0f s; still waiting for the group", self._what, timeout_s
@@ -176,9 +184,11 @@ class KafkaConsumer(Consumer):
 
     def _release(self, client: Any, partitions: list[Any], *, lost: bool) -> None:
         gone = frozenset(TopicPartition(p.topic, p.partition) for p in partitions)
-        if gone and self._revoke_listener is not None and not self._closing:
-            # Still owned here: the listener lets the commit in flight land before the partitions move.
-            self._revoke_listener(gone)
+        listener = self._revoke_listener
+        if gone and listener is not None and not self._closing:
+            # Still owned here: the listener lets the commit in flight land before the partitions move. That
+            # commit needs the client, which this callback holds: the gate runs it here while the listener waits.
+            self._gate.run_posted_while(lambda: listener(gone))
         if self._incremental:
             client.incremental_unassign(partitions)
         else:
@@ -219,26 +229,33 @@ class KafkaConsumer(Consumer):
     def _before_reading(self) -> None:
         if self._failure is not None:
             raise self._failure
-        self._health.check(self._client)
+        if self._health.down:
+            with self._gate.held(self._stuck_after_s):
+                self._health.check(self._client)
         if self._rewind:
             self._apply_rewinds()
 
     def _next_messages(self, max_records: int, deadline: float) -> list[Any]:
         if self._buffer:
-            taken, self._buffer = self._buffer[:max_records], self._buffer[max_records:]
-            return taken
+            return self._next_buffered(max_records)
         client = self._client
-        # consume() waits for a full batch or the whole timeout; take what is there, else wait for the first.
-        messages: list[Any] = client.consume(max_records, 0)
-        if messages:
-            return messages
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return []
-        first = client.poll(remaining)
-        if first is None:
-            return []
-        return [first, *client.consume(max_records - 1, 0)] if max_records > 1 else [first]
+        # consume() waits for a full batch or the whole timeout: take what is there, else wait for the first
+        # message, in slices, so a commit posted meanwhile gets the client between them.
+        with self._gate.held(self._stuck_after_s):
+            messages: list[Any] = client.consume(max_records, 0)
+        while not messages:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._buffer:
+                return messages or self._next_buffered(max_records)
+            with self._gate.held(self._stuck_after_s):
+                first = client.poll(min(remaining, _SLICE_S))
+                if first is not None:
+                    messages = [first, *client.consume(max_records - 1, 0)] if max_records > 1 else [first]
+        return messages
+
+    def _next_buffered(self, max_records: int) -> list[Any]:
+        taken, self._buffer = self._buffer[:max_records], self._buffer[max_records:]
+        return taken
 
     def _sort(self, messages: list[Any]) -> list[RecordBatch]:
         if not messages:
@@ -287,12 +304,13 @@ class KafkaConsumer(Consumer):
             return
         self._buffer = [m for m in self._buffer if (m.topic(), m.partition()) != tp]
         target = KafkaTopicPartition(tp.topic, tp.partition, offset)
-        try:
-            self._client.seek(target)
-        except KafkaException:
-            # Not fetching yet (just assigned): assigning again at the offset has the same effect.
-            self._client.incremental_unassign([KafkaTopicPartition(tp.topic, tp.partition)])
-            self._client.incremental_assign([target])
+        with self._gate.held(self._stuck_after_s):
+            try:
+                self._client.seek(target)
+            except KafkaException:
+                # Not fetching yet (just assigned): assigning again at the offset has the same effect.
+                self._client.incremental_unassign([KafkaTopicPartition(tp.topic, tp.partition)])
+                self._client.incremental_assign([target])
         self._positions[tp] = offset
 
     def pause(self, partitions: Sequence[TopicPartition]) -> None:
@@ -301,7 +319,8 @@ class KafkaConsumer(Consumer):
         paused = set(partitions) & self._assignment
         if not paused:
             return
-        self._client.pause([KafkaTopicPartition(tp.topic, tp.partition) for tp in paused])
+        with self._gate.held(self._stuck_after_s):
+            self._client.pause([KafkaTopicPartition(tp.topic, tp.partition) for tp in paused])
         self._paused |= paused
         # Records already fetched for them wait in librdkafka or here; `resume` reads them again from the position.
         self._buffer = [m for m in self._buffer if (m.topic(), m.partition()) not in paused]
@@ -313,7 +332,8 @@ class KafkaConsumer(Consumer):
         if not resumed:
             return
         self._paused -= resumed
-        self._client.resume([KafkaTopicPartition(tp.topic, tp.partition) for tp in resumed])
+        with self._gate.held(self._stuck_after_s):
+            self._client.resume([KafkaTopicPartition(tp.topic, tp.partition) for tp in resumed])
         for tp in resumed:
             if tp in self._assignment:
                 # From the last record handed out, whatever librdkafka fetched (and dropped) meanwhile.
@@ -338,7 +358,8 @@ class KafkaConsumer(Consumer):
         self._before_reading()
         if not self._buffer:
             # Serve the client (rebalances, end events) and keep what arrived for the next poll.
-            messages = self._client.consume(500, 0)
+            with self._gate.held(self._stuck_after_s):
+                messages = self._client.consume(500, 0)
             records = [m for m in messages if m.error() is None]
             self._sort([m for m in messages if m.error() is not None])
             self._buffer.extend(records)
@@ -375,7 +396,8 @@ class KafkaConsumer(Consumer):
         try:
             if self._transactions is not None:
                 if records or offsets:
-                    self._transactions.commit(records, offsets, self._client.consumer_group_metadata())  # 2, 3
+                    metadata = self._gate.call(self._client.consumer_group_metadata, REQUEST_TIMEOUT_S)
+                    self._transactions.commit(records, offsets, metadata)  # 2, 3
                 return
             if records:
                 self._log.producer.send(records, f"{self._url}: writing the outputs of group {self._group!r}")  # 2
@@ -407,15 +429,10 @@ class KafkaConsumer(Consumer):
         timeout_s = self._log.settings.broker_unavailable_timeout_s
         deadline = time.monotonic() + timeout_s
         while True:
-            future = self._committer.submit(self._client.commit, offsets=positions, asynchronous=False)
             try:
-                result = future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                self._failure = BackendError(
-                    f"{self._what}: committing offsets got no answer within {timeout_s:g} s "
-                    "(broker_unavailable_timeout_s)"
-                )
-                raise self._failure from None
+                result = self._gate.call(lambda: self._client.commit(offsets=positions, asynchronous=False), timeout_s)
+            except BackendError:
+                raise
             except Exception as exc:
                 if error_name(exc) in UNREACHABLE and time.monotonic() < deadline:
                     time.sleep(0.2)
@@ -440,8 +457,13 @@ class KafkaConsumer(Consumer):
             self._buffer = []
             self._assignment = frozenset()
             self._positions.clear()
-            self._committer.shutdown(wait=False)
-            closer = threading.Thread(target=self._client.close, name="eventbus-kafka-close", daemon=True)
+            self._gate.close()
+            # Leaving the group takes one round trip; a broker that is gone (or a client stuck in a call that
+            # never returns) must not hold the process.
+            closer = threading.Thread(target=self._close_client, name="eventbus-kafka-close", daemon=True)
             closer.start()
-            # Leaving the group takes one round trip; a broker that is gone must not hold the process.
             closer.join(self._settings.session_timeout_s + 5.0)
+
+    def _close_client(self) -> None:
+        with self._gate.held(self._stuck_after_s):
+            self._client.close()

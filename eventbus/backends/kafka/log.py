@@ -118,6 +118,13 @@ class KafkaLog(Log):
             raise ValueError(f"topic {topic!r} has no partition {partition} (it has {count})")
         return self._reader.read(topic, partition, offset, max_records)
 
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        count = self._admin.partition_count(topic)
+        outside = sorted(p for p in before if not 0 <= p < count)
+        if outside:
+            raise ValueError(f"topic {topic!r} has no partition {outside[0]} (it has {count})")
+        self._admin.delete_records(topic, before)
+
     def watermarks(self, topic: str) -> list[PartitionState]:
         count = self._admin.partition_count(topic, fresh=True)
         bounds = self.bounds.of(dict.fromkeys(TopicPartition(topic, p) for p in range(count)))
