@@ -51,12 +51,12 @@ class Pattern:
     def _specialise(self) -> Callable[[Any], bool]:
         """Generate the function :meth:`matches` runs from now on, if not done yet, and return it."""
         if self._specialised is None:
-            from eventbus.routing.specialised import MAX_INLINE_CONDITIONS, inline_size, pattern_function
+            from eventbus.routing.specialised import fits_inline, pattern_function
 
-            if inline_size(self.subrules) > MAX_INLINE_CONDITIONS:
-                self._specialised = self._matches_general
-            else:
+            if fits_inline(self.subrules):
                 self._specialised = pattern_function(self.subrules, self._matches_general)[0]
+            else:
+                self._specialised = self._matches_general
         return self._specialised
 
     def __getstate__(self) -> dict[str, Any]:
@@ -71,8 +71,10 @@ class Pattern:
 
     def generated_source(self) -> str:
         """The source of the function specialised for this pattern, with what its names stand for (debugging)."""
-        from eventbus.routing.specialised import pattern_function
+        from eventbus.routing.specialised import fits_inline, pattern_function
 
+        if not fits_inline(self.subrules):
+            return "# no generated function: the general evaluator runs"
         return pattern_function(self.subrules, self._matches_general)[1].describe()
 
     def _matches_general(self, event: Any) -> bool:

@@ -130,7 +130,8 @@ class Router(Generic[T]):
 
     def generated_source(self) -> str:
         """The source of the function generated for the current rules, with what its names stand for (debugging)."""
-        return self._generate()[1].describe()
+        source = self._generate()[1]
+        return source.describe() if source is not None else "# no generated function: the general evaluator runs"
 
     # -- the generated function -----------------------------------------------------------------------------
 
@@ -144,19 +145,20 @@ class Router(Generic[T]):
             self._route = self._generate()[0]
         return self._route
 
-    def _generate(self, *, inline: bool | None = None) -> tuple[Callable[[Any], list[T]], FunctionSource]:
-        """The function for the current rules: every rule tested inline (a few rules), or the index dispatcher.
+    def _generate(self, *, inline: bool | None = None) -> tuple[Callable[[Any], list[T]], FunctionSource | None]:
+        """The function for the current rules: every rule tested inline (a few rules), or the index dispatcher
+        (``None`` as source when neither is worth generating and the general evaluator runs).
 
         ``inline`` forces one or the other (tests compare both with the general evaluator).
         """
-        from eventbus.routing.specialised import MAX_INLINE_CONDITIONS, inline_size, router_function
+        from eventbus.routing.specialised import MAX_READ_PATHS, fits_inline, router_function
 
         rules = [(rule.target, rule.pattern.subrules) for rule in self._rules.values()]
         if inline is None:
             # Testing every rule costs a lookup per watched path and a test per sub-rule; the dispatcher costs
             # more up front but reads only the anchor paths and tests only the candidates.
-            small = inline_size([s for _, subs in rules for s in subs]) <= MAX_INLINE_CONDITIONS
-            inline = small and len(self._sub_rules) + len(self._paths) <= INLINE_LIMIT
+            small = len(self._sub_rules) + len(self._paths) <= INLINE_LIMIT
+            inline = small and fits_inline([s for _, subs in rules for s in subs])
         if inline:
             return router_function(rules, self._match_general, self._unique)
         from eventbus.routing.dispatch import dispatcher_function
@@ -164,6 +166,8 @@ class Router(Generic[T]):
         paths = {path_id: path for path, path_id in self._paths.items()}
         indexes = {paths[path_id]: index for path_id, index in self._indexes.items()}
         absent = {paths[path_id]: tuple(anchored) for path_id, anchored in self._absent_anchors.items()}
+        if len(indexes.keys() | absent.keys()) > MAX_READ_PATHS:
+            return self._match_general, None
         return dispatcher_function(indexes, absent, self._match_general, self._checks, self._make_check, self._hits)
 
     def _make_check(self, sub_rule_id: int) -> tuple[int, Callable[[dict[str, Any]], bool], T]:

@@ -8,8 +8,9 @@ dotted key reaching one, an unusual value type) go to the general evaluator give
 that is not exactly a ``dict``.
 
 Generated for a rule ``{"type": ["order.paid"], "data": {"amount": [{"numeric": [">", 100]}]}}``, the body
-reads ``s0 = event.get(k0, MISSING)`` and ``o0 = event.get(k1, EMPTY)`` then ``s1 = o0.get(k2, MISSING)``,
-and tests ``s0 == c0`` and ``c1 < s1 < c2`` (``generated_source()`` on a pattern or router shows it all).
+checks that the event has no ``"data.amount"`` key, reads ``type`` and ``data`` with ``event.get``, then
+``amount`` from ``data``, and tests ``s0 == c0`` and ``c1 < s1 < c2`` (``generated_source()`` on a pattern or
+router shows it all).
 """
 
 from __future__ import annotations
@@ -25,12 +26,18 @@ from eventbus.routing.slots import HELPERS
 
 # Past this many conditions in all, a generated function costs more to compile than it saves.
 MAX_INLINE_CONDITIONS = 1024
+# Generated code reads every watched path with a lookup; the general evaluator walks the keys an event has.
+# Past this many paths, the walk is the cheaper one.
+MAX_READ_PATHS = 128
 
 Decide = Callable[[Any], Any]
 
 
-def inline_size(sub_rules: Sequence[SubRule]) -> int:
-    return sum(len(sub_rule) for sub_rule in sub_rules)
+def fits_inline(sub_rules: Sequence[SubRule]) -> bool:
+    """Whether a function testing ``sub_rules`` inline is worth generating (see the limits above)."""
+    if sum(len(sub_rule) for sub_rule in sub_rules) > MAX_INLINE_CONDITIONS:
+        return False
+    return len({c.path for sub_rule in sub_rules for c in sub_rule}) <= MAX_READ_PATHS
 
 
 def _any_sub_rule(src: FunctionSource, sub_rules: Sequence[SubRule], slots: dict[str, str]) -> str:

@@ -263,3 +263,15 @@ def test_copies_and_pickles_generate_their_own_functions() -> None:
         assert copied._specialise()(event) == ["w1", "paid"]
     assert router.match(event) == ["w1"]
     assert pickle.loads(pickle.dumps(pattern))._specialise()(event)  # noqa: S301 - our own bytes
+
+
+def test_rules_on_very_many_paths_keep_the_general_walk() -> None:
+    # Reading hundreds of paths one lookup each would cost more than walking the keys a small event has.
+    router: Router[int] = Router()
+    for number in range(300):
+        router.add({"detail": {f"field{number}": ["x"]}}, number)
+    assert "no generated function" in router.generated_source()
+    assert router._specialise()({"detail": {"field7": "x", "other": 1}}) == [7]
+    wide = compile_pattern({"detail": {f"field{number}": [{"exists": False}] for number in range(200)}}, max_size=9999)
+    assert "no generated function" in wide.generated_source()
+    assert wide._specialise()({"detail": {"other": 1}})
