@@ -1,11 +1,12 @@
 """The router's generated dispatcher, for many rules: read the anchor paths, probe their indexes, verify.
 
 Only the paths some sub-rule is anchored on are read up front (see :mod:`eventbus.routing.anchoring`); each
-value is looked up in its path's index with the lookups that index needs (a ``dict.get`` for exact strings, a
-call for prefix/suffix/ignore-case/address tables, the index's general ``collect`` for anything else). Most events
-bring up no candidate and are done after those few lookups; the candidates go to ``verify``, which reads the
-other paths they need. The generated code depends on which paths are indexed and which tables are in use, not on
-the rules in them, so it is the same for 10 rules as for 10,000.
+value is looked up in its path's index with the lookups that index needs: a ``dict.get`` for exact strings, one
+slice and ``dict.get`` per key length for prefixes and suffixes (unrolled), a call for the ignore-case and address
+tables, the index's general ``collect`` for any other value. Most events bring up no candidate and are done after
+those few lookups. Each candidate is checked by a generated function of its sub-rule's other conditions, which
+reads the paths it needs. The generated code depends on which paths are indexed, which tables are in use and
+their key lengths, not on the rules in them, so it stays the same size from 10 rules to 10,000.
 """
 
 from __future__ import annotations
