@@ -56,6 +56,7 @@ def handle_consume(args: argparse.Namespace) -> int:
 
     from eventbus.backends import open_log
     from eventbus.codecs import decode_record
+    from eventbus.codecs.avro import reading_decoder
     from eventbus.errors import ConfigurationError, DecodeError
     from eventbus.reader import read_topic
 
@@ -65,12 +66,13 @@ def handle_consume(args: argparse.Namespace) -> int:
     bad = 0
     with open_log(args.broker) as log:
         log.topic(args.topic)
+        avro = reading_decoder(log)
         follow = not args.until_end
         for record in read_topic(
             log, args.topic, from_beginning=args.from_beginning, max_events=args.max_events, follow=follow
         ):
             try:
-                attrs = decode_record(record.value, record.headers)
+                attrs = decode_record(record.value, record.headers, avro)
             except DecodeError as exc:
                 bad += 1
                 print(f"eventbus: {args.topic}[{record.partition}]@{record.offset}: {exc}", file=sys.stderr)

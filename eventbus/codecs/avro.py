@@ -295,6 +295,14 @@ class LazyAvroDecoder:
         return decoder(value, attrs)
 
 
+def reading_decoder(log: Log, settings: Schemas | None = None) -> LazyAvroDecoder:
+    """A decoder for looking at records (``eventbus consume``, tests): Avro data decoded with the schema it was
+    written with, found in the log's registry (or ``EVENTBUS_SCHEMA_REGISTRY``)."""
+    from eventbus.schemas.settings import Schemas
+
+    return LazyAvroDecoder(settings or Schemas(), log, lambda: None)
+
+
 def avro_encoders(
     topics: Iterable[str], settings: Schemas, schemas: SchemaSet, log: Log
 ) -> dict[str, Callable[[dict[str, Any]], Message]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from eventbus.app.projection import Handler, Projection
 from eventbus.backends.base import Log, RecordBatch, TopicPartition
-from eventbus.codecs import decode_record
+from eventbus.codecs import AvroDataDecoder, decode_record
 from eventbus.codecs.structured import decode_structured
 from eventbus.errors import DecodeError
 from eventbus.event import Event, from_builtins
@@ -32,8 +32,16 @@ CACHE_ROWS = 200_000
 
 
 class Folder:
-    def __init__(self, projection: Projection, store: ProjectionStore, version: int, log: Log) -> None:
+    def __init__(
+        self,
+        projection: Projection,
+        store: ProjectionStore,
+        version: int,
+        log: Log,
+        avro: AvroDataDecoder | None = None,
+    ) -> None:
         self.projection = projection
+        self._avro = avro
         self.store = store
         self.version = version
         self.log = log
@@ -98,7 +106,7 @@ class Folder:
                 if structured:
                     attrs = decode_structured(values[position])
                 else:
-                    attrs = decode_record(values[position], headers[position])
+                    attrs = decode_record(values[position], headers[position], self._avro)
             except DecodeError as exc:
                 now_ms = time.time_ns() // 1_000_000
                 self._dead_letter(batch, position, GiveUp(DECODER, exc, format_traceback(exc), 1, now_ms, now_ms))

@@ -22,6 +22,7 @@ from typing import Any
 
 from eventbus.app.projection import Projection, resolve_store_url
 from eventbus.backends.base import Consumer, Log, RecordBatch, TopicPartition
+from eventbus.codecs import AvroDataDecoder
 from eventbus.errors import PartitionRevokedError
 from eventbus.projections.fold import Folder
 from eventbus.projections.store import ProjectionStore, VersionChangedError, open_store
@@ -31,8 +32,15 @@ logger = logging.getLogger("eventbus.projections")
 
 
 class ProjectionRunner:
-    def __init__(self, projection: Projection, log: Log, settings: WorkerSettings | None = None) -> None:
+    def __init__(
+        self,
+        projection: Projection,
+        log: Log,
+        settings: WorkerSettings | None = None,
+        avro: AvroDataDecoder | None = None,
+    ) -> None:
         self.projection = projection
+        self._avro = avro
         self.log = log
         self.settings = settings or WorkerSettings()
         self.store_url = resolve_store_url(projection.store)
@@ -80,7 +88,7 @@ class ProjectionRunner:
 
     def _folder(self, store: ProjectionStore) -> Folder:
         version = store.current_version(self.projection.name)
-        return Folder(self.projection, store, version, self.log)
+        return Folder(self.projection, store, version, self.log, self._avro)
 
     async def _loop(self, store: ProjectionStore, consumer: Consumer, folder: Folder) -> None:
         settings = self.settings

@@ -42,8 +42,12 @@ class AppRunner:
         self.http_port = http_port
         self.settings = settings or WorkerSettings()
         self.worker = Worker(app, log, self.settings) if app.processors else None
+        from eventbus.codecs.avro import LazyAvroDecoder
+
+        # Projections read Avro topics with the app's schemas, like its processors; fastavro loads only if needed.
+        avro = LazyAvroDecoder(app.schema_settings, log, lambda: app.schema_set)
         self.projections: dict[str, ProjectionRunner] = {
-            name: ProjectionRunner(projection, log, self.settings) for name, projection in app.projections.items()
+            name: ProjectionRunner(projection, log, self.settings, avro) for name, projection in app.projections.items()
         }
         self._stopping = False
 
