@@ -89,9 +89,7 @@ class Pattern:
 
     def matches_json(self, raw: bytes | bytearray | memoryview | str) -> bool:
         """Whether the pattern matches a raw JSON event, numbers compared with their spelling (R3.3)."""
-        from eventbus.routing.parse import loads_event
-
-        return self.matches(loads_event(raw))
+        return self.matches(load_event(raw))
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -101,6 +99,21 @@ class Pattern:
 
     def __repr__(self) -> str:
         return f"Pattern({self.source!r})"
+
+
+_event_parser: list[Callable[[Any], Any]] = []
+
+
+def load_event(raw: bytes | bytearray | memoryview | str) -> Any:
+    """:func:`eventbus.routing.parse.loads_event`, imported on first use (it brings msgspec in).
+
+    Kept here rather than imported in each call: an import statement costs more than parsing a small event.
+    """
+    if not _event_parser:
+        from eventbus.routing.parse import loads_event
+
+        _event_parser.append(loads_event)
+    return _event_parser[0](raw)
 
 
 def compile_pattern(

@@ -26,7 +26,7 @@ from eventbus.routing.conditions import SubRule
 from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
 from eventbus.routing.index import ValueIndex
-from eventbus.routing.pattern import DEFAULT_MAX_SIZE, SPECIALISE_AFTER, Pattern, compile_pattern
+from eventbus.routing.pattern import DEFAULT_MAX_SIZE, SPECIALISE_AFTER, Pattern, compile_pattern, load_event
 
 if TYPE_CHECKING:
     from eventbus.routing.codegen import FunctionSource
@@ -228,9 +228,7 @@ class Router(Generic[T]):
 
     def match_json(self, raw: bytes | bytearray | memoryview | str) -> list[T]:
         """:meth:`match` on raw JSON, numbers compared with their spelling (R3.3)."""
-        from eventbus.routing.parse import loads_event
-
-        return self.match(loads_event(raw))
+        return self.match(load_event(raw))
 
     def _targets(self, matched: set[int]) -> list[T]:
         rules = self._rules
