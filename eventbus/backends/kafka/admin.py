@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from eventbus.backends.base import TopicInfo, TopicPartition, check_topic_name
 from eventbus.backends.kafka.clients import admin_config
 from eventbus.backends.kafka.config import KafkaSettings, options_hint
-from eventbus.backends.kafka.errors import error_name, kafka_error_of, translate
+from eventbus.backends.kafka.errors import error_name, is_unreachable, kafka_error_of, translate
 from eventbus.errors import BackendError, ConfigurationError, TopicNotFoundError
 
 # Topics whose names start so are the brokers' own (__consumer_offsets, __transaction_state).
 INTERNAL_PREFIX = "__"
+
+T = TypeVar("T")
 
 # States (ConsumerGroupState names) of a group that has no live member.
 _GROUP_WITHOUT_MEMBERS = frozenset({"EMPTY", "DEAD", "UNKNOWN"})
@@ -73,19 +75,33 @@ class Admin:
             f"{self._settings.bootstrap_servers}; raise connect_timeout_s to wait longer){reason}"
         )
 
+    def _retrying(self, request: Callable[[], T]) -> T:
+        """``request()``, asked again while the brokers do not answer (a restart, a coordinator moving), for
+        up to ``broker_unavailable_timeout_s``; its last error, or any other, is raised as it is."""
+        deadline = time.monotonic() + self._settings.broker_unavailable_timeout_s
+        while True:
+            try:
+                return request()
+            except Exception as exc:
+                if not is_unreachable(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     # -- topics -------------------------------------------------------------------------------------------------
 
-    def _metadata(self, timeout_s: float = REQUEST_TIMEOUT_S) -> Any:
+    def _metadata(self, timeout_s: float | None = None) -> Any:
         from confluent_kafka import KafkaException
 
         try:
-            return self._client.list_topics(timeout=timeout_s)
+            if timeout_s is not None:
+                return self._client.list_topics(timeout=timeout_s)
+            return self._retrying(lambda: self._client.list_topics(timeout=REQUEST_TIMEOUT_S))
         except KafkaException as exc:
             if error_name(exc) in {"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"}:
                 raise translate(exc, f"{self._url}: reading cluster metadata") from None
             raise BackendError(f"{self._url}: reading cluster metadata: {exc.args[0].str()}") from None
 
-    def _refresh(self, timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, int]:
+    def _refresh(self, timeout_s: float | None = None) -> dict[str, int]:
         metadata = self._metadata(timeout_s)
         counts = {
             name: len(topic.partitions)
@@ -168,9 +184,14 @@ class Admin:
 
         wanted = None if partitions is None else [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
         request = ConsumerGroupTopicPartitions(group, wanted)
-        futures = self._client.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT_S)
+
+        def ask() -> Any:
+            return self._client.list_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT_S)[
+                group
+            ].result()
+
         try:
-            result = futures[group].result()
+            result = self._retrying(ask)
         except Exception as exc:
             if error_name(exc) in {"GROUP_ID_NOT_FOUND", "UNKNOWN_MEMBER_ID"}:
                 return {}
@@ -205,9 +226,11 @@ class Admin:
             raise BackendError(f"{self._url}: setting the offsets of group {group!r}: {'; '.join(failed)}")
 
     def group_members(self, group: str) -> list[str]:
-        futures = self._client.describe_consumer_groups([group], request_timeout=REQUEST_TIMEOUT_S)
+        def ask() -> Any:
+            return self._client.describe_consumer_groups([group], request_timeout=REQUEST_TIMEOUT_S)[group].result()
+
         try:
-            description = futures[group].result()
+            description = self._retrying(ask)
         except Exception as exc:
             if error_name(exc) == "GROUP_ID_NOT_FOUND":
                 return []
@@ -219,9 +242,10 @@ class Admin:
         return members
 
     def group_names(self) -> list[str]:
-        future = self._client.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S)
         try:
-            result = future.result()
+            result = self._retrying(
+                lambda: self._client.list_consumer_groups(request_timeout=REQUEST_TIMEOUT_S).result()
+            )
         except Exception as exc:
             raise translate(exc, f"{self._url}: listing consumer groups") from None
         return sorted(g.group_id for g in result.valid)

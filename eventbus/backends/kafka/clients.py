@@ -125,6 +125,8 @@ def reader_config(settings: KafkaSettings, *, probe: bool) -> dict[str, Any]:
         # Stop after the first fetch. (Fetch sizes stay at their defaults: not every broker returns a record
         # batch larger than the size asked for, as Kafka does, so a tiny size can stall on a large batch.)
         config["queued.min.messages"] = 1
+        # ...and do not wait a second (the default) before fetching again after stopping.
+        config["fetch.queue.backoff.ms"] = 1
     return config
 
 

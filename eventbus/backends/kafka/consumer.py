@@ -132,7 +132,9 @@ class KafkaConsumer(Consumer):
         from confluent_kafka import TopicPartition as KafkaTopicPartition
 
         starts = self._starting_offsets(client, partitions)
-        assigned = [KafkaTopicPartition(tp.topic, tp.partition, start) for tp, start in starts.items()]
+        # From offset 0 rather than the logical beginning (a ListOffsets round trip and half a second in
+        # librdkafka); where the partition no longer starts at 0, auto.offset.reset=earliest moves to its start.
+        assigned = [KafkaTopicPartition(tp.topic, tp.partition, max(start, 0)) for tp, start in starts.items()]
         if self._incremental:
             client.incremental_assign(assigned)
             owned = self._assignment | starts.keys()
@@ -338,7 +340,7 @@ class KafkaConsumer(Consumer):
             if tp in self._assignment:
                 # From the last record handed out, whatever librdkafka fetched (and dropped) meanwhile.
                 position = self._positions.get(tp)
-                self.seek(tp, OFFSET_BEGINNING if position is None else position)
+                self.seek(tp, 0 if position is None else position)
                 self._positions[tp] = position
 
     def _apply_rewinds(self) -> None:
@@ -346,13 +348,27 @@ class KafkaConsumer(Consumer):
             rewind, self._rewind = self._rewind & self._assignment, set()
         if not rewind:
             return
-        committed = self._log.committed_offsets(self._group, rewind)
+        committed = self._committed(rewind)
         for tp in sorted(rewind):
             offset = committed.get(tp, self._starts.get(tp, OFFSET_BEGINNING))
-            self.seek(tp, offset)
+            self.seek(tp, max(offset, 0))
             if offset == OFFSET_BEGINNING:
                 self._positions[tp] = None
         logger.info("%s: reading again from the committed offsets: %s", self._what, ", ".join(map(str, rewind)))
+
+    def _committed(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets of these partitions, asked through this member's own client."""
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        asked = [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions]
+        try:
+            with self._gate.held(self._stuck_after_s):
+                found = self._client.committed(asked, timeout=REQUEST_TIMEOUT_S)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise translate(exc, f"{self._what}: reading committed offsets") from None
+        return {TopicPartition(k.topic, k.partition): k.offset for k in found if k.offset >= 0}
 
     def caught_up(self) -> bool:
         self._before_reading()

@@ -36,6 +36,7 @@ class _Assigned:
         self._settings = settings
         self._probe = probe
         self._consumer: Any = None
+        self._known_topics: set[str] = set()
         self.lock = threading.Lock()
 
     @property
@@ -44,7 +45,19 @@ class _Assigned:
             from confluent_kafka import Consumer
 
             self._consumer = build_client(Consumer, reader_config(self._settings, probe=self._probe), self._settings)
+            self._known_topics.clear()
         return self._consumer
+
+    def assign(self, partitions: list[Any]) -> Any:
+        """The client, assigned ``partitions`` (confluent_kafka TopicPartitions with offsets)."""
+        client = self.client
+        for topic in {p.topic for p in partitions} - self._known_topics:
+            # A topic new to the client waits for librdkafka's once-a-second topic scan before it is fetched;
+            # asking for its metadata first makes it known at once. (The topics exist: callers checked.)
+            client.list_topics(topic, timeout=READ_TIMEOUT_S)
+            self._known_topics.add(topic)
+        client.assign(partitions)
+        return client
 
     def close(self) -> None:
         with self.lock:
@@ -73,12 +86,10 @@ class Bounds:
             return {}
         found: dict[TopicPartition, tuple[int, int]] = {}
         with self._assigned.lock:
-            client = self._assigned.client
-            client.assign(
-                [
-                    KafkaTopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if start is None else start)
-                    for tp, start in starts.items()
-                ]
+            # From offset 0 rather than the logical beginning, which costs a ListOffsets round trip (and half a
+            # second in librdkafka); a partition that no longer starts at 0 reports "out of range" instead.
+            client = self._assigned.assign(
+                [KafkaTopicPartition(tp.topic, tp.partition, start or 0) for tp, start in starts.items()]
             )
             deadline = time.monotonic() + timeout_s
             try:
@@ -135,8 +146,7 @@ class PartitionReader:
         if max_records <= 0:
             return batch
         with self._assigned.lock:
-            client = self._assigned.client
-            client.assign([KafkaTopicPartition(topic, partition, offset)])
+            client = self._assigned.assign([KafkaTopicPartition(topic, partition, offset)])
             deadline = time.monotonic() + READ_TIMEOUT_S
             try:
                 while len(batch) < max_records:
@@ -164,12 +174,22 @@ class PartitionReader:
                     if reached is not None:
                         batch.next_offset = max(batch.next_offset, reached)
                         return batch
+                    if not consumed.batches and not batch.offsets and _past_the_end(client, tp, offset):
+                        # Some brokers answer a fetch beyond the end with nothing rather than "out of range".
+                        return batch
             finally:
                 client.unassign()
         return batch
 
     def close(self) -> None:
         self._assigned.close()
+
+
+def _past_the_end(client: Any, tp: TopicPartition, offset: int) -> bool:
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+    _, high = client.get_watermark_offsets(KafkaTopicPartition(tp.topic, tp.partition), cached=True)
+    return bool(0 <= high < offset)
 
 
 def _next(client: Any, max_messages: int = 500) -> list[Any]:
