@@ -148,6 +148,10 @@ class SQLiteLog(EmbeddedLog):
         self._round_robin: dict[str, Iterator[int]] = {}
         self._host = socket.gethostname()
         self._db = self._connect(_SYNCHRONOUS_MODES[synchronous])
+        # Reads go through a connection of their own: in WAL mode they then proceed while the other connection
+        # commits (a worker reads round N+1 while it writes round N) instead of queueing behind it.
+        self._reads = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+        self._read_lock = threading.RLock()
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
         if self.path.is_dir():
@@ -187,6 +191,8 @@ class SQLiteLog(EmbeddedLog):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._read_lock:
+            self._reads.close()
 
     @contextmanager
     def shared_transaction(self) -> Iterator[SharedTransaction]:
@@ -226,16 +232,16 @@ class SQLiteLog(EmbeddedLog):
         return topic_id, partitions
 
     def list_topics(self) -> list[TopicInfo]:
-        with self._lock:
-            rows = self._db.execute("SELECT name, partitions FROM topics ORDER BY name").fetchall()
+        with self._read_lock:
+            rows = self._reads.execute("SELECT name, partitions FROM topics ORDER BY name").fetchall()
         return [TopicInfo(name, partitions) for name, partitions in rows]
 
     def _lookup(self, name: str) -> tuple[int, int]:
         cached = self._topics.get(name)
         if cached is not None:
             return cached
-        with self._lock:
-            row = self._db.execute("SELECT id, partitions FROM topics WHERE name = ?", (name,)).fetchone()
+        with self._read_lock:
+            row = self._reads.execute("SELECT id, partitions FROM topics WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise TopicNotFoundError(name)
         # Topics are never renamed or resized, so a cached id stays right for the life of the file.
@@ -314,8 +320,8 @@ class SQLiteLog(EmbeddedLog):
 
     def read(self, topic: str, partition: int, offset: int, max_records: int) -> RecordBatch:
         topic_id, _ = self._lookup(topic)
-        with self._lock:
-            rows = self._db.execute(
+        with self._read_lock:
+            rows = self._reads.execute(
                 "SELECT offset, timestamp_ms, key, value, headers FROM records"
                 " WHERE topic_id = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
                 (topic_id, partition, offset, max_records),
@@ -328,8 +334,8 @@ class SQLiteLog(EmbeddedLog):
 
     def watermarks(self, topic: str) -> list[PartitionState]:
         topic_id, _ = self._lookup(topic)
-        with self._lock:
-            rows = self._db.execute(
+        with self._read_lock:
+            rows = self._reads.execute(
                 "SELECT partition, start_offset, next_offset FROM partitions WHERE topic_id = ? ORDER BY partition",
                 (topic_id,),
             ).fetchall()
@@ -353,8 +359,8 @@ class SQLiteLog(EmbeddedLog):
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         topic_id, _ = self._lookup(topic)
-        with self._lock:
-            rows = self._db.execute(
+        with self._read_lock:
+            rows = self._reads.execute(
                 "SELECT partition, next_offset FROM group_offsets WHERE group_name = ? AND topic_id = ?",
                 (group, topic_id),
             ).fetchall()
@@ -374,14 +380,14 @@ class SQLiteLog(EmbeddedLog):
         )
 
     def groups(self) -> list[str]:
-        with self._lock:
-            rows = self._db.execute("SELECT DISTINCT group_name FROM group_offsets ORDER BY group_name").fetchall()
+        with self._read_lock:
+            rows = self._reads.execute("SELECT DISTINCT group_name FROM group_offsets ORDER BY group_name").fetchall()
         return [name for (name,) in rows]
 
     def group_members(self, group: str) -> list[str]:
         now_ms = _now_ms()
-        with self._lock:
-            rows = self._db.execute(
+        with self._read_lock:
+            rows = self._reads.execute(
                 "SELECT member_id, host, pid, topics, session_timeout_ms, heartbeat_ms FROM group_members"
                 " WHERE group_name = ?",
                 (group,),
@@ -490,13 +496,13 @@ class SQLiteLog(EmbeddedLog):
         # SQLite has no cross-process notification; PRAGMA data_version changes whenever another connection
         # commits, and reading it costs microseconds, so back off from 1 ms to 20 ms between looks.
         deadline = time.monotonic() + timeout_s
-        with self._lock:
-            (start,) = self._db.execute("PRAGMA data_version").fetchone()
+        with self._read_lock:
+            (start,) = self._reads.execute("PRAGMA data_version").fetchone()
         pause = 0.001
         while (remaining := deadline - time.monotonic()) > 0:
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.02)
-            with self._lock:
-                (now,) = self._db.execute("PRAGMA data_version").fetchone()
+            with self._read_lock:
+                (now,) = self._reads.execute("PRAGMA data_version").fetchone()
             if now != start:
                 return
