@@ -208,6 +208,8 @@ def _check_concurrency(options: FailureOptions, batched: bool, where: str) -> No
         raise _fail(where, "concurrency > 1 cannot keep partition order; say ordering='key' or ordering='none'")
     if concurrency > 1 and batched:
         raise _fail(where, "concurrency applies to processors that take one event at a time")
+    if concurrency > 1 and options.idempotency is not None:
+        raise _fail(where, "idempotency needs concurrency=1 (each event's key is recorded before the next runs)")
 
 
 def declare_processor(

@@ -145,6 +145,8 @@ class SQLiteLog(EmbeddedLog):
         self.auto_create = auto_create
         self._lock = threading.RLock()
         self._topics: dict[str, tuple[int, int]] = {}
+        # Topics created by the transaction under way: cached when it commits.
+        self._created: list[tuple[str, tuple[int, int]]] = []
         self._round_robin: dict[str, Iterator[int]] = {}
         self._host = socket.gethostname()
         self._db = self._connect(_SYNCHRONOUS_MODES[synchronous])
@@ -177,6 +179,7 @@ class SQLiteLog(EmbeddedLog):
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise BackendError(f"{self.url}: cannot start a write transaction: {exc}") from None
+            self._created = []
             try:
                 yield db
             except BaseException:
@@ -187,6 +190,7 @@ class SQLiteLog(EmbeddedLog):
             except sqlite3.OperationalError as exc:
                 db.execute("ROLLBACK")
                 raise BackendError(f"{self.url}: commit failed: {exc}") from None
+            self._topics.update(self._created)
 
     def close(self) -> None:
         with self._lock:
@@ -211,7 +215,6 @@ class SQLiteLog(EmbeddedLog):
             row = db.execute("SELECT id, partitions FROM topics WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 if exist_ok:
-                    self._topics[name] = (row[0], row[1])
                     return TopicInfo(name, row[1])
                 raise ValueError(f"topic {name!r} already exists")
             self._insert_topic(db, name, partitions)
@@ -228,7 +231,8 @@ class SQLiteLog(EmbeddedLog):
             "INSERT INTO partitions (topic_id, partition, next_offset, start_offset) VALUES (?, ?, 0, 0)",
             [(topic_id, p) for p in range(partitions)],
         )
-        self._topics[name] = (topic_id, partitions)
+        # Cached once the transaction commits (see _transaction): a rolled-back creation must leave no trace.
+        self._created.append((name, (topic_id, partitions)))
         return topic_id, partitions
 
     def list_topics(self) -> list[TopicInfo]:

@@ -83,8 +83,11 @@ def handle_rebuild(args: argparse.Namespace) -> int:
             shown["at"] = percent
             print(f"rebuilding {args.name}: {done}/{total} events ({percent}%)", file=sys.stderr, flush=True)
 
+    from eventbus.codecs.avro import LazyAvroDecoder
+
     with open_log(args.broker) as log:
-        version = rebuild(projection, log, progress=progress)
+        avro = LazyAvroDecoder(app.schema_settings, log, lambda: app.schema_set)
+        version = rebuild(projection, log, progress=progress, avro=avro)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"projection {args.name}: version {version} is now current")

@@ -150,7 +150,8 @@ class PostgresEvents(EventStoreBackend):
                     run, topic = [], row_topic
                 run.append(Message(_bytes(value), _bytes(key), _decode_headers(_bytes(headers))))
             self._log.append(topic, run)
-            cursor.execute("DELETE FROM event_outbox WHERE seq <= %s", (rows[-1][0],))
+            # Exactly the rows read: a save committing meanwhile may hold a lower sequence number.
+            cursor.execute("DELETE FROM event_outbox WHERE seq = ANY(%s)", ([row[0] for row in rows],))
             return len(rows)
 
         published: int = self._run(work)

@@ -180,7 +180,7 @@ class SQLiteOutboxEvents(EventStoreBackend):
                     run, topic = [], row_topic
                 run.append(Message(value, key, _decode_headers(headers)))
             self._log.append(topic, run)
-            db.execute("DELETE FROM event_outbox WHERE seq <= ?", (rows[-1][0],))
+            db.executemany("DELETE FROM event_outbox WHERE seq = ?", [(row[0],) for row in rows])
             return len(rows)
 
     def close(self) -> None:

@@ -118,10 +118,12 @@ class PostgresStore(ProjectionStore):
             cursor.execute("SELECT current FROM projection_versions WHERE projection = %s FOR UPDATE", (projection,))
             current = int(cursor.fetchone()[0])
             cursor.execute("UPDATE projection_versions SET current = %s WHERE projection = %s", (version, projection))
-            for old in range(current, version):
+            # The version just replaced stays one swap longer: a worker or reader still on it finds its rows
+            # until it notices the swap at its next write.
+            for old in range(max(1, current - 1), min(current, version)):
                 cursor.execute(f"DROP TABLE IF EXISTS {rows_table(projection, old)}")
             cursor.execute(
-                "DELETE FROM projection_checkpoints WHERE projection = %s AND version < %s", (projection, version)
+                "DELETE FROM projection_checkpoints WHERE projection = %s AND version < %s", (projection, current)
             )
 
         self._run(work)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from eventbus.app.projection import Projection, resolve_store_url
 from eventbus.backends.base import Log, TopicPartition
+from eventbus.codecs import AvroDataDecoder
 from eventbus.projections.fold import Folder
 from eventbus.projections.store import ProjectionStore, open_store
 
@@ -17,14 +18,19 @@ Progress = Callable[[int, int], None]
 
 
 def rebuild(
-    projection: Projection, log: Log, store: ProjectionStore | None = None, *, progress: Progress | None = None
+    projection: Projection,
+    log: Log,
+    store: ProjectionStore | None = None,
+    *,
+    progress: Progress | None = None,
+    avro: AvroDataDecoder | None = None,
 ) -> int:
     """Fold a fresh version from offset 0, swap it in when it has caught up; returns the new version."""
     owned = store is None
     store = store or open_store(resolve_store_url(projection.store))
     try:
         version = store.create_version(projection.name)
-        folder = Folder(projection, store, version, log)
+        folder = Folder(projection, store, version, log, avro)
         asyncio.run(_catch_up(folder, log, projection, progress))
         # Fold what arrived while catching up, then swap; a live worker continues from here.
         asyncio.run(_catch_up(folder, log, projection, None))

@@ -134,10 +134,12 @@ class SQLiteStore(ProjectionStore):
                     "SELECT current FROM projection_versions WHERE projection = ?", (projection,)
                 ).fetchone()
                 db.execute("UPDATE projection_versions SET current = ? WHERE projection = ?", (version, projection))
-                for old in range(current, version):
+                # The version just replaced stays one swap longer: a worker or reader still on it finds its rows
+                # until it notices the swap at its next write.
+                for old in range(max(1, current - 1), min(current, version)):
                     db.execute(f"DROP TABLE IF EXISTS {rows_table(projection, old)}")
                 db.execute(
-                    "DELETE FROM projection_checkpoints WHERE projection = ? AND version < ?", (projection, version)
+                    "DELETE FROM projection_checkpoints WHERE projection = ? AND version < ?", (projection, current)
                 )
             except BaseException:
                 db.execute("ROLLBACK")
@@ -161,7 +163,13 @@ class SQLiteStore(ProjectionStore):
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                found.update(self._db.execute(f"SELECT key, doc FROM {table} WHERE key IN ({marks})", chunk).fetchall())
+                try:
+                    rows = self._db.execute(f"SELECT key, doc FROM {table} WHERE key IN ({marks})", chunk).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):
+                        raise VersionChangedError(f"projection {projection!r}: version {version} is gone") from None
+                    raise BackendError(f"{self.url}: reading projection {projection!r} failed: {exc}") from None
+                found.update(rows)
         return found
 
     def write(self, projection: str, version: int, changes: Changes) -> None:

@@ -36,6 +36,10 @@ from eventbus.runtime.outbox import Outbox, OutputError
 logger = logging.getLogger("eventbus.worker")
 
 
+class IdempotencyKeyError(Exception):
+    """A processor's idempotency key function raised for an event (it is dead-lettered, not retried)."""
+
+
 class InDoubtError(Exception):
     """An idempotent processor's worker died while processing this event: whether its side effects happened is
     unknown, so it is not run again automatically."""
@@ -51,7 +55,7 @@ LaneKey = tuple[int, TopicPartition]
 
 # Failures that another attempt cannot change: the event's data does not fit the processor's type, or the
 # processor returned something that is not an event. They are dead-lettered at once.
-_NEVER_RETRIED = (InvalidEventError, OutputError)
+_NEVER_RETRIED = (InvalidEventError, OutputError, IdempotencyKeyError)
 
 
 def _now_ms() -> int:
@@ -442,14 +446,26 @@ class Executor:
         assert policy is not None
         events = batch.events
         name = processor.name
-        hashes = [key_hash(name, policy.key(Event.wrap(events[p]))) for p in positions]  # type: ignore[arg-type]
+        hashes = []
+        for n, position in enumerate(positions):
+            try:
+                hashes.append(key_hash(name, policy.key(Event.wrap(events[position]))))  # type: ignore[arg-type]
+            except Exception as exc:
+                # The key function failed on this event: the events before it run; this one fails like a call.
+                error = IdempotencyKeyError(f"the idempotency key function raised {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                failure_at: Failure | None = Failure(n, error)
+                positions = positions[:n]
+                break
+        else:
+            failure_at = None
         seen = store.seen(hashes, policy.ttl_s)
         for n, (position, h) in enumerate(zip(positions, hashes, strict=True)):
             outputs = seen.get(h)
             if isinstance(outputs, InDoubt):
                 now_ms = _now_ms()
-                error = InDoubtError(f"event {events[position]['id']!r}")  # type: ignore[index]
-                why = GiveUp(name, error, "", 1, now_ms, now_ms)
+                doubt = InDoubtError(f"event {events[position]['id']!r}")  # type: ignore[index]
+                why = GiveUp(name, doubt, "", 1, now_ms, now_ms)
                 self._write_dead_letter(processor, batch, position, why, "in doubt")
                 continue
             if outputs is not None:
@@ -472,7 +488,7 @@ class Executor:
                 return Failure(n, failure.error)
             store.record(h, self.outbox.since(mark))
             seen[h] = []  # a duplicate later in the same run is skipped, its outputs are already on their way
-        return None
+        return failure_at
 
     # -- failures -----------------------------------------------------------------------------------------------
 

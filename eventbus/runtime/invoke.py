@@ -11,8 +11,6 @@ import asyncio
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +56,6 @@ def argument_factory(processor: Processor) -> ArgumentFactory:
 
 # -- time limits ------------------------------------------------------------------------------------------------
 
-_abandoned = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eventbus-timeboxed")
-
 
 def _raise_alarm(signum: int, frame: object) -> None:
     raise _Alarm
@@ -73,19 +69,34 @@ def call_with_time_limit(func: Callable[..., Any], args: tuple[Any, ...], timeou
     """
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGALRM, _raise_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout_s)
         try:
-            return func(*args)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, timeout_s)
+                return func(*args)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except _Alarm:
+            # Also when the alarm went off just as the function returned: the attempt counts as timed out.
             raise ProcessorTimeoutError(f"did not finish within timeout_s={timeout_s:g}") from None
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-    future = _abandoned.submit(func, *args)
-    try:
-        return future.result(timeout_s)
-    except FutureTimeout:
-        raise ProcessorTimeoutError(f"did not finish within timeout_s={timeout_s:g}") from None
+    # A thread per call (not a pool): a call must start at once, or its time limit would run out in a queue.
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = func(*args)
+        except BaseException as exc:  # handed back to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=call, name="eventbus-timeboxed", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise ProcessorTimeoutError(f"did not finish within timeout_s={timeout_s:g} (left running on its thread)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
 
 
 async def await_with_time_limit(awaitable: Any, timeout_s: float | None) -> Any:

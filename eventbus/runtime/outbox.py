@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from eventbus.backends.base import Message
+from eventbus.backends.base import Message, check_topic_name
 from eventbus.event import Event, binding_of, new_event_id, now_rfc3339
 from eventbus.publisher import Encoders, EventEncoder
 
@@ -42,6 +42,11 @@ class Outbox:
                 )
             topic = topic or binding.topic
             event = Event.of(event)
+        if topic is not None:
+            try:
+                check_topic_name(topic)
+            except ValueError as exc:
+                raise OutputError(f"processor {processor!r} emitted to a bad topic: {exc}") from None
         if topic is None:
             raise OutputError(
                 f"processor {processor!r} emitted an event of type {event.type!r} but names no topic for it: "

@@ -41,7 +41,7 @@ from typing import ParamSpec, TypeVar
 
 from eventbus.app import App
 from eventbus.backends.base import Consumer, ConsumerSettings, Log, RecordBatch, TopicPartition
-from eventbus.errors import ConfigurationError, PartitionRevokedError
+from eventbus.errors import ConfigurationError, PartitionRevokedError, TopicNotFoundError
 from eventbus.observability import metrics
 from eventbus.publisher import encoder_for
 from eventbus.runtime.dispatch import Dispatcher
@@ -210,6 +210,21 @@ class Worker:
                 )
         for topic in self._dispatcher.topics:
             self.log.ensure_topic(topic)
+        if self.log.auto_create:
+            return  # dead-letter topics are created with the first dead letter
+        for processor in self.app.processors:
+            if processor.on_failure != "dead_letter":
+                continue
+            for topic in processor.topics:
+                dead_letters = processor.dead_letter_topic_for(topic)
+                try:
+                    self.log.topic(dead_letters)
+                except TopicNotFoundError:
+                    raise ConfigurationError(
+                        f"processor {processor.name!r} dead-letters to {dead_letters!r}, which does not exist and "
+                        f"the log does not create topics on first use: create it (eventbus topics create "
+                        f"{dead_letters})"
+                    ) from None
 
     async def _loop(self, consumer: Consumer) -> None:
         settings = self.settings

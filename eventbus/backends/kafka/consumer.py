@@ -416,7 +416,9 @@ class KafkaConsumer(Consumer):
                     self._transactions.commit(records, offsets, metadata)  # 2, 3
                 return
             if records:
-                self._log.producer.send(records, f"{self._url}: writing the outputs of group {self._group!r}")  # 2
+                self._log.outputs_producer.send(
+                    records, f"{self._url}: writing the outputs of group {self._group!r}"
+                )  # 2
             if offsets:
                 self._commit_offsets(offsets)  # 3
         except PartitionRevokedError:

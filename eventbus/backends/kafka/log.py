@@ -52,7 +52,9 @@ class KafkaLog(Log):
         self.auto_create = settings.auto_create
         self._admin = Admin(settings)
         self._admin.check_reachable()
-        self.producer = BatchProducer(settings)
+        # Appends return each record's offset; a consumer's outputs only need to be acknowledged.
+        self.producer = BatchProducer(settings, with_offsets=True)
+        self.outputs_producer = BatchProducer(settings, with_offsets=False)
         self.bounds = Bounds(settings)
         self._reader = PartitionReader(settings, self.bounds)
         self._round_robin: dict[str, itertools.count[int]] = {}
@@ -168,5 +170,6 @@ class KafkaLog(Log):
 
     def close(self) -> None:
         self.producer.close()
+        self.outputs_producer.close()
         self._reader.close()
         self.bounds.close()

@@ -100,16 +100,23 @@ def produce_all(
 
 def wait_for(producer: Any, deliveries: Deliveries, deadline: float, what: str) -> None:
     """Flush until every record of the batch has its delivery report, or fail at ``deadline``. A fatal
-    producer error ends the wait: it is added to the batch's errors (nothing more will be reported)."""
+    producer error ends the wait: it is added to the batch's errors (nothing more will be reported).
+
+    ``deliveries.pending`` below zero means reports are not counted (only failures are reported): then the
+    batch is delivered when librdkafka's queue is empty."""
     from confluent_kafka import KafkaException
 
-    while deliveries.pending > 0:
+    while deliveries.pending != 0:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BackendError(f"{what}: {deliveries.pending} record(s) still unacknowledged; giving up")
         try:
-            # flush() may return once the queue is empty while another thread still runs our last callbacks.
-            if producer.flush(min(remaining, 1.0)) == 0 and deliveries.pending > 0:
+            left = producer.flush(min(remaining, 1.0))
+            if deliveries.pending < 0:
+                if left == 0:
+                    return
+            elif left == 0 and deliveries.pending > 0:
+                # flush() may return once the queue is empty while another thread still runs our callbacks.
                 producer.poll(0.01)
         except (KafkaException, SystemError) as exc:
             # confluent_kafka raises a fatal error out of flush(), either as it is or, when it surfaces while a
@@ -122,16 +129,23 @@ def wait_for(producer: Any, deliveries: Deliveries, deadline: float, what: str) 
 
 
 class BatchProducer:
-    """The idempotent producer of one log, shared by its appends and its at-least-once consumers.
+    """An idempotent producer of one log.
+
+    ``with_offsets``: every record's delivery report comes back to Python, with its offset (what `Log.append`
+    returns). Without, librdkafka reports only failures, and a batch is acknowledged once librdkafka holds
+    nothing more of it: no Python call per record, and no wait for the GIL per record while another thread
+    computes (the worker's outputs, written while the next batch is processed).
 
     A fatal producer error (the broker lost the producer's state, e.g. after a restart) leaves the producer
-    unusable: it is replaced and the records of the batch not yet acknowledged are sent again on the new one.
+    unusable: it is replaced and the records of the batch not known to be acknowledged are sent again.
     """
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, *, with_offsets: bool) -> None:
         self._settings = settings
+        self._with_offsets = with_offsets
         self._producer: Any = None
         self._fatal: Any = None
+        self._failed: list[Any] = []
         # One batch at a time: delivery callbacks of a batch run in whichever thread flushes.
         self._lock = threading.Lock()
 
@@ -143,9 +157,15 @@ class BatchProducer:
             # Without an error callback, confluent_kafka raises a fatal error out of whichever call serves it,
             # in the middle of delivery callbacks; noted here, it is acted on after the batch.
             config["error_cb"] = self._on_error
+            if not self._with_offsets:
+                config["delivery.report.only.error"] = True
+                config["on_delivery"] = self._on_failed_delivery
             self._fatal = None
             self._producer = build_client(Producer, config, self._settings)
         return self._producer
+
+    def _on_failed_delivery(self, error: Any, _message: Any) -> None:
+        self._failed.append(error)
 
     def _on_error(self, error: Any) -> None:
         if error.fatal():
@@ -178,12 +198,19 @@ class BatchProducer:
 
     def _send_once(self, records: Sequence[Outgoing], deadline: float, what: str) -> Deliveries:
         producer = self._client()
-        deliveries = Deliveries(len(records))
-        handed, refused = produce_all(producer, records, deliveries)
+        if self._with_offsets:
+            deliveries = Deliveries(len(records))
+            handed, refused = produce_all(producer, records, deliveries)
+        else:
+            self._failed = []
+            deliveries = Deliveries(-1)
+            deliveries.errors = self._failed
+            handed, refused = produce_all(producer, records, None)
         if refused is not None:
             deliveries.errors.append(refused)
-            # Records never handed over never report.
-            deliveries.pending -= len(records) - handed
+            if self._with_offsets:
+                # Records never handed over never report.
+                deliveries.pending -= len(records) - handed
         # Whatever was handed over reports even after an error; wait for it so the offsets stay in order.
         wait_for(producer, deliveries, deadline, what)
         return deliveries

@@ -31,46 +31,68 @@ class Consumed:
 
 
 def sort_out(messages: Sequence[Any], default_type: str | None = None) -> Consumed:
-    """Batches per partition, in offset order, plus end-of-partition events and errors."""
+    """Batches per partition, in offset order, plus end-of-partition events and errors.
+
+    librdkafka hands out messages in runs of one partition; each run's columns are built with ``map`` over the
+    message accessors, which costs a fraction of calling them one message at a time.
+    """
+    from confluent_kafka import Message
+
     result = Consumed()
+    if not messages:
+        return result
+    # Typed loosely: confluent_kafka declares every accessor Optional, though records always have them.
+    errors: list[Any] = list(map(Message.error, messages))
+    topics: list[Any] = list(map(Message.topic, messages))
+    partitions: list[Any] = list(map(Message.partition, messages))
     by_partition: dict[tuple[str, int], RecordBatch] = {}
-    current_key: tuple[str, int] | None = None
-    batch: RecordBatch | None = None
-    for message in messages:
-        error = message.error()
-        if error is not None:
-            if error.code() == _PARTITION_EOF:
-                key = (message.topic(), message.partition())
-                result.ends[key] = message.offset()
-                found = by_partition.get(key)
-                if found is not None:
-                    # Past the last record, possibly past transaction markers too: where reading goes on.
-                    found.next_offset = max(found.next_offset, message.offset())
-            else:
-                result.errors.append(error)
-            continue
-        key = (message.topic(), message.partition())
-        if key != current_key:
-            current_key = key
-            batch = by_partition.get(key)
-            if batch is None:
-                batch = by_partition[key] = RecordBatch(key[0], key[1], [], [], [], [], [], 0)
-                result.batches.append(batch)
-            # A record after an end event: the partition has grown since.
-            result.ends.pop(key, None)
-        assert batch is not None
-        offset = message.offset()
-        headers = message.headers()
-        batch.offsets.append(offset)
-        batch.timestamps_ms.append(message.timestamp()[1])
-        batch.keys.append(message.key())
-        batch.values.append(message.value())
-        batch.headers.append(None if headers is None else _headers(headers))
-        batch.next_offset = offset + 1
+    count = len(messages)
+    start = 0
+    while start < count:
+        topic, partition, error = topics[start], partitions[start], errors[start]
+        end = start + 1
+        if error is None:
+            while end < count and errors[end] is None and partitions[end] == partition and topics[end] == topic:
+                end += 1
+            _add_run(result, by_partition, (topic, partition), messages[start:end])
+        elif error.code() == _PARTITION_EOF:
+            offset = messages[start].offset()
+            result.ends[(topic, partition)] = offset
+            found = by_partition.get((topic, partition))
+            if found is not None:
+                # Past the last record, possibly past transaction markers too: where reading goes on.
+                found.next_offset = max(found.next_offset, offset)
+        else:
+            result.errors.append(error)
+        start = end
     if default_type is not None:
         for found in result.batches:
             add_cloudevent_headers(found, default_type)
     return result
+
+
+def _add_run(
+    result: Consumed, by_partition: dict[tuple[str, int], RecordBatch], key: tuple[str, int], run: Sequence[Any]
+) -> None:
+    from confluent_kafka import Message
+
+    batch = by_partition.get(key)
+    if batch is None:
+        batch = by_partition[key] = RecordBatch(key[0], key[1], [], [], [], [], [], 0)
+        result.batches.append(batch)
+    # A record after an end event: the partition has grown since.
+    result.ends.pop(key, None)
+    offsets: list[Any] = list(map(Message.offset, run))
+    headers: list[Any] = list(map(Message.headers, run))
+    if any(headers):
+        headers = [None if h is None else _headers(h) for h in headers]
+    batch.offsets += offsets
+    timestamps: list[Any] = [ts for _, ts in map(Message.timestamp, run)]
+    batch.timestamps_ms += timestamps
+    batch.keys += map(Message.key, run)
+    batch.values += map(Message.value, run)
+    batch.headers += headers
+    batch.next_offset = offsets[-1] + 1
 
 
 def _headers(raw: list[tuple[str, bytes | None]]) -> Headers:
