@@ -51,6 +51,8 @@ class Folder:
         self._puts: dict[str, str] = {}
         self._deletes: set[str] = set()
         self._moved: dict[TopicPartition, int] = {}
+        # Per partition folded this round: the checkpoint the round started from (None: never folded).
+        self._started_from: dict[TopicPartition, int | None] = {}
         self._writing: Changes | None = None
         self._rng = random.Random()
 
@@ -78,8 +80,14 @@ class Folder:
 
     def start(self, tp: TopicPartition) -> int:
         """Where to read a partition from when folding starts on it: this version's checkpoint (whatever the
-        consumer group's position says). Refuses to fold over a gap the log's retention left."""
-        checkpoint = self.checkpoints.get(tp, 0)
+        consumer group's position says) as the store has it now — another worker may have folded it since this
+        one last held it. Refuses to fold over a gap the log's retention left."""
+        stored = self.store.checkpoints(self.projection.name, self.version).get(tp)
+        if stored is None:
+            self.checkpoints.pop(tp, None)
+        else:
+            self.checkpoints[tp] = stored
+        checkpoint = stored or 0
         start = {s.partition: s.start_offset for s in self.log.watermarks(tp.topic)}.get(tp.partition, 0)
         if checkpoint < start:
             raise ProjectionGapError(
@@ -186,6 +194,8 @@ class Folder:
                 puts[key] = text
 
     def _keep(self, tp: TopicPartition, next_offset: int) -> None:
+        if tp not in self._moved:
+            self._started_from[tp] = self.checkpoints.get(tp)
         self.checkpoints[tp] = next_offset
         self._moved[tp] = next_offset
 
@@ -223,10 +233,11 @@ class Folder:
         `written` is called it still answers reads of the rows it changes."""
         if not self._moved:
             return None
-        changes = Changes(dict(self._puts), frozenset(self._deletes), dict(self._moved))
+        changes = Changes(dict(self._puts), frozenset(self._deletes), dict(self._moved), dict(self._started_from))
         self._puts.clear()
         self._deletes.clear()
         self._moved.clear()
+        self._started_from.clear()
         self._writing = changes
         return changes
 

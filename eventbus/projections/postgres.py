@@ -17,6 +17,7 @@ from eventbus.backends.base import TopicPartition
 from eventbus.errors import BackendError, ConfigurationError
 from eventbus.projections.store import (
     Changes,
+    CheckpointMovedError,
     Checkpoints,
     ProjectionStore,
     VersionChangedError,
@@ -160,6 +161,18 @@ class PostgresStore(ProjectionStore):
                 raise VersionChangedError(
                     f"projection {projection!r}: version {version} was replaced by version {current}"
                 )
+            for tp, expected in changes.expected.items():
+                cursor.execute(
+                    "SELECT next_offset FROM projection_checkpoints"
+                    " WHERE projection = %s AND version = %s AND topic = %s AND partition = %s FOR UPDATE",
+                    (projection, version, tp.topic, tp.partition),
+                )
+                row = cursor.fetchone()
+                stored = None if row is None else int(row[0])
+                if stored != expected:
+                    raise CheckpointMovedError(
+                        f"projection {projection!r}: {tp} is at {stored} in the store, not {expected}"
+                    )
             if changes.puts:
                 cursor.execute(
                     f"INSERT INTO {table} (key, doc) SELECT k, d::jsonb FROM unnest(%s::text[], %s::text[]) AS u(k, d)"

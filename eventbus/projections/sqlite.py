@@ -13,6 +13,7 @@ from eventbus.backends.base import TopicPartition
 from eventbus.errors import BackendError, ConfigurationError
 from eventbus.projections.store import (
     Changes,
+    CheckpointMovedError,
     Checkpoints,
     ProjectionStore,
     VersionChangedError,
@@ -184,6 +185,17 @@ class SQLiteStore(ProjectionStore):
                     raise VersionChangedError(
                         f"projection {projection!r}: version {version} was replaced by version {current}"
                     )
+                for tp, expected in changes.expected.items():
+                    row = db.execute(
+                        "SELECT next_offset FROM projection_checkpoints"
+                        " WHERE projection = ? AND version = ? AND topic = ? AND partition = ?",
+                        (projection, version, tp.topic, tp.partition),
+                    ).fetchone()
+                    stored = None if row is None else row[0]
+                    if stored != expected:
+                        raise CheckpointMovedError(
+                            f"projection {projection!r}: {tp} is at {stored} in the store, not {expected}"
+                        )
                 if changes.puts:
                     db.executemany(
                         f"INSERT INTO {table} (key, doc) VALUES (?, ?)"

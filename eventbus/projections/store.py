@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eventbus.backends.base import TopicPartition
 from eventbus.errors import ConfigurationError, EventbusError
@@ -25,6 +25,11 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,47}\Z")
 
 class VersionChangedError(EventbusError):
     """The projection version a worker folds into is no longer current (a rebuild swapped in another)."""
+
+
+class CheckpointMovedError(VersionChangedError):
+    """Another worker moved a partition's checkpoint since this worker read it (the partition changed hands):
+    what this worker folded from the old checkpoint is dropped and it reads the partition again."""
 
 
 class ProjectionGapError(EventbusError):
@@ -44,11 +49,14 @@ Checkpoints = dict[TopicPartition, int]
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """One batch to write: rows to put (key -> JSON text), keys to delete, and the checkpoints after it."""
+    """One batch to write: rows to put (key -> JSON text), keys to delete, the checkpoints after it, and the
+    checkpoints the batch was folded from (``expected``: None for a partition never folded): a write whose expected
+    checkpoints are no longer the stored ones is refused, so two workers never both fold the same events."""
 
     puts: Mapping[str, str]
     deletes: frozenset[str]
     checkpoints: Mapping[TopicPartition, int]
+    expected: Mapping[TopicPartition, int | None] = field(default_factory=dict)
 
 
 class ProjectionStore(ABC):

@@ -30,6 +30,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ IN_DOUBT = InDoubt()
 Seen = dict[int, "Outputs | InDoubt"]
 
 _KEY_RECORD = struct.Struct("<Qq")  # key hash, recorded at (ms; negative when in doubt)
-_JOURNAL_HEADER = struct.Struct("<Q")  # bytes of records that follow
+_JOURNAL_HEADER = struct.Struct("<QQ")  # where the records not yet committed start, where the records end
 _RECORD_LENGTH = struct.Struct("<I")
 _JOURNAL_START_BYTES = 1 << 20
 # Journal records: a kind byte and the key hash; "done" adds the time and what the invocation emitted.
@@ -108,8 +109,15 @@ class IdempotencyStore(ABC):
     def record(self, h: int, outputs: Outputs) -> None:
         """Remember that the key was handled, and what it emitted (durable against a crash when it returns)."""
 
-    def flush(self) -> None:  # noqa: B027 - stores without files have nothing to write
-        """The round's outputs are committed: keep its keys for the retention window, clear the journal."""
+    def seal(self) -> Round:
+        """The keys recorded since the last seal: the round whose commit is being handed to the log."""
+        return Round((), (), 0)
+
+    def committed(self, sealed: Round) -> None:  # noqa: B027 - stores without files have nothing to write
+        """The round's commit landed: keep its keys for the retention window."""
+
+    def refused(self, sealed: Round) -> None:  # noqa: B027
+        """The round's commit was refused (its outputs rolled back): its events will run again."""
 
     def close(self) -> None:  # noqa: B027
         """Release files."""
@@ -120,6 +128,15 @@ class MemoryIdempotencyStore(IdempotencyStore):
 
     def __init__(self) -> None:
         self._keys: dict[int, float] = {}
+        self._open: list[int] = []
+
+    def seal(self) -> Round:
+        hashes, self._open = tuple(self._open), []
+        return Round((), hashes, 0)
+
+    def refused(self, sealed: Round) -> None:
+        for h in sealed.hashes:
+            self._keys.pop(h, None)
 
     def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
         oldest = time.time() - ttl_s
@@ -132,6 +149,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
 
     def record(self, h: int, outputs: Outputs) -> None:
         self._keys[h] = time.time()
+        self._open.append(h)
 
 
 _memory_stores: weakref.WeakKeyDictionary[object, MemoryIdempotencyStore] = weakref.WeakKeyDictionary()
@@ -146,7 +164,9 @@ def memory_store_for(log: object) -> MemoryIdempotencyStore:
 
 
 class _Journal:
-    """An append-only, memory-mapped record file: a header with the length used, then length-prefixed records."""
+    """An append-only, memory-mapped record file: a header (start, used), then length-prefixed records.
+
+    Records before ``start`` belong to rounds whose commit landed; only those after it matter after a crash."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -154,7 +174,13 @@ class _Journal:
         self._size = _JOURNAL_START_BYTES
         os.ftruncate(self._fd, self._size)
         self._map = mmap.mmap(self._fd, self._size)
+        self._start = 0
         self._used = 0
+
+    @property
+    def position(self) -> int:
+        """Where the next record goes: a round that ends here is passed with `release_to`."""
+        return self._used
 
     def append(self, record: bytes) -> None:
         start = _JOURNAL_HEADER.size + self._used
@@ -165,12 +191,14 @@ class _Journal:
         self._map[start + _RECORD_LENGTH.size : end] = record
         # The header moves last: a record cut short by a crash is never counted.
         self._used = end - _JOURNAL_HEADER.size
-        self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(self._used)
+        self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(self._start, self._used)
 
-    def clear(self) -> None:
-        if self._used:
-            self._used = 0
-            self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(0)
+    def release_to(self, position: int) -> None:
+        """Records before ``position`` no longer matter (their round committed, or was given up)."""
+        self._start = max(self._start, position)
+        if self._start >= self._used:
+            self._start = self._used = 0  # nothing left: write from the top again
+        self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(self._start, self._used)
 
     def _grow(self, needed: int) -> None:
         while self._size < needed:
@@ -179,28 +207,49 @@ class _Journal:
         os.ftruncate(self._fd, self._size)
         self._map = mmap.mmap(self._fd, self._size)
 
+    @property
+    def pending(self) -> bool:
+        return self._used > self._start
+
     def close(self) -> None:
+        keep = self.pending
         self._map.close()
         os.close(self._fd)
-        self.path.unlink(missing_ok=True)
+        if not keep:
+            self.path.unlink(missing_ok=True)
+        # else: left for the next worker to recover, like the journal of a worker that died
 
     @staticmethod
     def records(data: bytes) -> list[bytes]:
+        """The records a crashed writer left that still matter."""
         if len(data) < _JOURNAL_HEADER.size:
             return []
-        (used,) = _JOURNAL_HEADER.unpack_from(data)
+        first, used = _JOURNAL_HEADER.unpack_from(data)
         end = min(len(data), _JOURNAL_HEADER.size + used)
         position, found = _JOURNAL_HEADER.size, []
         while position + _RECORD_LENGTH.size <= end:
             (length,) = _RECORD_LENGTH.unpack_from(data, position)
-            position += _RECORD_LENGTH.size
-            found.append(data[position : position + length])
-            position += length
+            if position - _JOURNAL_HEADER.size >= first:
+                found.append(data[position + _RECORD_LENGTH.size : position + _RECORD_LENGTH.size + length])
+            position += _RECORD_LENGTH.size + length
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """The keys one worker round recorded, and where its journal records end: sealed when the round's commit is
+    handed to the log, then `IdempotencyStore.committed` or `refused`."""
+
+    keys: tuple[bytes, ...]
+    hashes: tuple[int, ...]
+    journal_end: int
 
 
 class FileIdempotencyStore(IdempotencyStore):
     """Keys as 64-bit hashes in memory, made durable by a journal and key files in one directory per host."""
+
+    # How often a running worker looks for journals that workers now gone left behind.
+    RECOVERY_INTERVAL_S = 5.0
 
     def __init__(self, directory: str | os.PathLike[str], retention_s: float) -> None:
         self.directory = Path(directory)
@@ -212,21 +261,28 @@ class FileIdempotencyStore(IdempotencyStore):
         self._keys: dict[int, int] = {}
         self._expiry: deque[tuple[int, int]] = deque()
         self._recovered: dict[int, Outputs] = {}
-        self._unsaved: list[bytes] = []
+        # Key records of the round being processed (sealed when its commit is handed over), and of rounds whose
+        # commits landed but whose keys are not written yet.
+        self._open_keys: list[bytes] = []
+        self._open_hashes: list[int] = []
         self._read_up_to: dict[Path, int] = {}
         name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         _ours.update({f"keys-{name}.bin", f"journal-{name}.mm"})
-        self._recover_journals()
         self._key_file_path = self.directory / f"keys-{name}.bin"
         self._key_file = os.open(self._key_file_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._read_up_to[self._key_file_path] = 0
         self._journal = _Journal(self.directory / f"journal-{name}.mm")
         self._read_key_files()
-        self.flush()
+        self._recover_journals()
+        self._next_recovery = time.monotonic() + self.RECOVERY_INTERVAL_S
 
-    # -- start-up -----------------------------------------------------------------------------------------------
+    # -- journals of workers that died --------------------------------------------------------------------------
 
     def _recover_journals(self) -> None:
+        """Take over what the journals of dead workers say: begun-but-not-done keys are in doubt (written to the key
+        file at once, so every worker knows); done-but-uncommitted keys keep their outputs, to emit again when the
+        event comes back (they become committed keys with that round)."""
+        doubts = []
         for path in sorted(self.directory.glob("journal-*.mm")):
             if _owner_alive(path.name):
                 continue
@@ -243,11 +299,21 @@ class FileIdempotencyStore(IdempotencyStore):
                 elif kind == _DONE:
                     begun.pop(h, None)
                     (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
-                    self._remember(h, at_ms)
+                    self._keys[h] = at_ms
+                    self._expiry.append((at_ms, h))
                     self._recovered[h] = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
             for h, at_ms in begun.items():
-                self._remember(h, -at_ms)
+                self._keys[h] = -at_ms
+                self._expiry.append((at_ms, h))
+                doubts.append(_KEY_RECORD.pack(h, -at_ms))
             path.unlink(missing_ok=True)
+        self._write_keys(doubts)
+
+    def _write_keys(self, records: list[bytes]) -> None:
+        if records:
+            data = b"".join(records)
+            os.write(self._key_file, data)
+            self._read_up_to[self._key_file_path] += len(data)
 
     def _read_key_files(self) -> None:
         """Read what key files gained since the last look (every worker's, this one's too at start-up)."""
@@ -262,17 +328,12 @@ class FileIdempotencyStore(IdempotencyStore):
                 continue
             whole = len(data) - len(data) % _KEY_RECORD.size
             for h, at_ms in _KEY_RECORD.iter_unpack(data[:whole]):
-                if abs(at_ms) >= oldest_ms and h not in self._keys:
+                if abs(at_ms) >= oldest_ms and (h not in self._keys or at_ms < 0):
                     self._keys[h] = at_ms
                     self._expiry.append((abs(at_ms), h))
             self._read_up_to[path] = start + whole
             if not whole and not _owner_alive(path.name) and path.stat().st_mtime * 1000 < oldest_ms:
                 path.unlink(missing_ok=True)  # every key in it has expired, and nobody writes to it any more
-
-    def _remember(self, h: int, at_ms: int) -> None:
-        self._keys[h] = at_ms
-        self._expiry.append((abs(at_ms), h))
-        self._unsaved.append(_KEY_RECORD.pack(h, at_ms))
 
     # -- the contract -------------------------------------------------------------------------------------------
 
@@ -287,8 +348,14 @@ class FileIdempotencyStore(IdempotencyStore):
             if at_ms < 0:
                 found[h] = IN_DOUBT
             elif at_ms >= oldest_ms:
-                # Outputs of a run cut short before its commit are emitted again, once; otherwise nothing.
-                found[h] = self._recovered.pop(h, [])
+                recovered = self._recovered.pop(h, None)
+                if recovered is None:
+                    found[h] = []  # committed before: its outputs are in the log already
+                else:
+                    # A run cut short before its commit: emit its outputs again, and commit its key this time.
+                    found[h] = recovered
+                    self._open_keys.append(_KEY_RECORD.pack(h, at_ms))
+                    self._open_hashes.append(h)
         return found
 
     def begin(self, h: int) -> None:
@@ -302,16 +369,35 @@ class FileIdempotencyStore(IdempotencyStore):
         self._journal.append(
             _JOURNAL_KEY.pack(_DONE, h) + _JOURNAL_TIME.pack(now_ms) + orjson.dumps(encode_outputs(outputs))
         )
-        self._remember(h, now_ms)
+        self._keys[h] = now_ms
+        self._expiry.append((now_ms, h))
+        self._open_keys.append(_KEY_RECORD.pack(h, now_ms))
+        self._open_hashes.append(h)
 
-    def flush(self) -> None:
-        if self._unsaved:
-            os.write(self._key_file, b"".join(self._unsaved))
-            self._read_up_to[self._key_file_path] += sum(len(r) for r in self._unsaved)
-            self._unsaved.clear()
-        # Only between rounds: no invocation is under way, so no begun key is left without its outcome.
-        self._journal.clear()
+    def seal(self) -> Round:
+        sealed = Round(tuple(self._open_keys), tuple(self._open_hashes), self._journal.position)
+        self._open_keys, self._open_hashes = [], []
+        return sealed
+
+    def committed(self, sealed: Round) -> None:
+        # Keys become shared knowledge only now that their round's outputs are in the log; the journal keeps the
+        # records of later rounds, still in flight.
+        self._write_keys(list(sealed.keys))
+        self._journal.release_to(sealed.journal_end)
+        self._maintain()
+
+    def refused(self, sealed: Round) -> None:
+        # The round's outputs were rolled back and its events will be delivered again: they must run again.
+        for h in sealed.hashes:
+            self._keys.pop(h, None)
+        self._journal.release_to(sealed.journal_end)
+
+    def _maintain(self) -> None:
         self._read_key_files()
+        now = time.monotonic()
+        if now >= self._next_recovery:
+            self._next_recovery = now + self.RECOVERY_INTERVAL_S
+            self._recover_journals()
         oldest_ms = time.time_ns() // 1_000_000 - self._retention_ms
         expiry = self._expiry
         while expiry and expiry[0][0] < oldest_ms:
@@ -321,7 +407,6 @@ class FileIdempotencyStore(IdempotencyStore):
                 del self._keys[h]
 
     def close(self) -> None:
-        self.flush()
         self._journal.close()
         os.close(self._key_file)
         _ours.discard(self._journal.path.name)

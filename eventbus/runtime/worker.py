@@ -46,7 +46,7 @@ from eventbus.observability import metrics
 from eventbus.publisher import encoder_for
 from eventbus.runtime.dispatch import Dispatcher
 from eventbus.runtime.execution import Executor
-from eventbus.runtime.idempotency import IdempotencyStore
+from eventbus.runtime.idempotency import IdempotencyStore, Round
 from eventbus.runtime.outbox import Outbox
 
 logger = logging.getLogger("eventbus.worker")
@@ -112,7 +112,7 @@ class Worker:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-reader")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-writer")
         self._consumer: Consumer | None = None
-        self._in_flight: tuple[Future[None], dict[TopicPartition, int], int, int] | None = None
+        self._in_flight: tuple[Future[None], dict[TopicPartition, int], int, int, Round | None] | None = None
 
     def _open_idempotency_store(self) -> IdempotencyStore | None:
         policies = [p.idempotency for p in self.app.processors if p.idempotency is not None]
@@ -321,16 +321,21 @@ class Worker:
         emitted = sum(len(m) for m in outputs.values())
         dead = self._executor.dead_lettered
         self._executor.dead_lettered = 0
-        self._in_flight = (self._writer.submit(consumer.publish_and_commit, outputs, offsets), offsets, emitted, dead)
+        # The idempotency keys recorded in this round count only once its commit lands.
+        sealed = self._idempotency.seal() if self._idempotency is not None else None
+        future = self._writer.submit(consumer.publish_and_commit, outputs, offsets)
+        self._in_flight = (future, offsets, emitted, dead, sealed)
 
     async def _settle_commit(self) -> None:
         """Wait for the commit in flight, if any, and record its outcome."""
         if self._in_flight is None:
             return
-        future, offsets, emitted, dead = self._in_flight
+        future, offsets, emitted, dead, sealed = self._in_flight
         try:
             await asyncio.wrap_future(future)
         except PartitionRevokedError as exc:
+            if sealed is not None and self._idempotency is not None:
+                self._idempotency.refused(sealed)
             logger.warning("commit refused, partitions moved to another member: %s", exc)
             self._revoked.append(frozenset(offsets))
             self._apply_revocations()
@@ -338,8 +343,8 @@ class Worker:
         finally:
             self._in_flight = None
         self._committed.update(offsets)
-        if self._idempotency is not None:
-            self._idempotency.flush()
+        if sealed is not None and self._idempotency is not None:
+            self._idempotency.committed(sealed)
         self.stats.events_out += emitted - dead
         self.stats.dead_lettered += dead
         self.stats.rounds += 1
