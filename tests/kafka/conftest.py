@@ -51,12 +51,30 @@ def kafka(broker: Broker) -> Iterator[KafkaLog]:
     log.close()
 
 
+_started: list[subprocess.Popen[bytes]] = []
+
+
 def eventbus_process(env: dict[str, str], *args: str, stderr: int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
-    """``python -m eventbus ARGS`` from the repository, as users run it."""
-    return subprocess.Popen(
+    """``python -m eventbus ARGS`` from the repository, as users run it (killed after the test if still running)."""
+    process = subprocess.Popen(
         [PYTHON, "-m", "eventbus", "--log-level", "INFO", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
     )
+    _started.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_workers() -> Iterator[None]:
+    """A test that fails half-way leaves no worker process behind."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()
