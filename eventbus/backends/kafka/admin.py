@@ -38,8 +38,24 @@ def build_client(kind: Any, config: Mapping[str, Any], settings: KafkaSettings) 
         if kafka_error is not None or isinstance(exc, ValueError | TypeError):
             detail = kafka_error.str() if kafka_error is not None else str(exc)
             hint = f" ({options_hint()})" if "No such configuration property" in detail else ""
-            raise ConfigurationError(f"{settings.redacted_url}: {detail}{hint}") from None
+            culprits = _refused_settings(kind, config, settings)
+            named = f"{', '.join(culprits)}: " if culprits else ""
+            raise ConfigurationError(f"{settings.redacted_url}: {named}{detail}{hint}") from None
         raise
+
+
+def _refused_settings(kind: Any, config: Mapping[str, Any], settings: KafkaSettings) -> list[str]:
+    """The user's settings librdkafka refuses on their own: its message names a setting by its canonical name
+    (queue.buffering.max.ms for linger.ms), the user wrote another."""
+    base = {k: v for k, v in config.items() if k not in settings.client_settings}
+    refused = []
+    for name, value in settings.client_settings.items():
+        try:
+            kind({**base, name: value})
+        except Exception:  # any refusal of this one setting is what we are looking for
+            shown = "***" if any(word in name for word in ("password", "secret", "key")) else value
+            refused.append(f"{name}={shown}")
+    return refused
 
 
 class Admin:
