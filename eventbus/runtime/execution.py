@@ -347,13 +347,18 @@ class Executor:
                     lane.bisect_end = chunk[-1][0].offsets[chunk[-1][1]] + 1
                 lane.limit = math.ceil(failed_count / 2)
                 continue
-            self._failed(key, lane, failed_count, failure.error, now)
+            only = None if failure.reported is None else {i - failure.index for i in failure.reported}
+            self._failed(key, lane, failed_count, failure.error, now, only)
 
     async def _run_concurrently(self, key: LaneKey, lane: Lane, now: float) -> None:
-        """Up to ``concurrency`` invocations at once; events of one key stay in order (``ordering="key"``)."""
+        """Up to ``concurrency`` invocations at once; events of one key stay in order (``ordering="key"``).
+
+        A failed event (and, with key ordering, the events of its key behind it) stays in the lane; the lane's
+        attempts count the runs that had failures, and once they are spent every event that failed in the last
+        run is dead-lettered with its own error."""
         index, tp = key
         processor = self.processors[index]
-        if not self._breaker_allows(index, now):
+        if lane.retry_at > now or not self._breaker_allows(index, now):
             return
         groups: dict[object, list[Item]] = {}
         for n, item in enumerate(lane.items):
@@ -363,26 +368,79 @@ class Executor:
             )
             groups.setdefault(group, []).append(item)
         outcomes = await self._run_groups(processor, tp, list(groups.values()))
-        remaining: deque[Item] = deque()
-        first_failure: tuple[int, BaseException] | None = None
+        remaining: list[Item] = []
+        failures: list[tuple[Item, BaseException]] = []
         done_total = 0
         for items, (done, error) in zip(groups.values(), outcomes, strict=True):
             done_total += done
             if error is not None:
                 remaining.extend(items[done:])
-                if first_failure is None:
-                    first_failure = (len(items) - done, error)
+                failures.append((items[done], error))
         self.processed[index] = self.processed.get(index, 0) + done_total
         # Keep what is left in offset order, so the lane's head is the lowest offset not done.
-        lane.items = deque(sorted(remaining, key=lambda i: i[0].offsets[i[1]]))
-        lane.attempts = lane.attempts if lane.items else None
+        lane.items = deque(sorted(remaining, key=_offset_of))
         breaker = self.breakers.get(index)
-        if first_failure is None:
-            lane.retry_at = 0.0
+        if not failures:
+            lane.attempts, lane.retry_at = None, 0.0
             if breaker is not None:
                 breaker.succeeded(now)
             return
-        self._failed(key, lane, 1, first_failure[1], now)
+        self._failed_together(key, lane, failures, now)
+
+    def _failed_together(
+        self, key: LaneKey, lane: Lane, failures: list[tuple[Item, BaseException]], now: float
+    ) -> None:
+        """Events of one concurrent run failed: retry them after the backoff, or give up on each that cannot be
+        retried any more."""
+        index, tp = key
+        processor = self.processors[index]
+        now_ms = _now_ms()
+        first_error = failures[0][1]
+        for _, error in failures:
+            metrics.failed_attempt(processor.name, error)
+        breaker = self.breakers.get(index)
+        if breaker is not None:
+            breaker.failed(now)
+        if lane.attempts is None:
+            lane.attempts = Attempts.first(first_error, now_ms)
+        else:
+            lane.attempts.failed_again(first_error, now_ms)
+        if processor.on_failure == "stop":
+            (batch, position), error = failures[0]
+            raise ProcessorError(processor.name, tp.topic, tp.partition, batch.offsets[position], error)
+        attempts = lane.attempts
+        given_up = set()
+        for item, error in failures:
+            reason = self._give_up_reason(processor, error, attempts.count, item, now_ms)
+            if reason is not None:
+                why = GiveUp(
+                    processor.name, error, format_traceback(error), attempts.count, attempts.first_failure_ms, now_ms
+                )
+                self._write_dead_letter(processor, item[0], item[1], why, reason)
+                given_up.add(id(item))
+        if given_up:
+            lane.items = deque(i for i in lane.items if id(i) not in given_up)
+        if len(given_up) == len(failures):
+            lane.attempts, lane.retry_at = None, 0.0
+        else:
+            lane.retry_at = now + processor.retry.delay_s(attempts.count, self._rng)
+            metrics.retried(processor.name)
+
+    @staticmethod
+    def _give_up_reason(
+        processor: Processor, error: BaseException, attempts: int, item: Item, now_ms: int
+    ) -> str | None:
+        """Why an event that failed ``attempts`` times is not tried again (None: it is)."""
+        policy = processor.retry
+        if isinstance(error, _NEVER_RETRIED) or not policy.retries(error):
+            return "not retryable"
+        if attempts >= policy.max_attempts:
+            return "attempts exhausted"
+        if policy.max_event_age_s is not None:
+            batch, position = item
+            if now_ms - batch.records.timestamps_ms[position] > policy.max_event_age_s * 1000:
+                return "too old"
+        return None
 
     async def _run_groups(
         self, processor: Processor, tp: TopicPartition, groups: list[list[Item]]
@@ -492,8 +550,12 @@ class Executor:
 
     # -- failures -----------------------------------------------------------------------------------------------
 
-    def _failed(self, key: LaneKey, lane: Lane, count: int, error: BaseException, now: float) -> None:
-        """The ``count`` events at the head of ``lane`` failed together: retry them later, or give up on them."""
+    def _failed(
+        self, key: LaneKey, lane: Lane, count: int, error: BaseException, now: float, only: set[int] | None = None
+    ) -> None:
+        """The ``count`` events at the head of ``lane`` failed together: retry them later, or give up on them.
+        ``only`` (positions among the ``count``) names the ones that really failed — a batch item failure report —
+        the others succeeded every time and are done without a dead letter."""
         index, tp = key
         processor = self.processors[index]
         now_ms = _now_ms()
@@ -509,15 +571,7 @@ class Executor:
         if processor.on_failure == "stop":
             raise ProcessorError(processor.name, tp.topic, tp.partition, head_batch.offsets[head_position], error)
         policy = processor.retry
-        reason = None
-        if isinstance(error, _NEVER_RETRIED) or not policy.retries(error):
-            reason = "not retryable"
-        elif lane.attempts.count >= policy.max_attempts:
-            reason = "attempts exhausted"
-        elif policy.max_event_age_s is not None:
-            appended_ms = head_batch.records.timestamps_ms[head_position]
-            if now_ms - appended_ms > policy.max_event_age_s * 1000:
-                reason = "too old"
+        reason = self._give_up_reason(processor, error, lane.attempts.count, lane.items[0], now_ms)
         if reason is None:
             delay_s = policy.delay_s(lane.attempts.count, self._rng)
             lane.retry_at = now + delay_s
@@ -532,8 +586,9 @@ class Executor:
             attempts.first_failure_ms,
             attempts.last_failure_ms,
         )
-        for batch, position in lane.take(count):
-            self._write_dead_letter(processor, batch, position, why, reason)
+        for n, (batch, position) in enumerate(lane.take(count)):
+            if only is None or n in only:
+                self._write_dead_letter(processor, batch, position, why, reason)
         lane.drop(count)
         if lane.limit is not None and (not lane.items or lane.head_offset() >= lane.bisect_end):
             lane.limit = None
@@ -573,6 +628,11 @@ class Executor:
         for position, error in batch.poison:
             why = GiveUp(DECODER, error, format_traceback(error), 1, now_ms, now_ms)
             self._write_dead_letter(None, batch, position, why, "undecodable")
+
+
+def _offset_of(item: Item) -> int:
+    batch, position = item
+    return batch.offsets[position]
 
 
 def _call_items(processor: Processor, tp: TopicPartition, items: list[Item], outbox: Outbox) -> Failure | None:

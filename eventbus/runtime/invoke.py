@@ -35,10 +35,12 @@ class _Alarm(BaseException):
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """The first event that failed (its index among those passed) and why."""
+    """The first event that failed (its index among those passed) and why. For a batch item failure report,
+    ``reported`` holds the indexes of every event the report named (the others succeeded)."""
 
     index: int
     error: BaseException
+    reported: frozenset[int] | None = None
 
 
 def argument_factory(processor: Processor) -> ArgumentFactory:
@@ -240,8 +242,10 @@ async def call_batch(
         unknown = [i for i in failed if i not in positions]
         if unknown:
             raise MalformedReportError(f"the failure report names events not in the batch: {unknown[:5]}")
-        lowest = min(positions[i] for i in failed)
-        return Failure(lowest, BatchItemError(f"{len(failed)} event(s) of the batch reported as failed"))
+        reported = frozenset(positions[i] for i in failed)
+        return Failure(
+            min(reported), BatchItemError(f"{len(failed)} event(s) of the batch reported as failed"), reported
+        )
     except Exception as exc:
         outbox.rollback(mark)
         return Failure(0, exc)

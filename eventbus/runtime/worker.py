@@ -283,6 +283,20 @@ class Worker:
                 self._paused.discard(tp)
             logger.info("partitions revoked: %s", ", ".join(sorted(map(str, lost))))
 
+    def _rewind(self, partitions: frozenset[TopicPartition]) -> None:
+        """After a refused commit: partitions this member holds again (a poll may already have reclaimed them) are
+        read again from the group's committed offset, so what was processed on top of the refused round is done
+        again too."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        held = consumer.assignment()
+        for topic in {tp.topic for tp in partitions}:
+            committed = self.log.committed(self.group, topic)
+            for tp in partitions:
+                if tp.topic == topic and tp in held:
+                    consumer.seek(tp, committed.get(tp.partition, 0))
+
     async def _apply_backpressure(self, consumer: Consumer) -> None:
         """Pause partitions that have too much waiting (or an open breaker); resume them once they drain."""
         limit = self.settings.max_pending_per_partition
@@ -339,6 +353,7 @@ class Worker:
             logger.warning("commit refused, partitions moved to another member: %s", exc)
             self._revoked.append(frozenset(offsets))
             self._apply_revocations()
+            await self._read(self._rewind, frozenset(offsets))
             return
         finally:
             self._in_flight = None

@@ -171,3 +171,32 @@ def test_the_outbox_publishes_later_what_the_log_refused_in_order(
     assert [e.data["by"] for e in published(log)] == [1, 2, 3]
     assert store.relay() == 0
     store.close()
+
+
+@pytest.mark.postgres
+def test_the_relay_never_deletes_a_row_it_did_not_publish(postgres_url: str) -> None:
+    import psycopg
+
+    url = fresh_database(postgres_url)
+    log = MemoryLog("pg-relay-race")
+    store = EventStore(url, log)
+    slow = psycopg.connect(url)  # another worker's save, still inside its transaction
+    slow.execute("INSERT INTO event_streams VALUES ('Counter', 'slow', 1, 'e-slow', '{}')")
+    slow.execute(
+        "INSERT INTO event_outbox (topic, key, value, headers) VALUES ('counters', NULL, '{\"id\":\"e-slow\"}', NULL)"
+    )
+    original_append = log.append
+
+    def append(topic: str, messages: object) -> list[tuple[int, int]]:
+        slow.commit()  # the slow save commits while the relay publishes what it read
+        return original_append(topic, messages)  # type: ignore[arg-type]
+
+    log.append = append  # type: ignore[method-assign]
+    fast = Counter("fast")
+    store.save(fast, fast.add(1))
+    log.append = original_append  # type: ignore[method-assign]
+    store.relay()
+    values = [v for s in log.watermarks("counters") for v in log.read("counters", s.partition, 0, 100).values]
+    assert any(v is not None and b"e-slow" in v for v in values), "the late save was published, not deleted"
+    store.close()
+    slow.close()

@@ -74,6 +74,8 @@ class KafkaConsumer(Consumer):
             config.get("partition.assignment.strategy", "")
         )
         self._client = build_client(KafkaClient, config, log.settings)
+        # The session timeout in force (the URL may override ConsumerSettings'); the broker's, with KIP-848.
+        self._session_s = int(config.get("session.timeout.ms", settings.session_timeout_s * 1000)) / 1000
         # Written by the polling thread only (inside rebalance callbacks); read by the committing thread.
         self._assignment: frozenset[TopicPartition] = frozenset()
         # The next offset to read per owned partition; None until known (reading from the beginning).
@@ -117,7 +119,7 @@ class KafkaConsumer(Consumer):
     def _await_first_assignment(self) -> None:
         """Serve the client until the group gives this member its first assignment (possibly empty), so a new
         member owns its partitions when it is returned, as on every other log."""
-        timeout_s = 2 * self._settings.session_timeout_s + 5.0
+        timeout_s = 2 * self._session_s + 5.0
         deadline = time.monotonic() + timeout_s
         while not self._joined and time.monotonic() < deadline:
             with self._gate.held(self._stuck_after_s):
@@ -480,7 +482,7 @@ class KafkaConsumer(Consumer):
             # never returns) must not hold the process.
             closer = threading.Thread(target=self._close_client, name="eventbus-kafka-close", daemon=True)
             closer.start()
-            closer.join(self._settings.session_timeout_s + 5.0)
+            closer.join(self._session_s + 5.0)
 
     def _close_client(self) -> None:
         with self._gate.held(self._stuck_after_s):

@@ -1,8 +1,8 @@
 """Producing batches and waiting for their delivery reports.
 
-A batch is acknowledged when every record in it has a delivery report without error: with the idempotent
-producer and ``acks=all`` that means every in-sync replica has it. Records of one partition are delivered in
-the order produced, so a partition's reported offsets, in order, belong to its records, in order.
+A batch is acknowledged when every record in it is delivered without error: with the idempotent producer and
+``acks=all``, when every in-sync replica has it. Records of one partition are delivered in the order produced,
+so a partition's reported offsets, in order, belong to its records, in order.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Direct reads, outside any group: `Log.read`, and finding where partitions start and end.
 
-Where a partition ends is learnt by fetching, not by asking for offsets (ListOffsets): a fetch response carries
-the partition's high watermark and log start, and a fetch at the end of a partition yields an end-of-partition
-event. This is the same answer on every broker, including ones whose ListOffsets answers are unreliable, and it
-costs one fetch of at most one record batch per partition.
+Where a partition starts and ends is learnt by fetching, not by asking for offsets (ListOffsets, whose answers
+differ between brokers): a fetch response carries the partition's high watermark, a fetch at the end of a
+partition yields an end-of-partition event, and the first record a fetch from offset 0 meets is the first one
+still held. It costs one fetch per partition (stopped after its first response).
 """
 
 from __future__ import annotations

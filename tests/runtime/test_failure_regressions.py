@@ -1,0 +1,167 @@
+"""Failure paths that once went wrong: each test pins the behaviour that was fixed."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from eventbus import App, BatchItemFailures, Event, Idempotency, Retry
+from eventbus.backends.memory import MemoryLog
+from eventbus.backends.sqlite import SQLiteLog
+from eventbus.errors import ConfigurationError, PartitionRevokedError
+from eventbus.testing import TestBus
+from tests.conftest import PYTHON, REPO
+
+FAST = {"initial_delay_ms": 1.0, "max_delay_ms": 2.0}
+
+
+def test_concurrent_retries_wait_their_backoff_even_while_draining() -> None:
+    bus = TestBus()
+    app = App("t")
+    times: list[float] = []
+
+    @app.processor(
+        "in",
+        concurrency=2,
+        ordering="none",
+        retry=Retry(max_attempts=3, initial_delay_ms=200, max_delay_ms=200, jitter="none"),
+    )
+    def handle(event: Event) -> None:
+        times.append(time.monotonic())
+        raise ConnectionError("down")
+
+    bus.publish("in", Event("n", {}))
+    bus.run(app)
+    assert len(times) == 3
+    assert all(later - earlier >= 0.2 for earlier, later in itertools.pairwise(times))
+
+
+def test_each_concurrent_failure_is_dead_lettered_after_its_attempts_not_retried_beyond() -> None:
+    bus = TestBus()
+    app = App("t")
+    calls: list[int] = []
+
+    @app.processor("in", concurrency=4, ordering="none", retry=Retry(max_attempts=1))
+    def handle(event: Event) -> None:
+        calls.append(event.data["n"])
+        raise ValueError(f"bad {event.data['n']}")
+
+    bus.publish("in", *[Event("n", {"n": i}) for i in range(6)])
+    bus.run(app)
+    assert sorted(calls) == list(range(6))
+    dead = bus.dead_letters("in.dlq")
+    assert sorted(f["error.message"] for _, f in dead) == [f"bad {i}" for i in range(6)]
+
+
+def test_a_batch_report_dead_letters_only_the_events_it_names() -> None:
+    bus = TestBus()
+    app = App("t")
+
+    @app.processor("in", batch_size=4, retry=Retry(max_attempts=3, **FAST))
+    def handle(events: list[Event]) -> BatchItemFailures:
+        return BatchItemFailures([e.id for e in events if e.data["n"] == 1])
+
+    bus.publish("in", *[Event("n", {"n": i}) for i in range(4)])
+    bus.run(app)
+    assert [int(f["origin.offset"]) for _, f in bus.dead_letters("in.dlq")] == [1]
+    assert bus.committed("t", "in") == {0: 4}
+
+
+def test_idempotency_with_concurrency_is_refused_at_declaration() -> None:
+    app = App("t")
+    with pytest.raises(ConfigurationError, match="idempotency needs concurrency=1"):
+        app.processor("in", idempotency=Idempotency(), concurrency=2, ordering="none")(lambda event: None)
+
+
+def test_a_failing_idempotency_key_function_dead_letters_the_event() -> None:
+    bus = TestBus()
+    app = App("t")
+    handled: list[int] = []
+
+    @app.processor("in", idempotency=Idempotency(key=lambda e: e.data["order_id"]))
+    def handle(event: Event) -> None:
+        handled.append(event.data.get("n", -1))
+
+    bus.publish(
+        "in", Event("n", {"order_id": "a", "n": 0}), Event("n", {"other": 1}), Event("n", {"order_id": "b", "n": 2})
+    )
+    bus.run(app)
+    assert handled == [0, 2]
+    ((_, failure),) = bus.dead_letters("in.dlq")
+    assert "idempotency key function raised KeyError" in failure["error.message"]
+
+
+def test_publishing_to_an_invalid_topic_fails_that_event_not_the_worker(tmp_path: Path) -> None:
+    bus = TestBus(log=SQLiteLog(tmp_path / "x.db"))
+    app = App("t")
+
+    @app.processor("in")
+    def handle(event: Event, ctx: object) -> None:
+        ctx.publish(Event("out", {}), topic="not a valid name!" if event.data["n"] == 1 else "good")  # type: ignore[attr-defined]
+
+    bus.publish("in", *[Event("n", {"n": i}) for i in range(3)])
+    bus.run(app)
+    assert len(bus.events("good")) == 2
+    ((_, failure),) = bus.dead_letters("in.dlq")
+    assert "emitted to a bad topic" in failure["error.message"]
+
+
+@pytest.mark.parametrize("driver", ["memory", "sqlite"])
+def test_a_refused_commit_does_not_lose_idempotent_outputs(
+    driver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = MemoryLog(f"refused-{driver}") if driver == "memory" else SQLiteLog(tmp_path / "x.db")
+    cls = type(log)
+    original = cls.commit_owned
+    refused: list[object] = []
+
+    def commit_owned(self, group, member_id, offsets, outputs):  # type: ignore[no-untyped-def]
+        if not refused and outputs:
+            refused.append(offsets)
+            raise PartitionRevokedError("partitions moved to another member")  # what a fenced commit does
+        return original(self, group, member_id, offsets, outputs)
+
+    monkeypatch.setattr(cls, "commit_owned", commit_owned)
+    bus = TestBus(log=log)
+    app = App("t")
+
+    @app.processor("in", to="out", idempotency=Idempotency())
+    def handle(event: Event) -> Event:
+        return Event("done", {"n": event.data["n"]})
+
+    bus.publish("in", *[Event("n", {"n": i}) for i in range(3)])
+    bus.run(app)
+    assert refused
+    assert sorted(d["n"] for d in bus.data("out")) == [0, 1, 2]
+
+
+def test_a_crash_before_a_round_commits_loses_no_idempotent_output(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    script = str(Path(__file__).with_name("idempotent_crash_app.py"))
+    db = str(tmp_path / "x.db")
+    crashed = subprocess.run(
+        [PYTHON, script, db, "crash"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=subprocess_env,
+        check=False,
+        timeout=60,
+    )
+    assert crashed.returncode == -9, crashed.stderr
+    resumed = subprocess.run(
+        [PYTHON, script, db, "resume"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=subprocess_env,
+        check=False,
+        timeout=60,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "outputs: [0, 1, 2] committed: {0: 3}" in resumed.stdout
