@@ -7,8 +7,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import orjson
-
 from eventbus import Event, Publisher
 from eventbus.backends.kafka.log import KafkaLog
 
@@ -76,22 +74,3 @@ def owned_partitions(stderr: Path, topic: str = IN) -> set[int]:
         partitions = {int(p) for p in re.findall(rf"{re.escape(topic)}\[(\d+)\]", listed)}
         owned = owned | partitions if assigned else owned - partitions
     return owned
-
-
-def decoded_outputs(log: KafkaLog, topic: str = OUT) -> list[dict[str, object]]:
-    from eventbus.codecs import decode_record
-
-    found = []
-    for state in log.watermarks(topic):
-        for value, headers in zip(*_values_and_headers(log, topic, state.partition, state.end_offset), strict=True):
-            found.append(decode_record(value, headers))
-    return found
-
-
-def _values_and_headers(log: KafkaLog, topic: str, partition: int, end: int) -> tuple[list[object], list[object]]:
-    batch = log.read(topic, partition, 0, max(end, 1))
-    return list(batch.values), list(batch.headers)
-
-
-def loads(value: bytes) -> object:
-    return orjson.loads(value)
