@@ -309,9 +309,7 @@ def main() -> None:
     best: dict[str, dict[str, Any]] = {}
     for run in range(args.repeat):
         for name, runner in (("eventbus run", run_eventbus), ("hand-written loop", run_baseline)):
-            result = (
-                runner(args.broker, events, args.workers) if runner is run_eventbus else runner(args.broker, events)
-            )
+            result = runner(args.broker, events)
             print(f"  run {run + 1}: {describe(name, result)}", flush=True)
             if name not in best or result["elapsed_s"] < best[name]["elapsed_s"]:
                 best[name] = result
