@@ -58,13 +58,16 @@ def postgres_server() -> Iterator[str]:
     log_file = data / "server.log"
     subprocess.run(
         _as_postgres([str(binaries / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres", "--no-sync"]),
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off -c max_connections=200"
     subprocess.run(
-        _as_postgres([str(binaries / "pg_ctl"), "-D", str(data / "db"), "-l", str(log_file), "-o", options, "-w",
-                      "start"]),
-        check=True, capture_output=True,
+        _as_postgres(
+            [str(binaries / "pg_ctl"), "-D", str(data / "db"), "-l", str(log_file), "-o", options, "-w", "start"]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -73,7 +76,8 @@ def postgres_server() -> Iterator[str]:
     finally:
         subprocess.run(
             _as_postgres([str(binaries / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"]),
-            check=False, capture_output=True,
+            check=False,
+            capture_output=True,
         )
         shutil.rmtree(data, ignore_errors=True)
 
