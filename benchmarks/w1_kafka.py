@@ -16,7 +16,7 @@ Each run gets a broker of its own (started fresh, same kind) holding the same in
 every input partition to its end and emit an output for every qualifying input (at-least-once intact).
 
 Figures: processing events/s from the first batch read to the last commit; start-up from process (or consumer)
-start to the first batch; per-batch latency p50/p99 (eventbus: from the poll to the hand-over of its outputs and
+start to the first committed batch; per-batch latency p50/p99 (eventbus: from the poll to the hand-over of its outputs and
 offsets to the writer thread, which commits while the next batch is processed; baseline: from consume to the
 end of the synchronous commit).
 
@@ -139,7 +139,7 @@ def run_eventbus(kind: str, events: list[tuple[bytes, bytes]]) -> dict[str, Any]
         outputs = check(bootstrap, events, GROUP)
     return {
         "elapsed_s": stats["last_commit"] - stats["first_batch"],
-        "startup_s": stats["first_batch"] - started,
+        "startup_s": stats["first_commit"] - started,
         "events": stats["events_in"],
         "outputs": outputs,
         "batch_s": stats["round_latencies_s"],
@@ -147,28 +147,21 @@ def run_eventbus(kind: str, events: list[tuple[bytes, bytes]]) -> dict[str, Any]
 
 
 def child_main(stats_path: str, argv: list[str]) -> int:
-    """``eventbus`` with ``argv``, writing the worker's statistics (wall-clock times) to ``stats_path``."""
+    """``eventbus`` with ``argv``, writing the worker's statistics (wall-clock times) to ``stats_path``: when the
+    first poll that returned records began, when the first and the last commit finished, the round latencies."""
+    from eventbus.backends.kafka.consumer import KafkaConsumer
     from eventbus.cli import main
     from eventbus.runtime import worker as worker_module
 
-    run = worker_module.Worker.run
-    clock_offset = time.time() - time.monotonic()
+    marks: dict[str, float] = {}
+    poll = KafkaConsumer.poll
 
-    async def run_and_record(self: Any) -> Any:
-        stats = await run(self)
-        latencies = list(stats.round_latencies_s)
-        first_commit = stats.first_commit_monotonic or time.monotonic()
-        Path(stats_path).write_text(  # noqa: ASYNC240 - once, as the worker stops
-            json.dumps(
-                {
-                    "events_in": stats.events_in,
-                    "first_batch": clock_offset + first_commit - (latencies[0] if latencies else 0.0),
-                    "last_commit": clock_offset + self._last_commit_monotonic,
-                    "round_latencies_s": latencies,
-                }
-            )
-        )
-        return stats
+    def poll_and_note(self: KafkaConsumer, max_records: int, timeout_s: float) -> Any:
+        began = time.time()
+        batches = poll(self, max_records, timeout_s)
+        if batches:
+            marks.setdefault("first_batch", began)
+        return batches
 
     settle = worker_module.Worker._settle_commit
 
@@ -176,10 +169,20 @@ def child_main(stats_path: str, argv: list[str]) -> int:
         had_commit = self._in_flight is not None
         await settle(self)
         if had_commit:
-            self._last_commit_monotonic = time.monotonic()
+            marks["last_commit"] = time.time()
+            marks.setdefault("first_commit", marks["last_commit"])
 
-    worker_module.Worker.run = run_and_record  # type: ignore[method-assign]
+    run = worker_module.Worker.run
+
+    async def run_and_record(self: Any) -> Any:
+        stats = await run(self)
+        record = {**marks, "events_in": stats.events_in, "round_latencies_s": list(stats.round_latencies_s)}
+        Path(stats_path).write_text(json.dumps(record))  # noqa: ASYNC240 - once, as the worker stops
+        return stats
+
+    KafkaConsumer.poll = poll_and_note  # type: ignore[method-assign]
     worker_module.Worker._settle_commit = settle_and_note  # type: ignore[method-assign]
+    worker_module.Worker.run = run_and_record  # type: ignore[method-assign]
     return main(argv)
 
 
@@ -211,7 +214,7 @@ def run_baseline(kind: str, events: list[tuple[bytes, bytes]]) -> dict[str, Any]
         processed = outputs = 0
         at_end: set[int] = set()
         batch_s: list[float] = []
-        first_batch = last_commit = 0.0
+        first_batch = first_commit = last_commit = 0.0
         while len(at_end) < PARTITIONS or processed < len(events):
             t0 = time.time()
             messages = consumer.consume(BATCH, 0.1)
@@ -258,13 +261,14 @@ def run_baseline(kind: str, events: list[tuple[bytes, bytes]]) -> dict[str, Any]
             consumer.commit(asynchronous=False)
             processed += records
             last_commit = time.time()
+            first_commit = first_commit or last_commit
             batch_s.append(last_commit - t0)
         consumer.close()
         written = check(bootstrap, events, "w1-hand-written")
     assert written == outputs
     return {
         "elapsed_s": last_commit - first_batch,
-        "startup_s": first_batch - started,
+        "startup_s": first_commit - started,
         "events": processed,
         "outputs": outputs,
         "batch_s": batch_s,

@@ -98,6 +98,8 @@ class KafkaConsumer(Consumer):
         self._transactions: TransactionalProducer | None = None
         if settings.processing_guarantee == "exactly_once":
             self._transactions = TransactionalProducer(log.settings, group)
+        else:
+            log.outputs_producer.warm_up()
         with self._gate.held(self._stuck_after_s):
             self._client.subscribe(
                 list(self._topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -358,6 +360,21 @@ class KafkaConsumer(Consumer):
                 self._positions[tp] = None
         logger.info("%s: reading again from the committed offsets: %s", self._what, ", ".join(map(str, rewind)))
 
+    def _behind_for_sure(self, owned: frozenset[TopicPartition]) -> bool:
+        """Not caught up, known without asking the brokers: a partition not read from yet (its first fetch will
+        tell where it is), or one behind the high watermark its last fetch reported."""
+        from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+        positions = self._positions
+        if any(positions.get(tp) is None for tp in owned):
+            return True
+        with self._gate.held(self._stuck_after_s):
+            for tp in owned:
+                _, high = self._client.get_watermark_offsets(KafkaTopicPartition(tp.topic, tp.partition), cached=True)
+                if high >= 0 and positions[tp] < high:
+                    return True
+        return False
+
     def _committed(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         """The group's committed offsets of these partitions, asked through this member's own client."""
         from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -386,6 +403,8 @@ class KafkaConsumer(Consumer):
         owned = self._assignment
         if not owned:
             return True
+        if self._behind_for_sure(owned):
+            return False
         starts = {tp: self._positions.get(tp) for tp in owned}
         try:
             bounds = self._log.bounds.of(starts)

@@ -164,6 +164,12 @@ class BatchProducer:
             self._producer = build_client(Producer, config, self._settings)
         return self._producer
 
+    def warm_up(self) -> None:
+        """Create the client now: an idempotent producer first obtains a producer id from the brokers, which
+        takes librdkafka half a second; started early, that overlaps other work (a consumer joining its group)."""
+        with self._lock:
+            self._client()
+
     def _on_failed_delivery(self, error: Any, _message: Any) -> None:
         self._failed.append(error)
 
