@@ -16,9 +16,9 @@ Each run gets a broker of its own (started fresh, same kind) holding the same in
 every input partition to its end and emit an output for every qualifying input (at-least-once intact).
 
 Figures: processing events/s from the first batch read to the last commit; start-up from process (or consumer)
-start to the first committed batch; per-batch latency p50/p99 (eventbus: from the poll to the hand-over of its outputs and
-offsets to the writer thread, which commits while the next batch is processed; baseline: from consume to the
-end of the synchronous commit).
+start to the first committed batch; per-batch latency p50/p99 (eventbus: from the poll to the hand-over of its
+outputs and offsets to the writer thread, which commits while the next batch is processed; baseline: from
+consume to the end of the synchronous commit).
 
 usage: python benchmarks/w1_kafka.py [--events N] [--repeat R] [--broker tansu|noida]
 """
