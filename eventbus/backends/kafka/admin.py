@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from eventbus.backends.base import TopicInfo, TopicPartition, check_topic_name
 from eventbus.backends.kafka.clients import admin_config
 from eventbus.backends.kafka.config import KafkaSettings, options_hint
-from eventbus.backends.kafka.errors import error_name, is_unreachable, kafka_error_of, translate
+from eventbus.backends.kafka.errors import error_name, is_unreachable, kafka_error_of, translate, translated
 from eventbus.errors import BackendError, ConfigurationError, TopicNotFoundError
 
 # Topics whose names start so are the brokers' own (__consumer_offsets, __transaction_state).
@@ -149,11 +149,10 @@ class Admin:
         check_topic_name(name)
         if partitions < 1:
             raise ValueError(f"topic {name!r}: partitions must be at least 1, got {partitions}")
-        futures = self._client.create_topics(
-            [NewTopic(name, partitions, self._settings.replication_factor)], request_timeout=REQUEST_TIMEOUT_S
-        )
         try:
-            futures[name].result()
+            self._client.create_topics(
+                [NewTopic(name, partitions, self._settings.replication_factor)], request_timeout=REQUEST_TIMEOUT_S
+            )[name].result()
         except Exception as exc:
             if error_name(exc) == "TOPIC_ALREADY_EXISTS":
                 if exist_ok:
@@ -171,7 +170,8 @@ class Admin:
         if not before:
             return
         requests = [KafkaTopicPartition(topic, partition, offset) for partition, offset in before.items()]
-        futures = self._client.delete_records(requests, request_timeout=REQUEST_TIMEOUT_S)
+        with translated(f"{self._url}: deleting records of {topic!r}", topic=topic):
+            futures = self._client.delete_records(requests, request_timeout=REQUEST_TIMEOUT_S)
         for request, future in futures.items():
             try:
                 future.result()
@@ -225,9 +225,10 @@ class Admin:
         request = ConsumerGroupTopicPartitions(
             group, [KafkaTopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
         )
-        futures = self._client.alter_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT_S)
         try:
-            result = futures[group].result()
+            result = self._client.alter_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT_S)[
+                group
+            ].result()
         except Exception as exc:
             if error_name(exc) in {"UNKNOWN_MEMBER_ID", "REBALANCE_IN_PROGRESS"}:
                 raise BackendError(

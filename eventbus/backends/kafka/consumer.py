@@ -24,16 +24,17 @@ of the committing thread run while the polling thread waits in a rebalance callb
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from eventbus.backends.base import Consumer, ConsumerSettings, Message, RecordBatch, RevokeListener, TopicPartition
 from eventbus.backends.kafka.admin import REQUEST_TIMEOUT_S, build_client
 from eventbus.backends.kafka.clients import consumer_config
-from eventbus.backends.kafka.errors import UNREACHABLE, describe, error_name, translate
+from eventbus.backends.kafka.errors import UNREACHABLE, describe, error_name, translate, translated
 from eventbus.backends.kafka.gate import Gate
 from eventbus.backends.kafka.health import BrokerHealth
 from eventbus.backends.kafka.reader import OFFSET_BEGINNING
@@ -45,6 +46,26 @@ if TYPE_CHECKING:
     from eventbus.backends.kafka.log import KafkaLog
 
 logger = logging.getLogger("eventbus.kafka")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _boundary(
+    action: str,
+) -> Callable[[Callable[Concatenate[KafkaConsumer, P], R]], Callable[Concatenate[KafkaConsumer, P], R]]:
+    """A public method: confluent_kafka errors leave it as eventbus errors naming the group and ``action``."""
+
+    def wrap(method: Callable[Concatenate[KafkaConsumer, P], R]) -> Callable[Concatenate[KafkaConsumer, P], R]:
+        def guarded(self: KafkaConsumer, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            with translated(f"{self._what}: {action}"):
+                return method(self, *args, **kwargs)
+
+        functools.update_wrapper(guarded, method)
+        return guarded
+
+    return wrap
+
 
 # The longest the polling thread stays inside the client at a time, so a commit waits no longer for its turn.
 _SLICE_S = 0.01
@@ -224,6 +245,7 @@ class KafkaConsumer(Consumer):
 
     # -- reading --------------------------------------------------------------------------------------------------
 
+    @_boundary("polling")
     def poll(self, max_records: int, timeout_s: float) -> list[RecordBatch]:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -302,6 +324,7 @@ class KafkaConsumer(Consumer):
         else:
             logger.warning("%s: %s", self._what, describe(error))
 
+    @_boundary("seeking")
     def seek(self, tp: TopicPartition, offset: int) -> None:
         from confluent_kafka import KafkaException
         from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -319,6 +342,7 @@ class KafkaConsumer(Consumer):
                 self._client.incremental_assign([target])
         self._positions[tp] = offset
 
+    @_boundary("pausing")
     def pause(self, partitions: Sequence[TopicPartition]) -> None:
         from confluent_kafka import TopicPartition as KafkaTopicPartition
 
@@ -331,6 +355,7 @@ class KafkaConsumer(Consumer):
         # Records already fetched for them wait in librdkafka or here; `resume` reads them again from the position.
         self._buffer = [m for m in self._buffer if (m.topic(), m.partition()) not in paused]
 
+    @_boundary("resuming")
     def resume(self, partitions: Sequence[TopicPartition]) -> None:
         from confluent_kafka import TopicPartition as KafkaTopicPartition
 
@@ -389,6 +414,7 @@ class KafkaConsumer(Consumer):
             raise translate(exc, f"{self._what}: reading committed offsets") from None
         return {TopicPartition(k.topic, k.partition): k.offset for k in found if k.offset >= 0}
 
+    @_boundary("checking for the end")
     def caught_up(self) -> bool:
         self._before_reading()
         if not self._buffer:
@@ -423,6 +449,7 @@ class KafkaConsumer(Consumer):
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self.publish_and_commit({}, offsets)
 
+    @_boundary("committing")
     def publish_and_commit(
         self, outputs: Mapping[str, Sequence[Message]], offsets: Mapping[TopicPartition, int]
     ) -> None:
@@ -484,6 +511,7 @@ class KafkaConsumer(Consumer):
 
     # -- leaving --------------------------------------------------------------------------------------------------
 
+    @_boundary("leaving the group")
     def close(self) -> None:
         if self._closed:
             return

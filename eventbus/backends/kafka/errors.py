@@ -6,6 +6,8 @@ parameters) or `BackendError` (the brokers did not do what was asked), never `Ka
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 from eventbus.errors import (
@@ -133,3 +135,14 @@ def translate(error: Any, what: str, *, topic: str | None = None) -> EventbusErr
 
 def is_unreachable(error: Any) -> bool:
     return error_name(error) in UNREACHABLE
+
+
+@contextmanager
+def translated(what: str, *, topic: str | None = None) -> Iterator[None]:
+    """Inside: any confluent_kafka error leaves as the eventbus exception for it (see `translate`)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        yield
+    except KafkaException as exc:
+        raise translate(exc, what, topic=topic) from None

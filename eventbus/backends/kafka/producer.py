@@ -18,7 +18,7 @@ from eventbus.backends.base import Message
 from eventbus.backends.kafka.admin import build_client
 from eventbus.backends.kafka.clients import producer_config
 from eventbus.backends.kafka.config import KafkaSettings
-from eventbus.backends.kafka.errors import UNREACHABLE, describe, kafka_error_of, translate
+from eventbus.backends.kafka.errors import UNREACHABLE, describe, kafka_error_of, translate, translated
 from eventbus.errors import BackendError
 
 logger = logging.getLogger("eventbus.kafka")
@@ -183,7 +183,7 @@ class BatchProducer:
         """Produce and wait for acknowledgement of every record; `BackendError` (or a more precise eventbus
         error) naming ``what`` when the brokers refuse or do not answer in time."""
         deadline = time.monotonic() + self._settings.broker_unavailable_timeout_s + 5.0
-        with self._lock:
+        with self._lock, translated(what):
             pending = list(records)
             delivered: dict[tuple[str, int], list[int]] = {}
             for attempt in (1, 2):

@@ -17,7 +17,7 @@ from eventbus.backends.base import RecordBatch, TopicPartition
 from eventbus.backends.kafka.admin import build_client
 from eventbus.backends.kafka.clients import reader_config
 from eventbus.backends.kafka.config import KafkaSettings
-from eventbus.backends.kafka.errors import error_name, translate
+from eventbus.backends.kafka.errors import error_name, translate, translated
 from eventbus.backends.kafka.records import sort_out
 from eventbus.errors import BackendError
 
@@ -85,7 +85,8 @@ class Bounds:
         if not starts:
             return {}
         found: dict[TopicPartition, tuple[int, int]] = {}
-        with self._assigned.lock:
+        where = ", ".join(sorted({tp.topic for tp in starts}))
+        with self._assigned.lock, translated(f"{self._settings.redacted_url}: looking for the ends of {where}"):
             # From offset 0 rather than the logical beginning, which costs a ListOffsets round trip (and half a
             # second in librdkafka); a partition that no longer starts at 0 reports "out of range" instead.
             client = self._assigned.assign(
@@ -145,7 +146,7 @@ class PartitionReader:
         batch = RecordBatch.empty(topic, partition, offset)
         if max_records <= 0:
             return batch
-        with self._assigned.lock:
+        with self._assigned.lock, translated(f"{self._settings.redacted_url}: reading {tp}", topic=topic):
             client = self._assigned.assign([KafkaTopicPartition(topic, partition, offset)])
             deadline = time.monotonic() + READ_TIMEOUT_S
             try:
