@@ -3,7 +3,7 @@
 Modules, one concept each: `config` (the URL), `clients` (librdkafka settings per client), `errors` (the driver
 boundary), `admin` (topics, group offsets), `producer` (acknowledged batches), `transactions` (exactly-once),
 `records` (messages to batches), `reader` (direct reads, partition bounds), `health` (brokers gone),
-`consumer` (group membership, commits) and `log` (the `Log`).
+`gate` (one consumer client, two threads), `consumer` (group membership, commits) and `log` (the `Log`).
 
 Importing this package imports nothing of confluent_kafka; opening a log does.
 """

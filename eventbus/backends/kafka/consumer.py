@@ -224,6 +224,9 @@ class KafkaConsumer(Consumer):
         if self._transactions is not None and gone:
             self._transactions.follow(self._assignment, ())
         self._paused -= gone
+        with self._rewind_lock:
+            # Whoever owns them next starts from the committed offsets anyway.
+            self._rewind -= gone
         for tp in gone:
             self._positions.pop(tp, None)
             self._starts.pop(tp, None)
