@@ -423,7 +423,7 @@ class Executor:
         if len(given_up) == len(failures):
             lane.attempts, lane.retry_at = None, 0.0
         else:
-            lane.retry_at = now + processor.retry.delay_s(attempts.count, self._rng)
+            lane.retry_at = time.monotonic() + processor.retry.delay_s(attempts.count, self._rng)
             metrics.retried(processor.name)
 
     @staticmethod
@@ -574,7 +574,7 @@ class Executor:
         reason = self._give_up_reason(processor, error, lane.attempts.count, lane.items[0], now_ms)
         if reason is None:
             delay_s = policy.delay_s(lane.attempts.count, self._rng)
-            lane.retry_at = now + delay_s
+            lane.retry_at = time.monotonic() + delay_s  # from the failure, not the start of the round
             metrics.retried(processor.name)
             return
         attempts = lane.attempts
