@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from eventbus.app import App
 from eventbus.backends.base import ConsumerSettings, Log
+from eventbus.backends.group import EmbeddedLog
 from eventbus.backends.memory import MemoryLog
 from eventbus.codecs import decode_record
 from eventbus.errors import TopicNotFoundError
@@ -54,12 +55,15 @@ class TestBus:
 
     async def run_async(self, app: App, *, group: str | None = None, **settings: Any) -> WorkerStats:
         """`run`, for async tests."""
-        options: dict[str, Any] = {
-            "group": group,
-            "until_idle": True,
-            "idle_poll_s": 0.01,
-            "consumer": ConsumerSettings(session_timeout_s=60.0, heartbeat_interval_s=30.0),
-        }
+        # One member, no rebalances to wait for: a long session on the embedded logs. A Kafka broker holds a new
+        # member's join for part of its session, so there the session is as short as brokers accept.
+        embedded = isinstance(self.log, EmbeddedLog)
+        session = (
+            ConsumerSettings(session_timeout_s=60.0, heartbeat_interval_s=30.0)
+            if embedded
+            else (ConsumerSettings(session_timeout_s=6.0, heartbeat_interval_s=1.0))
+        )
+        options: dict[str, Any] = {"group": group, "until_idle": True, "idle_poll_s": 0.01, "consumer": session}
         options.update(settings)
         stats = await AppRunner(app, self.log, WorkerSettings(**options)).run()
         return stats.processors or WorkerStats()

@@ -283,18 +283,31 @@ class Worker:
                 self._paused.discard(tp)
             logger.info("partitions revoked: %s", ", ".join(sorted(map(str, lost))))
 
-    def _rewind(self, partitions: frozenset[TopicPartition]) -> None:
-        """After a refused commit: partitions this member holds again (a poll may already have reclaimed them) are
-        read again from the group's committed offset, so what was processed on top of the refused round is done
-        again too."""
+    async def _start_over(self, sealed: Round | None) -> None:
+        """A commit was refused (a partition moved): the refused round's outputs were not written, and what was
+        processed on top of it is dropped too — its outputs, its waiting events, its idempotency keys — and every
+        partition still held is read again from the group's committed offset. Nothing is lost, and in exactly-once
+        mode nothing is emitted twice."""
+        if self._idempotency is not None:
+            if sealed is not None:
+                self._idempotency.refused(sealed)
+            self._idempotency.refused(self._idempotency.seal())
+        self._outbox.take()
+        self._executor.dead_lettered = 0
+        self._executor.processed.clear()
+        self._revoked.append(frozenset(self._positions))
+        self._apply_revocations()
+        await self._read(self._rewind)
+
+    def _rewind(self) -> None:
         consumer = self._consumer
         if consumer is None:
             return
         held = consumer.assignment()
-        for topic in {tp.topic for tp in partitions}:
+        for topic in {tp.topic for tp in held}:
             committed = self.log.committed(self.group, topic)
-            for tp in partitions:
-                if tp.topic == topic and tp in held:
+            for tp in held:
+                if tp.topic == topic:
                     consumer.seek(tp, committed.get(tp.partition, 0))
 
     async def _apply_backpressure(self, consumer: Consumer) -> None:
@@ -348,12 +361,8 @@ class Worker:
         try:
             await asyncio.wrap_future(future)
         except PartitionRevokedError as exc:
-            if sealed is not None and self._idempotency is not None:
-                self._idempotency.refused(sealed)
             logger.warning("commit refused, partitions moved to another member: %s", exc)
-            self._revoked.append(frozenset(offsets))
-            self._apply_revocations()
-            await self._read(self._rewind, frozenset(offsets))
+            await self._start_over(sealed)
             return
         finally:
             self._in_flight = None

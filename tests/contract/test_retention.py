@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
 from eventbus.backends.base import Log, Message
+from tests.kafka.brokers import limitation
+
+
+def skip_without_delete_records(log: Log) -> None:
+    why = limitation(log, "delete_records")
+    if why:
+        pytest.skip(why)
 
 
 def test_delete_records_moves_the_start_offset_and_keeps_later_offsets(log: Log) -> None:
+    skip_without_delete_records(log)
     log.create_topic("t", 2)
     log.append("t", [Message(str(i).encode(), partition=0) for i in range(10)])
     log.append("t", [Message(b"x", partition=1)])
@@ -20,6 +30,7 @@ def test_delete_records_moves_the_start_offset_and_keeps_later_offsets(log: Log)
 
 
 def test_a_group_below_the_start_offset_resumes_at_the_start(log: Log) -> None:
+    skip_without_delete_records(log)
     log.create_topic("t", 1)
     log.append("t", [Message(str(i).encode()) for i in range(6)])
     log.delete_records("t", {0: 3})
