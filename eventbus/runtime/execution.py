@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from eventbus.app.policies import event_id
 from eventbus.app.processor import Processor
 from eventbus.backends.base import TopicPartition
 from eventbus.errors import ProcessorError
@@ -28,7 +29,7 @@ from eventbus.publisher import EventEncoder
 from eventbus.runtime.breaker import Breaker
 from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter
 from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
-from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, key_hash
+from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, default_key, key_hasher
 from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
 from eventbus.runtime.lane import Attempts, Item, Lane, event_of, format_traceback
 from eventbus.runtime.outbox import Outbox, OutputError
@@ -60,6 +61,26 @@ _NEVER_RETRIED = (InvalidEventError, OutputError, IdempotencyKeyError)
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class _KeyJournal:
+    """Journals the invocations of one run of new events under their idempotency keys."""
+
+    __slots__ = ("_outbox", "_store", "hashes")
+
+    def __init__(self, store: IdempotencyStore, outbox: Outbox) -> None:
+        self._store = store
+        self._outbox = outbox
+        self.hashes: list[int] = []
+
+    def begin(self, index: int) -> None:
+        self._store.begin(self.hashes[index])
+
+    def done(self, index: int, mark: int) -> None:
+        self._store.record(self.hashes[index], self._outbox.since(mark))
+
+    def abandon(self, index: int) -> None:
+        self._store.abandon(self.hashes[index])
 
 
 class Executor:
@@ -497,56 +518,84 @@ class Executor:
     async def _call_idempotent(self, processor: Processor, batch: RoutedBatch, positions: list[int]) -> Failure | None:
         """Each event once: skip events whose key was recorded (emitting again only what a run cut short before its
         commit had emitted); record each new key as soon as its invocation succeeds. An event whose earlier
-        invocation was cut short by a crash is dead-lettered as in doubt instead of being run again."""
+        invocation was cut short by a crash is dead-lettered as in doubt instead of being run again.
+
+        Consecutive new events run in one `call_each`, which journals each invocation as it starts and ends."""
         store = self._idempotency
         policy = processor.idempotency
         assert store is not None
         assert policy is not None
         events = batch.events
         name = processor.name
+        hash_key = key_hasher(name)
         hashes = []
+        failure_at: Failure | None = None
         for n, position in enumerate(positions):
+            attrs = events[position]
+            assert attrs is not None
             try:
-                hashes.append(key_hash(name, policy.key(Event.wrap(events[position]))))  # type: ignore[arg-type]
+                key = default_key(attrs) if policy.key is event_id else policy.key(Event.wrap(attrs))
+                hashes.append(hash_key(key))
             except Exception as exc:
                 # The key function failed on this event: the events before it run; this one fails like a call.
                 error = IdempotencyKeyError(f"the idempotency key function raised {type(exc).__name__}: {exc}")
                 error.__cause__ = exc
-                failure_at: Failure | None = Failure(n, error)
+                failure_at = Failure(n, error)
                 positions = positions[:n]
                 break
-        else:
-            failure_at = None
         seen = store.seen(hashes, policy.ttl_s)
-        for n, (position, h) in enumerate(zip(positions, hashes, strict=True)):
+        journal = _KeyJournal(store, self.outbox)
+        run_from = 0  # where the run of new events waiting to be invoked starts, among positions
+        running: set[int] = set()
+        for n, h in enumerate(hashes):
             outputs = seen.get(h)
-            if isinstance(outputs, InDoubt):
-                now_ms = _now_ms()
-                doubt = InDoubtError(f"event {events[position]['id']!r}")  # type: ignore[index]
-                why = GiveUp(name, doubt, "", 1, now_ms, now_ms)
-                self._write_dead_letter(processor, batch, position, why, "in doubt")
+            if outputs is None and h not in running:
+                running.add(h)
                 continue
-            if outputs is not None:
+            failure = await self._run_new(processor, batch, positions, hashes, run_from, n, journal)
+            if failure is not None:
+                return failure
+            run_from = n + 1
+            running.clear()
+            if outputs is None:
+                # The same key twice in one run: its first invocation just succeeded; this one is a duplicate.
+                metrics.duplicate_skipped(name)
+            elif isinstance(outputs, InDoubt):
+                now_ms = _now_ms()
+                doubt = InDoubtError(f"event {events[positions[n]]['id']!r}")  # type: ignore[index]
+                why = GiveUp(name, doubt, "", 1, now_ms, now_ms)
+                self._write_dead_letter(processor, batch, positions[n], why, "in doubt")
+            else:
                 for topic, message in outputs:
                     self.outbox.add_message(topic, message)
                 metrics.duplicate_skipped(name)
-                continue
-            mark = self.outbox.count
-            store.begin(h)
-            if processor.is_async:
-                failure = await call_each_async(
-                    processor, batch.topic, batch.partition, batch.offsets, events, [position], self.outbox
-                )
-            else:
-                failure = call_each(
-                    processor, batch.topic, batch.partition, batch.offsets, events, [position], self.outbox
-                )
-            if failure is not None:
-                store.abandon(h)
-                return Failure(n, failure.error)
-            store.record(h, self.outbox.since(mark))
-            seen[h] = []  # a duplicate later in the same run is skipped, its outputs are already on their way
-        return failure_at
+        failure = await self._run_new(processor, batch, positions, hashes, run_from, len(hashes), journal)
+        return failure if failure is not None else failure_at
+
+    async def _run_new(
+        self,
+        processor: Processor,
+        batch: RoutedBatch,
+        positions: list[int],
+        hashes: list[int],
+        start: int,
+        stop: int,
+        journal: _KeyJournal,
+    ) -> Failure | None:
+        """Invoke the idempotent processor on ``positions[start:stop]``, none of them seen before."""
+        if start == stop:
+            return None
+        journal.hashes = hashes[start:stop]
+        run = positions[start:stop]
+        if processor.is_async:
+            failure = await call_each_async(
+                processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
+            )
+        else:
+            failure = call_each(
+                processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
+            )
+        return None if failure is None else Failure(start + failure.index, failure.error)
 
     # -- failures -----------------------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,24 @@ _JOURNAL_TIME = struct.Struct("<q")
 def key_hash(processor: str, key: str) -> int:
     """64 bits of BLAKE2b: among a million stored keys, a new key is mistaken for one with odds of 1 in 10^13."""
     return int.from_bytes(hashlib.blake2b(f"{processor}\0{key}".encode(), digest_size=8).digest(), "little")
+
+
+def key_hasher(processor: str) -> Callable[[str], int]:
+    """`key_hash` for one processor, its name hashed once: the worker hashes a key per event."""
+    seeded = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8)
+    from_bytes = int.from_bytes
+
+    def hash_key(key: str) -> int:
+        h = seeded.copy()
+        h.update(key.encode())
+        return from_bytes(h.digest(), "little")
+
+    return hash_key
+
+
+def default_key(attrs: Mapping[str, Any]) -> str:
+    """`eventbus.app.policies.event_id` read straight from a decoded event's attributes."""
+    return f"{attrs.get('source', '')}\x1f{attrs.get('id', '')}"
 
 
 def _text(value: bytes | None) -> str | None:

@@ -12,7 +12,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from eventbus.app.context import Context
 from eventbus.app.processor import Processor
@@ -41,6 +41,19 @@ class Failure:
     index: int
     error: BaseException
     reported: frozenset[int] | None = None
+
+
+class InvocationJournal(Protocol):
+    """Told of each invocation of `call_each` by its index among the positions (idempotent processors)."""
+
+    def begin(self, index: int) -> None:
+        """The invocation is about to start."""
+
+    def done(self, index: int, mark: int) -> None:
+        """It returned; what it emitted is in the outbox from ``mark`` on."""
+
+    def abandon(self, index: int) -> None:
+        """It raised (or its outputs were refused): it will be tried again."""
 
 
 def argument_factory(processor: Processor) -> ArgumentFactory:
@@ -122,15 +135,18 @@ def call_each(
     events: Sequence[dict[str, Any] | None],
     positions: Sequence[int],
     outbox: Outbox,
+    journal: InvocationJournal | None = None,
 ) -> Failure | None:
-    """A sync processor over the events at ``positions``, in order, stopping at the first failure."""
+    """A sync processor over the events at ``positions``, in order, stopping at the first failure.
+
+    ``journal`` (idempotent processors) hears of each invocation before it starts and after it returns."""
     func, to, name, timeout_s = processor.func, processor.to, processor.name, processor.timeout_s
     make = argument_factory(processor)
     add_result = outbox.add_result
     index = 0
     mark = outbox.count
     try:
-        for index, position in enumerate(positions):  # noqa: B007 - read in the error handler
+        for index, position in enumerate(positions):
             attrs = events[position]
             assert attrs is not None
             mark = outbox.count
@@ -141,11 +157,17 @@ def call_each(
                 )
             else:
                 args = (make(attrs),)
+            if journal is not None:
+                journal.begin(index)
             result = func(*args) if timeout_s is None else call_with_time_limit(func, args, timeout_s)
             if result is not None:
                 add_result(result, to, attrs, name)
+            if journal is not None:
+                journal.done(index, mark)
     except Exception as exc:
         outbox.rollback(mark)
+        if journal is not None:
+            journal.abandon(index)
         return Failure(index, exc)
     return None
 
@@ -158,6 +180,7 @@ async def call_each_async(
     events: Sequence[dict[str, Any] | None],
     positions: Sequence[int],
     outbox: Outbox,
+    journal: InvocationJournal | None = None,
 ) -> Failure | None:
     """An async processor over the events at ``positions``, awaited one after another, stopping at a failure."""
     func, to, name, timeout_s = processor.func, processor.to, processor.name, processor.timeout_s
@@ -166,10 +189,12 @@ async def call_each_async(
     index = 0
     mark = outbox.count
     try:
-        for index, position in enumerate(positions):  # noqa: B007 - read in the error handler
+        for index, position in enumerate(positions):
             attrs = events[position]
             assert attrs is not None
             mark = outbox.count
+            if journal is not None:
+                journal.begin(index)
             if processor.wants_context:
                 ctx = Context(name, topic, partition, offsets[position], outbox, to, attrs)
                 result = await await_with_time_limit(func(make(attrs), ctx), timeout_s)
@@ -177,8 +202,12 @@ async def call_each_async(
                 result = await await_with_time_limit(func(make(attrs)), timeout_s)
             if result is not None:
                 add_result(result, to, attrs, name)
+            if journal is not None:
+                journal.done(index, mark)
     except Exception as exc:
         outbox.rollback(mark)
+        if journal is not None:
+            journal.abandon(index)
         return Failure(index, exc)
     return None
 

@@ -446,6 +446,40 @@ def test_idempotency_keys_can_be_derived_from_the_event(bus: TestBus) -> None:
     assert applied == ["a", "b"]
 
 
+def test_an_idempotent_run_around_seen_events_keeps_order_and_retries_only_the_failed_one(bus: TestBus) -> None:
+    app = App("t")
+    calls: list[str] = []
+    failures = {"b": 1}
+
+    @app.processor("in", idempotency=Idempotency(), retry=Retry(max_attempts=3, initial_delay_ms=1), to="out")
+    def charge(event: Event) -> Event:
+        calls.append(event.id)
+        if failures.get(event.id, 0) > 0:
+            failures[event.id] -= 1
+            raise ConnectionError("flaky")
+        return Event("charged", {"for": event.id})
+
+    seen = Event("charge", {}, id="s", source="/t")
+    bus.publish("in", seen)
+    bus.run(app)
+    bus.publish("in", *(Event("charge", {}, id=i, source="/t") for i in ("a", "b")), seen, Event("charge", {}, id="c"))
+    bus.run(app)
+    assert calls == ["s", "a", "b", "b", "c"], "a is not run again when b is retried; the seen event is skipped"
+    assert [e.data["for"] for e in bus.events("out")] == ["s", "a", "b", "c"]
+
+
+def test_the_worker_hashes_keys_as_the_store_defines_them() -> None:
+    from eventbus.app.policies import event_id
+    from eventbus.runtime.idempotency import default_key, key_hash, key_hasher
+
+    attrs = {"specversion": "1.0", "id": "e-1", "source": "/shop", "type": "t", "data": {}}
+    assert default_key(attrs) == event_id(Event.wrap(attrs))
+    hash_key = key_hasher("orders.charge")
+    for key in ("", "e-1", default_key(attrs), "ключ"):
+        assert hash_key(key) == key_hash("orders.charge", key)
+    assert hash_key("e-1") != key_hasher("orders.refund")("e-1")
+
+
 def test_dead_letter_partition_offsets_commit_with_the_dead_letter(bus: TestBus) -> None:
     app = App("t")
 
