@@ -53,34 +53,79 @@ EventEncoder = Callable[[dict[str, Any]], Message]
 
 
 class Encoders:
-    """How events are written, per topic: topics an app declares Avro have their own encoder, the others use the
-    log's default. Calling it encodes with the default."""
+    """How events are written, per topic and per type: topics an app declares Avro have their own encoder, as do
+    the types it declares Avro (on any topic); the rest use the log's default. Calling it encodes with the default.
 
-    __slots__ = ("by_topic", "default")
+    ``by_type`` maps a type to a factory of its encoder for a topic (Avro subjects are named after the topic), made
+    the first time an event of that type goes to that topic."""
 
-    def __init__(self, default: EventEncoder, by_topic: Mapping[str, EventEncoder]) -> None:
+    __slots__ = ("_per_topic", "by_topic", "by_type", "default")
+
+    def __init__(
+        self,
+        default: EventEncoder,
+        by_topic: Mapping[str, EventEncoder],
+        by_type: Mapping[str, Callable[[str], EventEncoder]] | None = None,
+    ) -> None:
         self.default = default
         self.by_topic = dict(by_topic)
+        self.by_type = dict(by_type or {})
+        self._per_topic: dict[str, EventEncoder] = {}
 
     def __call__(self, attrs: dict[str, Any]) -> Message:
         return self.default(attrs)
 
     def for_topic(self, topic: str) -> EventEncoder:
-        return self.by_topic.get(topic, self.default)
+        encode = self._per_topic.get(topic)
+        if encode is None:
+            encode = self._per_topic[topic] = self._make(topic)
+        return encode
+
+    def _make(self, topic: str) -> EventEncoder:
+        by_topic = self.by_topic.get(topic, self.default)
+        if not self.by_type:
+            return by_topic
+        made: dict[str, EventEncoder] = {}
+        factories = self.by_type
+
+        def encode(attrs: dict[str, Any]) -> Message:
+            event_type = attrs["type"]
+            factory = factories.get(event_type)
+            if factory is None:
+                return by_topic(attrs)
+            typed = made.get(event_type)
+            if typed is None:
+                typed = made[event_type] = factory(topic)
+            return typed(attrs)
+
+        return encode
 
 
 def encoder_for(log: Log, app: App | None = None) -> EventEncoder:
     """How events are written to ``log`` (see `Log.event_mode`): JSON, and Avro for the topics ``app`` declares
-    with ``codec="avro"`` (then an `Encoders`)."""
+    with ``codec="avro"`` and the types it declares with `App.event_codec` (then an `Encoders`)."""
     default = encode_event_binary if log.event_mode == "binary" else encode_event
     avro_topics = [] if app is None else [t.name for t in app.topics.values() if t.codec == "avro"]
-    if not avro_topics:
+    type_codecs = {} if app is None else dict(app.event_codecs)
+    if not avro_topics and not type_codecs:
         return default
-    from eventbus.codecs.avro import avro_encoders, without_avro_attributes
+    from eventbus.codecs.avro import AvroEncoder, avro_encoders, avro_registry, without_avro_attributes
 
     assert app is not None
     schemas = app.schema_set
-    return Encoders(without_avro_attributes(default), avro_encoders(avro_topics, app.schema_settings, schemas, log))
+    json_encode = without_avro_attributes(default)
+    by_type: dict[str, Callable[[str], EventEncoder]] = {}
+    if "avro" in type_codecs.values():
+        registry = avro_registry(app.schema_settings, log)
+        settings = app.schema_settings
+
+        def avro_for(topic: str) -> EventEncoder:
+            return AvroEncoder(topic, schemas, registry, settings)
+
+        by_type = {t: avro_for for t, codec in type_codecs.items() if codec == "avro"}
+    by_type.update({t: (lambda _topic: json_encode) for t, codec in type_codecs.items() if codec == "json"})
+    by_topic = avro_encoders(avro_topics, app.schema_settings, schemas, log) if avro_topics else {}
+    return Encoders(json_encode, by_topic, by_type)
 
 
 class Publisher:

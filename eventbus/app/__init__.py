@@ -62,6 +62,7 @@ class App:
         self._processors: dict[str, Processor] = {}
         self._projections: dict[str, Projection] = {}
         self._topics: dict[str, TopicSpec] = {}
+        self._event_codecs: dict[str, Codec] = {}
         # Set by the runtime while the app runs: the log it runs on, and event stores opened over it.
         self._running_log: Log | None = None
         self._event_stores: dict[str, EventStore] = {}
@@ -180,6 +181,36 @@ class App:
         if codec == "avro":
             _ = self.schema_set
         return spec
+
+    @property
+    def event_codecs(self) -> Mapping[str, Codec]:
+        """The codecs declared per event type with `event_codec`."""
+        return dict(self._event_codecs)
+
+    def event_codec(self, type_name: str, codec: Codec) -> None:
+        """Write the events of type ``type_name`` with ``codec`` to every topic, whatever the topic's own codec.
+
+        ``codec="avro"``: Avro records with the schema bound to the type (the app's schemas are loaded now, and a
+        type without a schema is refused here rather than at its first event); ``"json"`` keeps the type JSON
+        on topics declared Avro."""
+        if not isinstance(type_name, str) or not type_name:
+            raise ConfigurationError(f"app {self.name!r}: event_codec needs an event type, got {type_name!r}")
+        if codec not in CODECS:
+            raise ConfigurationError(
+                f"app {self.name!r}: event type {type_name!r}: codec must be one of {CODECS}, got {codec!r}"
+            )
+        existing = self._event_codecs.get(type_name)
+        if existing is not None and existing != codec:
+            raise ConfigurationError(
+                f"app {self.name!r}: event type {type_name!r} declared with codec {existing!r} and {codec!r}"
+            )
+        if codec == "avro" and self.schema_set.for_type(type_name) is None:
+            directories = ", ".join(map(str, self.schema_set.directories)) or "(none)"
+            raise ConfigurationError(
+                f"app {self.name!r}: event type {type_name!r} is declared Avro but no schema binds it: add a .avsc "
+                f'with "eventbus.type": {type_name!r} to the schema directories ({directories})'
+            )
+        self._event_codecs[type_name] = codec
 
     def processor(
         self,

@@ -308,11 +308,16 @@ def avro_encoders(
 ) -> dict[str, Callable[[dict[str, Any]], Message]]:
     """An `AvroEncoder` for each of ``topics``, sharing one registry (opened now, so a missing one is reported
     before the first event)."""
+    registry = avro_registry(settings, log)
+    return {topic: AvroEncoder(topic, schemas, registry, settings) for topic in topics}
+
+
+def avro_registry(settings: Schemas, log: Log) -> SchemaRegistry:
+    """The registry Avro encoders of an app write to (opened now, so a missing one is reported at once)."""
     from eventbus.schemas.registry import open_registry
     from eventbus.schemas.settings import registry_url
 
-    registry = open_registry(registry_url(settings), log)
-    return {topic: AvroEncoder(topic, schemas, registry, settings) for topic in topics}
+    return open_registry(registry_url(settings), log)
 
 
 def without_avro_attributes(encode: Callable[[dict[str, Any]], Message]) -> Callable[[dict[str, Any]], Message]:

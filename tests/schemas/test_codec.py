@@ -210,3 +210,76 @@ def test_json_records_decode_the_same_with_a_decoder(tmp_path: Path) -> None:
     binary = (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/s"), ("ce_type", b"t"))
     assert decode_record(b'{"a": 1}', binary, decoder)["data"] == {"a": 1}
     assert Message(b"x").value == b"x"
+
+
+# -- a type that says Avro -----------------------------------------------------------------------------------------
+
+
+def json_app_with(directory: Path, *schemas: dict[str, Any]) -> App:
+    for number, schema in enumerate(schemas):
+        write_schema(directory, f"{number}.avsc", schema)
+    return App("codec", schemas=Schemas(directories=(str(directory),)))
+
+
+def test_a_type_declared_avro_is_avro_on_a_json_topic_and_other_types_stay_json(tmp_path: Path) -> None:
+    app, log = json_app_with(tmp_path, ORDER), fresh_log()
+    app.event_codec("shop.order", "avro")
+    publisher = Publisher(log, app=app)
+    publisher.publish_many("audit", [Event("shop.order", GOOD, id="o-1"), Event("shop.refund", {"x": 1}, id="r-1")])
+    batch = log.read("audit", 0, 0, 2)
+    avro_value, json_value = batch.values
+    assert avro_value is not None
+    assert json_value is not None
+    registered = embedded_registry_for(log).versions("shop.Order")[0]
+    assert avro_value[:5] == b"\x00" + registered.schema_id.to_bytes(4, "big")
+    assert dict(batch.headers[0] or ())["content-type"] == b"application/avro"
+    assert orjson.loads(json_value)["data"] == {"x": 1}
+    decoded = [decode_record(v, h, decoder_for(log, None)) for v, h in zip(batch.values, batch.headers, strict=True)]
+    assert [(e["id"], e["data"]) for e in decoded] == [("o-1", GOOD), ("r-1", {"x": 1})]
+
+
+def test_a_type_declared_json_stays_json_on_an_avro_topic(tmp_path: Path) -> None:
+    app, log = app_with(tmp_path, ORDER), fresh_log()
+    app.event_codec("shop.order", "json")
+    Publisher(log, app=app).publish("orders", Event("shop.order", GOOD))
+    value = log.read("orders", 0, 0, 1).values[0]
+    assert value is not None
+    assert orjson.loads(value)["data"] == GOOD
+
+
+def test_a_processor_output_of_an_avro_type_is_written_as_avro(tmp_path: Path) -> None:
+    from eventbus.testing import TestBus
+
+    app = json_app_with(tmp_path, ORDER)
+    app.event_codec("shop.order", "avro")
+
+    @app.processor("carts", to="orders")
+    def checkout(event: Event) -> Event:
+        return Event("shop.order", GOOD, partitionkey="o-1")
+
+    bus = TestBus()
+    bus.publish("carts", Event("shop.cart", {}))
+    bus.run(app)
+    value = bus.log.read("orders", 0, 0, 1).values[0]
+    assert value is not None
+    assert value[:1] == b"\x00", "the output is in the Confluent wire format"
+    registry = embedded_registry_for(bus.log)
+    decoded = decode_record(value, bus.log.read("orders", 0, 0, 1).headers[0], AvroDecoder(registry, None))
+    assert decoded["data"] == GOOD
+
+
+@pytest.mark.parametrize(
+    ("type_name", "codec", "message"),
+    [
+        ("shop.refund", "avro", r"event type 'shop\.refund' is declared Avro but no schema binds it: add a \.avsc"),
+        ("shop.order", "protobuf", r"event type 'shop\.order': codec must be one of \('json', 'avro'\)"),
+        ("", "avro", r"event_codec needs an event type"),
+    ],
+)
+def test_a_bad_type_codec_is_refused_at_declaration(tmp_path: Path, type_name: str, codec: Any, message: str) -> None:
+    app = json_app_with(tmp_path, ORDER)
+    with pytest.raises(ConfigurationError, match=message):
+        app.event_codec(type_name, codec)
+    app.event_codec("shop.order", "avro")
+    with pytest.raises(ConfigurationError, match=r"declared with codec 'avro' and 'json'"):
+        app.event_codec("shop.order", "json")
