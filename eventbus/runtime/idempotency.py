@@ -3,17 +3,26 @@
 An invocation writes two records to a per-process *journal*: *begin* before the function is called and *done*
 (with what it emitted) after it returns. The journal is a memory-mapped file: an append is a memory copy, and
 what was copied survives a crash of the process (it is in the page cache, like the log's own WAL). After each
-commit the round's keys are appended to the process's *key file* and the journal is cleared.
+commit the round's keys are appended to the process's current *key segment* and the journal is cleared.
 
-A worker starting up reads every key file in the store's directory (its own earlier ones, those of other workers
-of the host) into memory, as 64-bit hashes, for the retention window, and keeps reading what live workers append.
-It also replays the journals that processes now gone left behind:
+Key segments (``keys-<pid>-<random>-<seq>.bin``, 16-byte records: key hash, time in ms) are append-only. A process
+starts a new one when its current segment is a quarter of the retention window old (at least a minute, at most six
+hours) or would pass 64 MiB (by default), so what expires goes a segment at a time: a segment whose newest record
+is older than the retention window is deleted, by its process, or by any worker once that process is gone. A key
+file of an earlier version (``keys-<pid>-<random>.bin``) is read like a segment and deleted the same way.
+
+A worker starting up reads the key segments in the store's directory (those of other workers of the host, and of
+processes gone) into memory, as 64-bit hashes, for the retention window: a segment last written before the window
+is not opened. It keeps reading what live workers append, and replays the journals that processes now gone left
+behind:
 
 - a key *done* but never committed belongs to an event that will be delivered again; it is not run again, and
   what it emitted is emitted again, so no output is lost;
 - a key *begun* and never done belongs to an event whose worker died in the middle of it: its side effects may or
-  may not have happened. It is kept *in doubt*: the event is dead-lettered for a person to decide, neither
-  repeated nor silently dropped.
+  may not have happened. It is kept *in doubt* (written to the recovering worker's segment, with its time
+  negated) for the retention window from its recovery, like any key: while it is known, the event is
+  dead-lettered for a person to decide, neither repeated nor silently dropped. Rotation does not cut that short:
+  the segment holding it is deleted only once its newest record, at least as new, has expired.
 
 A key seen and committed earlier is skipped without emitting anything: its outputs are already in the log.
 """
@@ -264,10 +273,21 @@ class Round:
 
 
 class FileIdempotencyStore(IdempotencyStore):
-    """Keys as 64-bit hashes in memory, made durable by a journal and key files in one directory per host."""
+    """Keys as 64-bit hashes in memory, made durable by a journal and key segments in one directory per host."""
 
-    # How often a running worker looks for journals that workers now gone left behind.
+    # How often a running worker looks for journals that workers now gone left behind, and for expired segments.
     RECOVERY_INTERVAL_S = 5.0
+    # A process starts a new key segment once its current one is this share of the retention window old, or would
+    # pass the size cap. A segment goes only when its newest record has expired, so what is on disk outlives the
+    # window by at most one segment's age: the share bounds that waste, the floor the number of files a short
+    # window makes, the ceiling the files a long window leaves behind at once.
+    SEGMENT_AGE_SHARE = 0.25
+    SEGMENT_MIN_AGE_S = 60.0
+    SEGMENT_MAX_AGE_S = 6 * 3600.0
+    SEGMENT_MAX_BYTES = 64 << 20
+    # A file's mtime comes from the kernel's coarse clock (and some filesystems round it), so it may trail the
+    # time of the last record written to it: a segment counts as expired only this long after its mtime says so.
+    MTIME_SLACK_S = 2.0
 
     def __init__(self, directory: str | os.PathLike[str], retention_s: float) -> None:
         self.directory = Path(directory)
@@ -276,6 +296,11 @@ class FileIdempotencyStore(IdempotencyStore):
         except OSError as exc:
             raise ConfigurationError(f"idempotency store {self.directory}: cannot create it: {exc}") from None
         self._retention_ms = int(retention_s * 1000)
+        self._segment_max_age_s = min(
+            max(retention_s * self.SEGMENT_AGE_SHARE, self.SEGMENT_MIN_AGE_S), self.SEGMENT_MAX_AGE_S
+        )
+        self._segment_max_bytes = self.SEGMENT_MAX_BYTES
+        self._mtime_slack_ms = int(self.MTIME_SLACK_S * 1000)
         self._keys: dict[int, int] = {}
         self._expiry: deque[tuple[int, int]] = deque()
         self._recovered: dict[int, Outputs] = {}
@@ -283,28 +308,37 @@ class FileIdempotencyStore(IdempotencyStore):
         # commits landed but whose keys are not written yet.
         self._open_keys: list[bytes] = []
         self._open_hashes: list[int] = []
-        self._read_up_to: dict[Path, int] = {}
-        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        _ours.update({f"keys-{name}.bin", f"journal-{name}.mm"})
-        self._key_file_path = self.directory / f"keys-{name}.bin"
-        self._key_file = os.open(self._key_file_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._read_up_to[self._key_file_path] = 0
-        self._journal = _Journal(self.directory / f"journal-{name}.mm")
+        # Other processes' segments: how far each was read; and those read to the end that will not grow again
+        # (a newer segment of their process exists) or that are past the window, which are not looked at again.
+        self._read_up_to: dict[str, int] = {}
+        self._complete: set[str] = set()
+        self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _ours.add(self._name)
+        # This process's segment being written (opened at the first write), and its earlier ones with the time of
+        # their last write: every record in a segment is at most that old.
+        self._segment_fd: int | None = None
+        self._segment_seq = -1
+        self._segment_bytes = 0
+        self._segment_opened_s = 0.0
+        self._segment_written_ms = 0
+        self._sealed_segments: list[tuple[str, int]] = []
+        self._journal = _Journal(self.directory / f"journal-{self._name}.mm")
         self._read_key_files()
         self._recover_journals()
+        self._delete_expired_segments()
         self._next_recovery = time.monotonic() + self.RECOVERY_INTERVAL_S
 
     # -- journals of workers that died --------------------------------------------------------------------------
 
     def _recover_journals(self) -> None:
         """Take over what the journals of dead workers say: begun-but-not-done keys are in doubt (written to the key
-        file at once, so every worker knows); done-but-uncommitted keys keep their outputs, to emit again when the
-        event comes back (they become committed keys with that round)."""
+        segment at once, so every worker knows); done-but-uncommitted keys keep their outputs, to emit again when
+        the event comes back (they become committed keys with that round)."""
         doubts = []
         for path in sorted(self.directory.glob("journal-*.mm")):
             if _owner_alive(path.name):
                 continue
-            now_ms = time.time_ns() // 1_000_000
+            now_ms = _now_ms()
             begun: dict[int, int] = {}
             for raw in _Journal.records(path.read_bytes()):
                 if len(raw) < _JOURNAL_KEY.size:
@@ -327,36 +361,130 @@ class FileIdempotencyStore(IdempotencyStore):
             path.unlink(missing_ok=True)
         self._write_keys(doubts)
 
+    # -- key segments -------------------------------------------------------------------------------------------
+
     def _write_keys(self, records: list[bytes]) -> None:
-        if records:
-            data = b"".join(records)
-            os.write(self._key_file, data)
-            self._read_up_to[self._key_file_path] += len(data)
+        if not records:
+            return
+        data = b"".join(records)
+        now_s = time.monotonic()
+        if (
+            self._segment_fd is None
+            or now_s - self._segment_opened_s >= self._segment_max_age_s
+            or (self._segment_bytes and self._segment_bytes + len(data) > self._segment_max_bytes)
+        ):
+            self._start_segment(now_s)
+        assert self._segment_fd is not None
+        os.write(self._segment_fd, data)
+        self._segment_bytes += len(data)
+        # Taken after the write, so no record in the segment is newer.
+        self._segment_written_ms = _now_ms()
+
+    def _start_segment(self, now_s: float) -> None:
+        self._seal_segment()
+        self._segment_seq += 1
+        self._segment_fd = os.open(self.directory / self._segment_name(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segment_bytes = 0
+        self._segment_opened_s = now_s
+
+    def _seal_segment(self) -> None:
+        if self._segment_fd is not None:
+            os.close(self._segment_fd)
+            self._segment_fd = None
+            self._sealed_segments.append((self._segment_name(), self._segment_written_ms))
+
+    def _segment_name(self) -> str:
+        return f"keys-{self._name}-{self._segment_seq}.bin"
 
     def _read_key_files(self) -> None:
-        """Read what key files gained since the last look (every worker's, this one's too at start-up)."""
-        oldest_ms = time.time_ns() // 1_000_000 - self._retention_ms
-        for path in self.directory.glob("keys-*.bin"):
-            start = self._read_up_to.get(path, 0)
+        """Read what other processes' key segments gained since the last look (all of them at start-up).
+
+        A segment whose mtime is before the window is not opened: its newest record is no newer than its mtime.
+        One that a newer segment of its process has replaced is read to its end once, then left alone."""
+        oldest_ms = _now_ms() - self._retention_ms
+        segments = {name: _segment_of(name) for name in os.listdir(self.directory) if _is_key_file(name)}
+        newest_seq: dict[str, int] = {}
+        for stem, seq in segments.values():
+            newest_seq[stem] = max(seq, newest_seq.get(stem, -1))
+        # Segments deleted since the last look (expired) are forgotten, so the bookkeeping shrinks with them.
+        for gone in self._read_up_to.keys() - segments.keys():
+            del self._read_up_to[gone]
+        self._complete.intersection_update(segments)
+        keys, expiry = self._keys, self._expiry
+        for name, (stem, seq) in segments.items():
+            if stem == self._name or name in self._complete:
+                continue
+            # Its process wrote the newer segment after its last write to this one, and the listing showed it:
+            # what is read now is all this one will ever hold.
+            sealed = seq < newest_seq[stem]
+            path = self.directory / name
+            start = self._read_up_to.get(name)
             try:
+                if start is None:
+                    if os.stat(path).st_mtime_ns // 1_000_000 + self._mtime_slack_ms < oldest_ms:
+                        if sealed:
+                            self._complete.add(name)
+                        continue
+                    start = 0
                 with open(path, "rb") as file:
                     file.seek(start)
                     data = file.read()
-            except FileNotFoundError:
+            except FileNotFoundError:  # expired and deleted by another worker since the listing
+                self._read_up_to.pop(name, None)
                 continue
             whole = len(data) - len(data) % _KEY_RECORD.size
             for h, at_ms in _KEY_RECORD.iter_unpack(data[:whole]):
-                if abs(at_ms) >= oldest_ms and (h not in self._keys or at_ms < 0):
-                    self._keys[h] = at_ms
-                    self._expiry.append((abs(at_ms), h))
-            self._read_up_to[path] = start + whole
-            if not whole and not _owner_alive(path.name) and path.stat().st_mtime * 1000 < oldest_ms:
-                path.unlink(missing_ok=True)  # every key in it has expired, and nobody writes to it any more
+                if abs(at_ms) >= oldest_ms and (h not in keys or at_ms < 0):
+                    keys[h] = at_ms
+                    expiry.append((abs(at_ms), h))
+            if sealed:
+                self._complete.add(name)
+                self._read_up_to.pop(name, None)
+            else:
+                self._read_up_to[name] = start + whole
+
+    def _delete_expired_segments(self) -> None:
+        """Delete the segments whose newest record is older than the window: this process's own earlier ones, and
+        those of processes now gone (whichever worker looks first). A live process's segments are left to it: the
+        one it is writing must not vanish under it. A worker still reading a deleted segment reads on (POSIX keeps
+        an open file), and the next listing no longer shows it."""
+        self._delete_own_expired_segments()
+        oldest_ms = _now_ms() - self._retention_ms
+        alive: dict[str, bool] = {}
+        for name in os.listdir(self.directory):
+            if not _is_key_file(name):
+                continue
+            stem, _ = _segment_of(name)
+            if stem == self._name:
+                continue
+            if stem not in alive:
+                alive[stem] = _owner_alive(name)
+            if alive[stem]:
+                continue
+            path = self.directory / name
+            try:
+                expired = path.stat().st_mtime_ns // 1_000_000 + self._mtime_slack_ms < oldest_ms
+            except FileNotFoundError:
+                continue
+            if expired:
+                path.unlink(missing_ok=True)
+                self._read_up_to.pop(name, None)
+                self._complete.discard(name)
+
+    def _delete_own_expired_segments(self) -> None:
+        oldest_ms = _now_ms() - self._retention_ms
+        kept = []
+        for name, written_ms in self._sealed_segments:
+            if written_ms < oldest_ms:
+                (self.directory / name).unlink(missing_ok=True)
+            else:
+                kept.append((name, written_ms))
+        self._sealed_segments = kept
 
     # -- the contract -------------------------------------------------------------------------------------------
 
     def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
-        oldest_ms = time.time_ns() // 1_000_000 - int(ttl_s * 1000)
+        oldest_ms = _now_ms() - int(ttl_s * 1000)
         found: Seen = {}
         known = self._keys
         for h in hashes:
@@ -383,7 +511,7 @@ class FileIdempotencyStore(IdempotencyStore):
         self._journal.append(_JOURNAL_KEY.pack(_ABANDON, h))
 
     def record(self, h: int, outputs: Outputs) -> None:
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = _now_ms()
         self._journal.append(
             _JOURNAL_KEY.pack(_DONE, h) + _JOURNAL_TIME.pack(now_ms) + orjson.dumps(encode_outputs(outputs))
         )
@@ -416,7 +544,8 @@ class FileIdempotencyStore(IdempotencyStore):
         if now >= self._next_recovery:
             self._next_recovery = now + self.RECOVERY_INTERVAL_S
             self._recover_journals()
-        oldest_ms = time.time_ns() // 1_000_000 - self._retention_ms
+            self._delete_expired_segments()
+        oldest_ms = _now_ms() - self._retention_ms
         expiry = self._expiry
         while expiry and expiry[0][0] < oldest_ms:
             _, h = expiry.popleft()
@@ -426,18 +555,39 @@ class FileIdempotencyStore(IdempotencyStore):
 
     def close(self) -> None:
         self._journal.close()
-        os.close(self._key_file)
-        _ours.discard(self._journal.path.name)
+        self._seal_segment()
+        # From now on its segments are a gone process's: any worker deletes them once they expire.
+        _ours.discard(self._name)
+        self._delete_own_expired_segments()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _is_key_file(file_name: str) -> bool:
+    return file_name.startswith("keys-") and file_name.endswith(".bin")
+
+
+def _segment_of(file_name: str) -> tuple[str, int]:
+    """The writer (``<pid>-<random>``) and sequence number of ``keys-<pid>-<random>-<seq>.bin``; a key file of
+    an earlier version, ``keys-<pid>-<random>.bin``, is one segment that is never replaced (-1)."""
+    fields = file_name[len("keys-") : -len(".bin")].split("-")
+    if len(fields) == 3 and fields[2].isdigit():
+        return f"{fields[0]}-{fields[1]}", int(fields[2])
+    return "-".join(fields), -1
 
 
 def _owner_alive(file_name: str) -> bool:
-    """Whether the process that named a journal or key file ``<kind>-<pid>-<random>.<ext>`` still runs."""
+    """Whether the process that named a journal or key segment ``<kind>-<pid>-<random>[-<seq>].<ext>`` still
+    runs."""
+    fields = file_name.partition(".")[0].split("-")
     try:
-        pid = int(file_name.split("-")[1])
+        pid = int(fields[1])
     except (IndexError, ValueError):
         return False
     if pid == os.getpid():
-        return _is_ours(file_name)
+        return _is_ours("-".join(fields[1:3]))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -447,9 +597,10 @@ def _owner_alive(file_name: str) -> bool:
     return True
 
 
-# Files this process opened itself (a pid reused from an earlier process must not make its files look alive).
+# The ``<pid>-<random>`` names of the stores this process has open (a pid reused from an earlier process must not
+# make its files look alive).
 _ours: set[str] = set()
 
 
-def _is_ours(file_name: str) -> bool:
-    return file_name in _ours
+def _is_ours(name: str) -> bool:
+    return name in _ours
