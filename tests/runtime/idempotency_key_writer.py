@@ -1,0 +1,22 @@
+"""A worker that dies: commits each key given in a round of its own (processor "p"), begins the keys written
+``?key`` without finishing them, then SIGKILLs itself, leaving its key segments and its journal behind.
+
+usage: python idempotency_key_writer.py DIR SEGMENT_MAX_BYTES KEY...
+"""
+
+import os
+import signal
+import sys
+
+from eventbus.runtime.idempotency import FileIdempotencyStore, key_hash
+
+directory, max_bytes, *keys = sys.argv[1:]
+FileIdempotencyStore.SEGMENT_MAX_BYTES = int(max_bytes)
+store = FileIdempotencyStore(directory, retention_s=3600)
+for key in keys:
+    h = key_hash("p", key.removeprefix("?"))
+    store.begin(h)
+    if not key.startswith("?"):
+        store.record(h, [])
+        store.committed(store.seal())
+os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,229 @@
+"""The file-backed idempotency store's key segments: rotation by age and size, expiry, start-up reads, several
+workers on one directory, and the segments that dead workers leave behind. Real files, real processes; the
+windows are a second or two, so the tests sleep that long, no more."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventbus.runtime import idempotency
+from eventbus.runtime.idempotency import IN_DOUBT, FileIdempotencyStore, key_hash
+from tests.conftest import PYTHON, REPO
+
+RECORD_BYTES = 16
+WRITER = str(Path(__file__).with_name("idempotency_key_writer.py"))
+
+
+@pytest.fixture(autouse=True)
+def quick_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every commit looks for dead workers' leftovers; mtimes are taken at their word; no floor on a segment's age,
+    # so a window of a second or two rotates within it.
+    monkeypatch.setattr(FileIdempotencyStore, "RECOVERY_INTERVAL_S", 0.0)
+    monkeypatch.setattr(FileIdempotencyStore, "MTIME_SLACK_S", 0.0)
+    monkeypatch.setattr(FileIdempotencyStore, "SEGMENT_MIN_AGE_S", 0.0)
+
+
+def commit(store: FileIdempotencyStore, *keys: str) -> list[int]:
+    """Run and commit one round that handles ``keys``, as a worker does."""
+    hashes = [key_hash("p", key) for key in keys]
+    for h in hashes:
+        store.begin(h)
+        store.record(h, [])
+    store.committed(store.seal())
+    return hashes
+
+
+def hashes_of(*keys: str) -> list[int]:
+    return [key_hash("p", key) for key in keys]
+
+
+def segments(directory: Path, pid: int | None = None) -> list[str]:
+    """The key segments in ``directory`` (of process ``pid`` only, if given), oldest first per writer."""
+    fields = [n.removesuffix(".bin").split("-") for n in os.listdir(directory) if n.endswith(".bin")]
+    found = [f for f in fields if len(f) == 4 and f[0] == "keys" and (pid is None or f[1] == str(pid))]
+    return ["-".join(f) + ".bin" for f in sorted(found, key=lambda f: (f[2], int(f[3])))]
+
+
+def records(path: Path) -> list[int]:
+    return [h for h, _ in struct.iter_unpack("<Qq", path.read_bytes())]
+
+
+def kill_a_writer(directory: Path, env: dict[str, str], max_bytes: int, *keys: str) -> int:
+    """Run a worker that commits ``keys`` and is killed; its pid."""
+    writer = subprocess.Popen([PYTHON, WRITER, str(directory), str(max_bytes), *keys], cwd=REPO, env=env)
+    assert writer.wait(timeout=60) == -9
+    return writer.pid
+
+
+def test_a_segment_that_would_pass_the_size_cap_is_replaced_by_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FileIdempotencyStore, "SEGMENT_MAX_BYTES", 4 * RECORD_BYTES)
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    keys = [f"k{n}" for n in range(10)]
+    for key in keys:
+        commit(store, key)
+    big_round = commit(store, *[f"big{n}" for n in range(6)])
+
+    names = segments(tmp_path)
+    assert [len(records(tmp_path / n)) for n in names] == [4, 4, 2, 6], "a round's keys are never split"
+    assert records(tmp_path / names[-1]) == big_round
+    everything = hashes_of(*keys) + big_round
+    assert set(store.seen(everything, 3600)) == set(everything)
+    store.close()
+    reopened = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert set(reopened.seen(everything, 3600)) == set(everything)
+    reopened.close()
+
+
+def test_a_segment_a_share_of_the_window_old_is_replaced_by_a_new_one(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=2.0)  # a new segment every 0.5 s
+    first = commit(store, "a") + commit(store, "b")
+    time.sleep(0.6)
+    second = commit(store, "c")
+
+    names = segments(tmp_path)
+    assert [records(tmp_path / n) for n in names] == [first, second]
+    assert set(store.seen(first + second, 2.0)) == set(first + second)
+    store.close()
+
+
+def test_a_segment_whose_newest_key_expired_is_deleted_and_newer_ones_still_count(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=1.5)  # a new segment every 0.375 s
+    old = commit(store, "old")
+    time.sleep(0.45)
+    middle = commit(store, "middle")
+    first, second = segments(tmp_path)
+    time.sleep(1.15)  # "old" is over 1.5 s old, "middle" is not
+    new = commit(store, "new")
+
+    assert segments(tmp_path)[:1] == [second], f"{first} expired and was deleted"
+    assert len(segments(tmp_path)) == 2
+    assert set(store.seen(old + middle + new, 1.5)) == set(middle + new)
+    reopened = FileIdempotencyStore(tmp_path, retention_s=1.5)
+    assert set(reopened.seen(old + middle + new, 1.5)) == set(middle + new)
+    reopened.close()
+    store.close()
+
+
+def test_a_restarted_store_does_not_open_segments_written_before_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = FileIdempotencyStore(tmp_path, retention_s=1.5)  # another worker, still running
+    old = commit(writer, "old")
+    time.sleep(0.45)
+    middle = commit(writer, "middle")
+    expired, current = segments(tmp_path)
+    time.sleep(1.15)
+
+    opened: list[str] = []
+
+    def spy(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(Path(file).name)
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(idempotency, "open", spy, raising=False)
+    reader = FileIdempotencyStore(tmp_path, retention_s=1.5)
+    assert opened == [current]
+    assert set(reader.seen(old + middle, 1.5)) == set(middle)
+    assert (tmp_path / expired).exists(), "the segments of a live worker are left to it"
+    commit(writer)
+    assert not (tmp_path / expired).exists()
+    commit(reader)
+    assert set(reader._read_up_to) | reader._complete <= set(os.listdir(tmp_path)), "deleted files are forgotten"
+    reader.close()
+    writer.close()
+
+
+def test_two_workers_on_one_directory_see_each_others_keys_across_rotations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FileIdempotencyStore, "SEGMENT_MAX_BYTES", 2 * RECORD_BYTES)
+    first = FileIdempotencyStore(tmp_path, retention_s=3600)
+    second = FileIdempotencyStore(tmp_path, retention_s=3600)
+    from_first = commit(first, "a0")
+    commit(second)  # reads first's segment while it still grows
+    for n in range(1, 7):
+        from_first += commit(first, f"a{n}")
+    from_second = []
+    for n in range(5):
+        from_second += commit(second, f"b{n}")
+    commit(first)
+
+    assert len(segments(tmp_path)) == 4 + 3
+    assert set(second.seen(from_first, 3600)) == set(from_first), "the tail of a replaced segment is read too"
+    assert set(first.seen(from_second, 3600)) == set(from_second)
+    third = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert set(third.seen(from_first + from_second, 3600)) == set(from_first + from_second)
+    for store in (first, second, third):
+        store.close()
+
+
+def test_an_in_doubt_key_outlives_rotations_and_the_expiry_of_older_segments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]
+) -> None:
+    monkeypatch.setattr(FileIdempotencyStore, "SEGMENT_MAX_BYTES", 2 * RECORD_BYTES)
+    store = FileIdempotencyStore(tmp_path, retention_s=1.5)  # a new segment every 0.375 s
+    started = time.monotonic()
+    old = commit(store, "old")
+    kill_a_writer(tmp_path, subprocess_env, 1 << 20, "done", "?doubt")
+    time.sleep(max(0.0, started + 0.45 - time.monotonic()))
+    recovered_at = time.monotonic()
+    middle = commit(store, "middle")  # the dead worker's journal is taken over: its begun key is in doubt
+    doubt = hashes_of("doubt")
+    assert store.seen(doubt, 1.5) == {doubt[0]: IN_DOUBT}
+    for n in range(4):
+        commit(store, f"more{n}")
+    ours = segments(tmp_path, os.getpid())
+    assert len(ours) == 4
+    assert doubt[0] in records(tmp_path / ours[1])
+    time.sleep(max(0.0, recovered_at + 1.15 - time.monotonic()))
+    commit(store, "new")
+
+    assert segments(tmp_path, os.getpid())[:1] == [ours[1]], "only the segment before the doubt expired"
+    assert store.seen(doubt + old, 1.5) == {doubt[0]: IN_DOUBT}
+    reopened = FileIdempotencyStore(tmp_path, retention_s=1.5)
+    assert reopened.seen(doubt + old + middle, 1.5) == {doubt[0]: IN_DOUBT, middle[0]: []}
+    reopened.close()
+    store.close()
+
+
+def test_a_dead_workers_expired_segments_are_deleted_by_a_live_one(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    keys = [f"d{n}" for n in range(5)]
+    dead_pid = kill_a_writer(tmp_path, subprocess_env, 2 * RECORD_BYTES, *keys)
+    # ... and a key file an earlier version left, one file per process.
+    legacy = tmp_path / f"keys-{dead_pid}-0a1b2c3d.bin"
+    legacy.write_bytes(struct.pack("<Qq", key_hash("p", "legacy"), time.time_ns() // 1_000_000))
+    written = time.monotonic()
+    leftovers = [*segments(tmp_path, dead_pid), legacy.name]
+    assert len(leftovers) == 4
+
+    store = FileIdempotencyStore(tmp_path, retention_s=1.0)
+    everything = hashes_of(*keys, "legacy")
+    assert set(store.seen(everything, 1.0)) == set(everything)
+    assert all((tmp_path / name).exists() for name in leftovers), "kept while their keys are in the window"
+    time.sleep(max(0.0, written + 1.1 - time.monotonic()))
+    commit(store, "live")
+
+    assert segments(tmp_path) == segments(tmp_path, os.getpid()) != []
+    assert not legacy.exists()
+    assert store._read_up_to == {}, "nothing is remembered about deleted files"
+    assert store._complete == set()
+    store.close()
+
+
+def test_a_store_that_recorded_nothing_leaves_no_key_file(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    store.committed(store.seal())
+    store.close()
+    assert os.listdir(tmp_path) == []
