@@ -87,7 +87,13 @@ def _equals_number(src: FunctionSource, matcher: Matcher, slot: str) -> str | No
     key = matcher.key
     if type(key) is not float:
         return None  # compared by its text (R3.3): left to the matcher
-    # An int equals the double exactly when its own double does, and bool is the one int that is no number.
+    if not -_EXACT_INT_LIMIT <= key <= _EXACT_INT_LIMIT:
+        # An int this wide may equal the double exactly and still be unrepresentable (2**60 against
+        # 1.152921504606847e18), or be representable by a double that differs from it (10**23 against 1e23):
+        # only the matcher's R3.3 key decides.
+        return None
+    # Within 2**53 an int equals the double exactly when its own double does, and bool is the one int that is
+    # no number.
     return f"({slot} == {src.bind(key, 'c')} and type({slot}) is not bool)"
 
 
