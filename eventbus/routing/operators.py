@@ -204,9 +204,9 @@ class OperatorCompiler:
 
 
 def _anything_but_number_key(value: Any, where: str) -> Hashable:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidPatternError(where, f"{value!r} is not a JSON number")
-    return number_key(value)
+    # event-ruler files anything-but numbers by their double alone and refuses numbers without an exact one
+    # ("Cannot compare number"); only plain values fall back to comparing the literal text (R3.3, R11).
+    return _representable_double(value, "anything-but number", where)
 
 
 def _anything_but_list(values: list[Any], where: str) -> Matcher:
@@ -269,6 +269,11 @@ def read_numeric(argument: Any, where: str) -> NumericRange:
 def _numeric_operand(value: Any, operator: str, where: str) -> float:
     if not _json_number(value):
         raise InvalidPatternError(where, f"the value after {operator} must be a number, not {value!r}")
+    return _representable_double(value, "numeric operand", where)
+
+
+def _representable_double(value: Any, what: str, where: str) -> float:
+    """The double of a JSON number that is exactly representable (R6.2); anything else is refused."""
     if isinstance(value, NumberLiteral):
         double = value.double
         text = value.text
@@ -279,5 +284,5 @@ def _numeric_operand(value: Any, operator: str, where: str) -> float:
         double = int_double(value)
         text = str(value)
     if double is None:
-        raise InvalidPatternError(where, f"numeric operand {text} is not exactly representable as a double")
+        raise InvalidPatternError(where, f"{what} {text} is not exactly representable as a double")
     return double

@@ -113,4 +113,6 @@ def test_r5_3_valid_edge_forms() -> None:
     compile_pattern({"s": [{"anything-but": {"wildcard": ""}}]})
     compile_pattern({"s": [{"anything-but": {"equals-ignore-case": ""}}]})
     compile_pattern({"s": [{"anything-but": ""}]})
-    compile_pattern('{"s": [{"anything-but": [1e400, 2]}]}')
+    compile_pattern('{"s": [{"anything-but": [1e300, 2]}]}')
+    with pytest.raises(InvalidPatternError, match="representable"):
+        compile_pattern('{"s": [{"anything-but": [1e400, 2]}]}')

@@ -98,3 +98,37 @@ def test_r3_3_wide_integers_against_doubles(pattern: str, event: dict[str, Any],
 )
 def test_r3_3_wide_integers_in_raw_json(pattern: str, raw: str, expected: bool) -> None:
     assert decide_raw(pattern, raw) is expected
+
+
+# -- R5 anything-but ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        '{"a": [{"anything-but": 1e400}]}',
+        '{"a": [{"anything-but": [1e400]}]}',
+        '{"a": [{"anything-but": [1, -1e400]}]}',
+        '{"a": [{"anything-but": [0.30000000000000001]}]}',
+        '{"a": [{"anything-but": 9007199254740993}]}',
+        {"a": [{"anything-but": [10**30 + 1]}]},
+    ],
+)
+def test_r5_1_anything_but_numbers_must_be_representable(pattern: dict[str, Any] | str) -> None:
+    # Decision (README): event-ruler keeps anything-but numbers as doubles only and refuses the others
+    # ("Cannot compare number"); only plain values compare unrepresentable numbers by text (R11 "not errors").
+    refuse(pattern, "a", "not exactly representable")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "raw", "expected"),
+    [
+        ('{"a": [{"anything-but": [0.3]}]}', '{"a": 0.30000000000000001}', True),
+        ('{"a": [{"anything-but": [0.3]}]}', '{"a": 3e-1}', False),
+        ('{"a": [{"anything-but": 300}]}', '{"a": 3.0E2}', False),
+        ('{"a": [{"anything-but": [1e300]}]}', '{"a": 1E300}', False),
+        ('{"a": [{"anything-but": 5}]}', '{"a": 9007199254740993}', True),
+    ],
+)
+def test_r5_2_anything_but_numbers_exclude_by_value(pattern: str, raw: str, expected: bool) -> None:
+    assert decide_raw(pattern, raw) is expected
