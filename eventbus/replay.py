@@ -15,7 +15,7 @@ from typing import Any
 from eventbus.backends.base import Log, Message, TopicPartition
 from eventbus.codecs import decode_record
 from eventbus.errors import ConfigurationError, DecodeError, EventbusError
-from eventbus.runtime.dead_letter import failure_of, strip_failure_headers
+from eventbus.runtime.dead_letter import REPLAYED, failure_of, strip_failure_headers
 
 REPLAY_BATCH = 500
 
@@ -116,8 +116,9 @@ def replay_dead_letters(
                 if matcher is not None and not _matches(matcher, record.value, record.headers):
                     report.filtered_out += 1
                     continue
+                replayed = (REPLAYED, f"{topic}/{record.partition}/{record.offset}".encode())
                 outgoing.setdefault(target, []).append(
-                    Message(record.value, record.key, strip_failure_headers(record.headers))
+                    Message(record.value, record.key, (*(strip_failure_headers(record.headers) or ()), replayed))
                 )
             if not dry_run:
                 for target, messages in outgoing.items():

@@ -3,7 +3,9 @@
 Headers (all text): ``eventbus.error.class``, ``eventbus.error.message``, ``eventbus.error.traceback``,
 ``eventbus.processor``, ``eventbus.attempts``, ``eventbus.failure.first`` and ``eventbus.failure.last`` (RFC 3339),
 ``eventbus.origin.topic``, ``eventbus.origin.partition``, ``eventbus.origin.offset``. The record's own key, value
-and headers are kept as they were, so a replay re-publishes exactly the original event (same id).
+and headers are kept as they were, so a replay re-publishes exactly the original event (same id), marked with one
+header, ``eventbus.replayed`` (``<dead-letter topic>/<partition>/<offset>``): a person decided to run it again,
+which is what an idempotent processor needs to run an event it holds in doubt.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ LAST_FAILURE = "eventbus.failure.last"
 ORIGIN_TOPIC = "eventbus.origin.topic"
 ORIGIN_PARTITION = "eventbus.origin.partition"
 ORIGIN_OFFSET = "eventbus.origin.offset"
+REPLAYED = "eventbus.replayed"
 
 MAX_MESSAGE_CHARS = 2000
 DECODER = "(decoder)"
@@ -57,6 +60,14 @@ def strip_failure_headers(headers: Headers | None) -> Headers | None:
         return None
     kept = tuple((k, v) for k, v in headers if not k.startswith(PREFIX))
     return kept or None
+
+
+def replayed_from(headers: Headers | None) -> str | None:
+    """Where a record was replayed from (``<dead-letter topic>/<partition>/<offset>``), if it was."""
+    for name, value in headers or ():
+        if name == REPLAYED:
+            return value.decode("utf-8", "replace")
+    return None
 
 
 def dead_letter(records: RecordBatch, position: int, why: GiveUp) -> Message:

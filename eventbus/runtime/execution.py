@@ -27,7 +27,7 @@ from eventbus.event import Event, InvalidEventError
 from eventbus.observability import metrics
 from eventbus.publisher import EventEncoder
 from eventbus.runtime.breaker import Breaker
-from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter
+from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter, replayed_from
 from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
 from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, default_key, key_hasher
 from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
@@ -48,7 +48,7 @@ class InDoubtError(Exception):
     def __str__(self) -> str:
         return (
             f"{self.args[0]}: the worker stopped while processing this event, so its side effects may or may not "
-            "have happened; it was not run again (replay it once you have checked)"
+            "have happened; it was not run again: once you have checked, replay it with `eventbus dlq replay`"
         )
 
 
@@ -549,6 +549,8 @@ class Executor:
         running: set[int] = set()
         for n, h in enumerate(hashes):
             outputs = seen.get(h)
+            if isinstance(outputs, InDoubt) and replayed_from(batch.records.headers[positions[n]]) is not None:
+                outputs = None  # a person checked it and replayed it from the dead-letter topic: run it
             if outputs is None and h not in running:
                 running.add(h)
                 continue

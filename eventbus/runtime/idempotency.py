@@ -396,6 +396,18 @@ class FileIdempotencyStore(IdempotencyStore):
     def _segment_name(self) -> str:
         return f"keys-{self._name}-{self._segment_seq}.bin"
 
+    def _take_key_records(self, data: bytes, oldest_ms: int) -> None:
+        keys, expiry = self._keys, self._expiry
+        for h, at_ms in _KEY_RECORD.iter_unpack(data):
+            if abs(at_ms) < oldest_ms:
+                continue
+            # The later record of a key wins, whichever file holds it: an in-doubt key a person replayed and that
+            # then succeeded is done. At the same millisecond, doubt wins.
+            known = keys.get(h)
+            if known is None or abs(at_ms) > abs(known) or (at_ms < 0 and abs(at_ms) == abs(known)):
+                keys[h] = at_ms
+                expiry.append((abs(at_ms), h))
+
     def _read_key_files(self) -> None:
         """Read what other processes' key segments gained since the last look (all of them at start-up).
 
@@ -410,7 +422,6 @@ class FileIdempotencyStore(IdempotencyStore):
         for gone in self._read_up_to.keys() - segments.keys():
             del self._read_up_to[gone]
         self._complete.intersection_update(segments)
-        keys, expiry = self._keys, self._expiry
         for name, (stem, seq) in segments.items():
             if stem == self._name or name in self._complete:
                 continue
@@ -433,10 +444,7 @@ class FileIdempotencyStore(IdempotencyStore):
                 self._read_up_to.pop(name, None)
                 continue
             whole = len(data) - len(data) % _KEY_RECORD.size
-            for h, at_ms in _KEY_RECORD.iter_unpack(data[:whole]):
-                if abs(at_ms) >= oldest_ms and (h not in keys or at_ms < 0):
-                    keys[h] = at_ms
-                    expiry.append((abs(at_ms), h))
+            self._take_key_records(data[:whole], oldest_ms)
             if sealed:
                 self._complete.add(name)
                 self._read_up_to.pop(name, None)
