@@ -34,6 +34,19 @@ def _event_float(text: str) -> float | NumberLiteral:
 
 
 _EVENT_DECODER = msgspec.json.Decoder(float_hook=_event_float)
+# Python refuses to turn integers of more digits than this into text (sys.get_int_max_str_digits), which number
+# keys need, and msgspec refuses to decode them: such integers are kept as written.
+_MAX_INT_DIGITS = 4000
+
+
+def _event_int(text: str) -> int | NumberLiteral:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else NumberLiteral(text)
+
+
+def _loads_event_slowly(data: bytes | bytearray | memoryview) -> Any:
+    """The event parse for what msgspec refuses although it is JSON (integers of thousands of digits)."""
+    text = bytes(data).decode("utf-8")
+    return json.loads(text, parse_int=_event_int, parse_float=_event_float, parse_constant=_reject_constant)
 
 
 def loads_pattern(text: str | bytes) -> Any:
@@ -49,5 +62,8 @@ def loads_event(raw: bytes | bytearray | memoryview | str) -> Any:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
         return _EVENT_DECODER.decode(data)
+    except msgspec.ValidationError:
+        # Raised for valid JSON only (the plain decoder checks no types): an integer too wide for msgspec.
+        return _loads_event_slowly(data)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

@@ -132,3 +132,177 @@ def test_r5_1_anything_but_numbers_must_be_representable(pattern: dict[str, Any]
 )
 def test_r5_2_anything_but_numbers_exclude_by_value(pattern: str, raw: str, expected: bool) -> None:
     assert decide_raw(pattern, raw) is expected
+
+
+# -- R1 the data model ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["[]", '[{"a": 1}]', '"a"', "1", "null", "true"])
+def test_r1_1_only_json_objects_are_events(raw: str) -> None:
+    pattern = compile_pattern({"a": [{"exists": False}]})
+    assert pattern.matches_json(raw) is False
+    router: Router[str] = Router()
+    router.add(pattern, "hit")
+    for _ in range(SPECIALISE_AFTER + 1):
+        assert router.match_json(raw) == []
+    assert pattern.matches_json("{}") is True
+
+
+def test_r1_1_integers_of_any_width_are_json() -> None:
+    # Thousands of digits: more than Python turns into text by default, and more than msgspec decodes.
+    wide = "9" * 5000
+    raw = f'{{"a": {wide}, "b": "x"}}'
+    assert decide_raw({"b": ["x"], "a": [{"exists": True}]}, raw)
+    assert not decide_raw({"a": [{"numeric": [">", 0]}]}, raw)
+    assert decide_raw({"a": [{"anything-but": [1]}]}, raw)
+    assert compile_pattern(f'{{"a": [{wide}]}}', max_size=10**5).matches_json(raw)
+    assert not compile_pattern(f'{{"a": [{wide}0]}}', max_size=10**5).matches_json(raw)
+
+
+R1_2_FLATTENING: list[Case] = [
+    ({"a": ["x"]}, {"a": [[[[[["x"]]]]]]}, True),
+    ({"a": ["x"]}, {"a": [[]] * 3 + [[["y"], ["x"]]]}, True),
+    ({"a": {"b": ["x"]}}, {"a": [[[{"b": [["x"]]}]]]}, True),
+    ({"a": ["x"]}, {"a": [{"x": "x"}]}, False),  # an object element gives a value to a.x, not to a
+    ({"a": [{"exists": True}]}, {"a": [[], [[]], {}, [{}]]}, False),
+    ({"a": [{"exists": False}]}, {"a": [[], [[]], {}, [{}]]}, True),
+    ({"a": [None]}, {"a": [None]}, True),
+    ({"a": [None]}, {"a": []}, False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R1_2_FLATTENING)
+def test_r1_2_arrays_flatten_to_values_of_their_path(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+def test_r1_2_arrays_nested_deeper_than_the_fast_path_reads() -> None:
+    deep: Any = "x"
+    for _ in range(40):
+        deep = [deep]
+    assert decide({"a": ["x"]}, {"a": deep})
+    assert not decide({"a": ["y"]}, {"a": deep})
+
+
+R1_3_DOTTED_PATHS: list[Case] = [
+    ({"a.b": ["1"], "a": {"b": ["2"]}}, {"a": {"b": "2"}}, True),  # one path written twice: the last wins
+    ({"a.b": ["1"], "a": {"b": ["2"]}}, {"a": {"b": "1"}}, False),
+    ({"a": {"b": ["2"]}, "a.b": ["1"]}, {"a.b": "1"}, True),
+    ({"a": {"b.c": ["1"]}}, {"a.b": {"c": "1"}}, True),
+    ({"a": {"b": {"c": ["1"]}}}, {"a.b.c": "1"}, True),
+    ({"a.b": ["1"]}, {"a": [{"b": "1"}]}, True),
+    ({"a.b": ["1"]}, {"a.b": ["0", "1"]}, True),
+    ({"a": {"b": ["1"]}}, {"a": {"b": "0"}, "a.b": "1"}, True),  # both spellings give values to one path
+    ({"a": {"b": ["1"], "c": ["2"]}}, {"a.b": "1", "a": {"c": "2"}}, True),
+    ({"a": {"": ["1"]}}, {"a.": "1"}, True),
+    ({"": {"a": ["1"]}}, {".a": "1"}, True),
+    ({"a": {"b": [{"exists": False}]}}, {"a.b": None}, False),
+    ({"a": {"b": [{"exists": False}]}}, {"a.b": {}}, True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R1_3_DOTTED_PATHS)
+def test_r1_3_keys_are_joined_with_dots(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "raw", "expected"),
+    [
+        ('{"a": ["\\u00e9"]}', '{"a": "\u00e9"}', True),
+        ('{"a": ["\u00e9"]}', '{"a": "\\u00e9"}', True),
+        ('{"a": ["\u00e9"]}', '{"a": "e\\u0301"}', False),
+        ('{"a": ["\\ud83d\\ude00"]}', '{"a": "\U0001f600"}', True),
+        ('{"a": ["a\\"b"]}', '{"a": "a\\u0022b"}', True),
+        ('{"a": ["a\\/b"]}', '{"a": "a/b"}', True),
+        ('{"a": ["\\u0000"]}', '{"a": "\\u0000"}', True),
+        ('{"a": ["\\u0000"]}', '{"a": ""}', False),
+        ('{"a": ["{\\"b\\": 1}"]}', '{"a": {"b": 1}}', False),
+        ('{"a": {"b": [1]}}', '{"a": "{\\"b\\": 1}"}', False),
+        ('{"a": ["A"]}', '{"a": "a"}', False),
+        ('{"a": ["a"]}', '{"a": " a"}', False),
+    ],
+)
+def test_r1_4_strings_compare_after_unescaping(pattern: str, raw: str, expected: bool) -> None:
+    assert decide_raw(pattern, raw) is expected
+
+
+# -- R2 pattern structure ------------------------------------------------------------------------------------
+
+
+R2_CORE: list[Case] = [
+    # AND over paths, OR over matchers, any value: every mix of the three.
+    ({"a": ["1", {"prefix": "x"}], "b": [{"numeric": [">", 0]}]}, {"a": ["0", "xy"], "b": [-1, 1]}, True),
+    ({"a": ["1", {"prefix": "x"}], "b": [{"numeric": [">", 0]}]}, {"a": ["0", "yx"], "b": [-1, 1]}, False),
+    ({"a": ["1", {"prefix": "x"}], "b": [{"numeric": [">", 0]}]}, {"a": "1", "b": [-1, 0]}, False),
+    ({"a": [{"anything-but": "x"}, "x"]}, {"a": "x"}, True),
+    ({"a": [{"anything-but": "x"}]}, {}, False),
+    ({"a": [{"anything-but": {"prefix": "x"}}]}, {"b": "y"}, False),
+    ({"a": {"b": ["x"]}}, {"a": ["x"]}, False),  # the pattern expects an object, the event has scalars
+    ({"a": ["x"]}, {"a": {"b": "x"}}, False),  # and the other way round
+    ({"a": {"b": [{"anything-but": "x"}]}}, {"a": "y"}, False),
+    ({"a": {"b": ["x"]}}, {"a": {"b": "x", "c": {"d": [1]}}, "z": None}, True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R2_CORE)
+def test_r2_3_and_of_paths_or_of_matchers_any_value(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "event", "expected"),
+    [
+        ('{"a": ["1"], "a": ["2"]}', {"a": "2"}, True),
+        ('{"a": ["1"], "a": ["2"]}', {"a": "1"}, False),
+        ('{"a": [{"prefix": "x"}], "a": [{"exists": false}]}', {}, True),
+        ('{"a": [{"prefix": "x"}], "a": [{"exists": false}]}', {"a": "xy"}, False),
+        ('{"d": {"a": ["1"]}, "d": {"b": ["2"]}}', {"d": {"b": "2"}}, True),  # decision: objects too
+        ('{"d": {"a": ["1"], "a": ["2"]}}', {"d": {"a": "2"}}, True),
+    ],
+)
+def test_r2_5_duplicate_keys_the_last_one_wins(text: str, event: dict[str, Any], expected: bool) -> None:
+    assert decide(text, event) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event", "expected"),
+    [
+        ({"a": [{"exactly": "x"}]}, {"a": "x"}, True),
+        ({"a": [{"exactly": "x"}]}, {"a": "X"}, False),
+        ({"a": [{"exactly": ""}]}, {"a": ""}, True),
+        ({"a": [{"exactly": "5"}]}, {"a": 5}, False),
+        ({"a": [{"exactly": "10.0.0.1"}]}, {"a": "10.0.0.1"}, True),
+        ({"a": [{"exactly": "::1"}]}, {"a": "0::1"}, False),  # decision: no IP reading
+    ],
+)
+def test_r2_2_exactly_means_the_plain_string(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize("argument", [5, None, True, ["x"], {"prefix": "x"}])
+def test_r2_2_exactly_takes_a_string(argument: object) -> None:
+    refuse({"a": [{"exactly": argument}]}, "a")
+
+
+@pytest.mark.parametrize(
+    "name", ["Prefix", "SUFFIX", "Numeric", "NUMERIC", "EXISTS", "Exists", "CIDR", "Anything-But", "Wildcard",
+             "Equals-Ignore-Case", "exact", "contains", "regex", "not-wildcard", "$or", "", " prefix", "prefix "]
+)  # fmt: skip
+def test_r2_2_operator_names_are_case_sensitive_and_closed(name: str) -> None:
+    refuse({"d": {"a": [{name: "x"}]}}, "d.a", "unrecognized match type")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "quoted"),
+    [
+        ({"a": [{"exists": None}]}, "not null"),
+        ({"a": [{"exists": "true"}]}, 'not "true"'),
+        ({"a": [{"numeric": [">", True]}]}, "not true"),
+        ('{"a": [{"prefix": 5.50}]}', "not 5.50"),
+        ({"a": [{"anything-but": [{"x": 1}]}]}, 'not {"x": 1}'),
+        ({"a": [{"numeric": {"x": [1]}}]}, 'not {"x": [1]}'),
+    ],
+)
+def test_r11_errors_quote_the_pattern_as_json(pattern: dict[str, Any] | str, quoted: str) -> None:
+    refuse(pattern, "a", quoted)
