@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from eventbus.routing.conditions import Condition, SubRule, path_order_key
-from eventbus.routing.errors import InvalidPatternError
+from eventbus.routing.errors import InvalidPatternError, shown
 from eventbus.routing.matchers import Matcher
 from eventbus.routing.numbers import NumberLiteral
 from eventbus.routing.operators import OperatorCompiler, plain_matcher
@@ -104,7 +104,7 @@ class _PatternCompiler:
             raise InvalidPatternError(where, "empty objects are not allowed")
         for key, value in obj.items():
             if not isinstance(key, str):
-                raise InvalidPatternError(where, f"keys must be strings, not {key!r}")
+                raise InvalidPatternError(where, f"keys must be strings, not {shown(key)}")
             here = _join(where, key)
             if key == OR_KEY:
                 self.read_or(value, prefix, here, rules)

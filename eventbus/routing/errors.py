@@ -20,3 +20,32 @@ class InvalidPatternError(ValueError):
 
     def __reduce__(self) -> tuple[type[InvalidPatternError], tuple[str, str]]:
         return (type(self), (self.path, self.problem))
+
+
+# How much of an offending value an error message quotes.
+_SHOWN_WIDTH = 60
+
+
+def shown(value: object) -> str:
+    """A value of the pattern as JSON text for an error message (numbers as spelled, long values cut short).
+
+    Pattern authors write JSON, so messages quote ``true``/``null``/``{"x": 1}``, not Python's reprs.
+    """
+    text = _json_text(value)
+    return text if len(text) <= _SHOWN_WIDTH else text[: _SHOWN_WIDTH - 3] + "..."
+
+
+def _json_text(value: object) -> str:
+    import json
+
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_json_text(str(k))}: {_json_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_json_text(v) for v in value) + "]"
+    text = getattr(value, "text", None)  # a NumberLiteral keeps the spelling the pattern used
+    if isinstance(text, str) and not isinstance(value, str):
+        return text
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)

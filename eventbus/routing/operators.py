@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from eventbus.routing.errors import InvalidPatternError
+from eventbus.routing.errors import InvalidPatternError, shown
 from eventbus.routing.ip import parse_cidr, parse_ip
 from eventbus.routing.matchers import (
     AnythingButIgnoreCase,
@@ -92,7 +92,9 @@ class OperatorCompiler:
         ((name, argument),) = element.items()
         reader = self._readers.get(name) if isinstance(name, str) else None
         if reader is None:
-            raise InvalidPatternError(where, f"unrecognized match type {name!r} (operator names are case-sensitive)")
+            raise InvalidPatternError(
+                where, f"unrecognized match type {shown(name)} (operator names are case-sensitive)"
+            )
         self._check_profile(name, where)
         return reader(argument, where)
 
@@ -112,7 +114,7 @@ class OperatorCompiler:
     @staticmethod
     def _string(argument: Any, operator: str, where: str) -> str:
         if not isinstance(argument, str):
-            raise InvalidPatternError(where, f"{operator} needs a string, not {argument!r}")
+            raise InvalidPatternError(where, f"{operator} needs a string, not {shown(argument)}")
         return argument
 
     def _ignore_case_argument(self, argument: Any, operator: str, where: str) -> str | None:
@@ -148,14 +150,14 @@ class OperatorCompiler:
         try:
             return Wildcard(text)
         except WildcardSyntaxError as exc:
-            raise InvalidPatternError(where, f"wildcard {text!r}: {exc}") from None
+            raise InvalidPatternError(where, f"wildcard {shown(text)}: {exc}") from None
 
     def _wildcard(self, argument: Any, where: str) -> Matcher:
         return WildcardMatcher(self._parse_wildcard(self._string(argument, "wildcard", where), where))
 
     def _exists(self, argument: Any, where: str) -> Matcher | None:
         if not isinstance(argument, bool):
-            raise InvalidPatternError(where, f"exists must be true or false, not {argument!r}")
+            raise InvalidPatternError(where, f"exists must be true or false, not {shown(argument)}")
         return Exists() if argument else None
 
     def _cidr(self, argument: Any, where: str) -> Matcher:
@@ -163,7 +165,7 @@ class OperatorCompiler:
         try:
             family_bits, network, prefix_bits = parse_cidr(text)
         except ValueError as exc:
-            raise InvalidPatternError(where, f"cidr {text!r}: {exc}") from None
+            raise InvalidPatternError(where, f"cidr {shown(text)}: {exc}") from None
         return Cidr(family_bits, network, prefix_bits)
 
     def _numeric(self, argument: Any, where: str) -> Matcher:
@@ -192,7 +194,7 @@ class OperatorCompiler:
             raise InvalidPatternError(where, "an anything-but object takes exactly one operator")
         ((operator, value),) = argument.items()
         if operator not in ANYTHING_BUT_OPERATORS:
-            raise InvalidPatternError(where, f"unsupported anything-but operator {operator!r}")
+            raise InvalidPatternError(where, f"unsupported anything-but operator {shown(operator)}")
         texts = _anything_but_strings(operator, value, where)
         if operator == "prefix":
             return AnythingButPrefix(texts)
@@ -212,7 +214,7 @@ def _anything_but_number_key(value: Any, where: str) -> Hashable:
 def _anything_but_list(values: list[Any], where: str) -> Matcher:
     for value in values:
         if not isinstance(value, str) and not _json_number(value):
-            raise InvalidPatternError(where, f"an anything-but list holds only strings or numbers, not {value!r}")
+            raise InvalidPatternError(where, f"an anything-but list holds only strings or numbers, not {shown(value)}")
     strings = [v for v in values if isinstance(v, str)]
     if not values or (strings and len(strings) != len(values)):
         raise InvalidPatternError(where, "an anything-but list must be non-empty and hold only strings or only numbers")
@@ -227,7 +229,7 @@ def _anything_but_strings(operator: str, value: Any, where: str) -> list[str]:
         raise InvalidPatternError(where, f"anything-but {operator} needs a string or a non-empty array of strings")
     for text in texts:
         if not isinstance(text, str):
-            raise InvalidPatternError(where, f"anything-but {operator} values must be strings, not {text!r}")
+            raise InvalidPatternError(where, f"anything-but {operator} values must be strings, not {shown(text)}")
         if not text and operator in ("prefix", "suffix"):
             raise InvalidPatternError(where, f"anything-but {operator} must not be empty")
     return texts
@@ -236,12 +238,12 @@ def _anything_but_strings(operator: str, value: Any, where: str) -> list[str]:
 def read_numeric(argument: Any, where: str) -> NumericRange:
     """``[op, n]`` or ``[>|>=, n1, <|<=, n2]`` with ``n1 < n2`` (R6.1, R6.2)."""
     if not isinstance(argument, list):
-        raise InvalidPatternError(where, f'numeric takes an array such as [">", 0, "<=", 5], not {argument!r}')
+        raise InvalidPatternError(where, f'numeric takes an array such as [">", 0, "<=", 5], not {shown(argument)}')
     if not argument:
         raise InvalidPatternError(where, "numeric array is empty")
     operator = argument[0]
     if not isinstance(operator, str) or operator not in NUMERIC_OPERATORS:
-        raise InvalidPatternError(where, f"unrecognized numeric operator {operator!r}")
+        raise InvalidPatternError(where, f"unrecognized numeric operator {shown(operator)}")
     if len(argument) < 2:
         raise InvalidPatternError(where, f"numeric operator {operator} needs a number after it")
     first = _numeric_operand(argument[1], operator, where)
@@ -257,7 +259,7 @@ def read_numeric(argument: Any, where: str) -> NumericRange:
         return NumericRange(first, operator == ">=", math.inf, False)
     upper = argument[2]
     if not isinstance(upper, str) or upper not in UPPER_BOUND_OPERATORS:
-        raise InvalidPatternError(where, f"bad numeric range operator {upper!r}: the upper bound takes < or <=")
+        raise InvalidPatternError(where, f"bad numeric range operator {shown(upper)}: the upper bound takes < or <=")
     if len(argument) != 4:
         raise InvalidPatternError(where, "a numeric range is [>|>=, number, <|<=, number]")
     second = _numeric_operand(argument[3], upper, where)
@@ -268,7 +270,7 @@ def read_numeric(argument: Any, where: str) -> NumericRange:
 
 def _numeric_operand(value: Any, operator: str, where: str) -> float:
     if not _json_number(value):
-        raise InvalidPatternError(where, f"the value after {operator} must be a number, not {value!r}")
+        raise InvalidPatternError(where, f"the value after {operator} must be a number, not {shown(value)}")
     return _representable_double(value, "numeric operand", where)
 
 
