@@ -12,7 +12,7 @@ from typing import Any
 
 from eventbus.routing.conditions import Condition, SubRule, path_order_key
 from eventbus.routing.errors import InvalidPatternError, shown
-from eventbus.routing.matchers import Matcher
+from eventbus.routing.matchers import Matcher, WildcardMatcher
 from eventbus.routing.numbers import NumberLiteral
 from eventbus.routing.operators import OperatorCompiler, plain_matcher
 
@@ -63,7 +63,9 @@ def compile_subrules(pattern: Any, *, profile: str | None = None) -> tuple[SubRu
     compiler = _PatternCompiler(OperatorCompiler(profile))
     rules: list[PartialRule] = []
     compiler.read_object(pattern, "", "", rules, in_or=False)
-    return tuple(_ordered(rule) for rule in rules)
+    sub_rules = tuple(_ordered(rule) for rule in rules)
+    compiler.check_wildcard_complexity(sub_rules)
+    return sub_rules
 
 
 def _ordered(rule: PartialRule) -> SubRule:
@@ -95,6 +97,31 @@ def _json_type(value: Any) -> str:
 class _PatternCompiler:
     def __init__(self, operators: OperatorCompiler) -> None:
         self.operators = operators
+        # Where in the pattern each leaf array with wildcards was read, in reading order (for complexity errors).
+        self.wildcard_leaves: dict[int, str] = {}
+
+    def check_wildcard_complexity(self, sub_rules: tuple[SubRule, ...]) -> None:
+        """Refuse wildcards that together are too complex (R6.6), as EventBridge scores them.
+
+        event-ruler keeps one automaton per path for each state its rule walk can reach, and sub-rules that
+        agree on every earlier path (in path order) reach the same state: their wildcards on the next path share
+        one automaton and are scored together, as in ``{"$or": [{"r": [w1]}, {"r": [w2]}]}``.
+        """
+        groups: dict[tuple[tuple[int, ...], str], dict[int, Condition]] = {}
+        for sub_rule in sub_rules:
+            for position, condition in enumerate(sub_rule):
+                if id(condition) in self.wildcard_leaves:
+                    earlier = tuple(id(c) for c in sub_rule[:position])
+                    groups.setdefault((earlier, condition.path), {})[id(condition)] = condition
+        order = {key: number for number, key in enumerate(self.wildcard_leaves)}
+        for group in groups.values():
+            if len(group) < 2:
+                continue  # a leaf array alone was scored when it was read
+            # In reading order, so that the error names the leaf array that tipped the score over.
+            matchers: list[Matcher] = []
+            for condition in sorted(group.values(), key=lambda c: order[id(c)]):
+                matchers.extend(condition.matchers)
+                self.operators.check_wildcard_complexity(matchers, self.wildcard_leaves[id(condition)])
 
     def read_object(
         self, obj: dict[Any, Any], prefix: str, where: str, rules: list[PartialRule], *, in_or: bool
@@ -161,7 +188,10 @@ class _PatternCompiler:
             else:
                 matchers.append(plain_matcher(element, where))
         self.operators.check_wildcard_complexity(matchers, where)
-        return Condition(path, matchers, allows_absence)
+        condition = Condition(path, matchers, allows_absence)
+        if any(isinstance(m, WildcardMatcher) for m in matchers):
+            self.wildcard_leaves[id(condition)] = where
+        return condition
 
 
 def compact_length(value: Any) -> int:

@@ -99,8 +99,9 @@ class OperatorCompiler:
         return reader(argument, where)
 
     def check_wildcard_complexity(self, matchers: Sequence[Matcher], where: str) -> None:
-        wildcards = [m.wildcard for m in matchers if isinstance(m, WildcardMatcher)]
-        if wildcards and complexity(wildcards) > MAX_COMPLEXITY:
+        # The same wildcard written twice is one pattern in event-ruler's automaton, and scores once.
+        unique = {m.wildcard.source: m.wildcard for m in matchers if isinstance(m, WildcardMatcher)}
+        if unique and complexity(list(unique.values())) > MAX_COMPLEXITY:
             raise InvalidPatternError(
                 where,
                 "wildcard rule is too complex: use fewer wildcard characters or fewer repeated character "

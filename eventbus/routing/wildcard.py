@@ -64,18 +64,23 @@ def _tokenize(source: str) -> list[str | int]:
         if char == "\\":
             escaped = source[index + 1] if index + 1 < len(source) else ""
             if escaped not in ("*", "\\"):
-                raise WildcardSyntaxError(f"Invalid escape character at pos {index}")
+                raise WildcardSyntaxError(f"Invalid escape character at pos {_position(source, index)}")
             tokens.append(escaped)
             index += 2
             continue
         if char == "*":
             if tokens and tokens[-1] == _STAR:
-                raise WildcardSyntaxError(f"Consecutive wildcard characters at pos {index}")
+                raise WildcardSyntaxError(f"Consecutive wildcard characters at pos {_position(source, index - 1)}")
             tokens.append(_STAR)
         else:
             tokens.append(char)
         index += 1
     return tokens
+
+
+def _position(source: str, index: int) -> int:
+    """event-ruler's position of ``source[index]``: a byte offset in the UTF-8 of the pattern between quotes."""
+    return 1 + len(source[:index].encode("utf-8", "surrogatepass"))
 
 
 def _segments(tokens: Sequence[str | int]) -> list[str]:

@@ -306,3 +306,100 @@ def test_r2_2_operator_names_are_case_sensitive_and_closed(name: str) -> None:
 )
 def test_r11_errors_quote_the_pattern_as_json(pattern: dict[str, Any] | str, quoted: str) -> None:
     refuse(pattern, "a", quoted)
+
+
+# -- R4.6 wildcard syntax and R6.6 its complexity ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wildcard", "message"),
+    [
+        # Positions are event-ruler's: UTF-8 byte offsets in the pattern written between quotes.
+        ("a\\b", "Invalid escape character at pos 2"),
+        ("\\", "Invalid escape character at pos 1"),
+        ("ab\\", "Invalid escape character at pos 3"),
+        ("\\\\\\", "Invalid escape character at pos 3"),
+        ("\u00e9\\x", "Invalid escape character at pos 3"),
+        ("**", "Consecutive wildcard characters at pos 1"),
+        ("a**", "Consecutive wildcard characters at pos 2"),
+        ("\\***", "Consecutive wildcard characters at pos 3"),
+        ("\\\\**", "Consecutive wildcard characters at pos 3"),
+        ("\u00e9**", "Consecutive wildcard characters at pos 3"),
+        ("a*b**", "Consecutive wildcard characters at pos 4"),
+    ],
+)
+def test_r4_6_wildcard_syntax_errors(wildcard: str, message: str) -> None:
+    refuse({"d": {"f": [{"wildcard": wildcard}]}}, "d.f", message)
+    refuse({"d": {"f": [{"anything-but": {"wildcard": ["ok*", wildcard]}}]}}, "d.f", message)
+
+
+R4_6_WILDCARDS: list[Case] = [
+    ({"f": [{"wildcard": "*"}]}, {"f": ""}, True),
+    ({"f": [{"wildcard": "*"}]}, {"f": None}, False),
+    ({"f": [{"wildcard": "*"}]}, {"f": []}, False),
+    ({"f": [{"wildcard": "a*"}]}, {"f": "a"}, True),
+    ({"f": [{"wildcard": "*a"}]}, {"f": "a"}, True),
+    ({"f": [{"wildcard": "ab*ba"}]}, {"f": "aba"}, False),  # the two literal ends may not overlap
+    ({"f": [{"wildcard": "ab*ba"}]}, {"f": "abba"}, True),
+    ({"f": [{"wildcard": "a*b*c"}]}, {"f": "abcbc"}, True),
+    ({"f": [{"wildcard": "a*b*c"}]}, {"f": "acb"}, False),
+    ({"f": [{"wildcard": "*a*"}]}, {"f": "A"}, False),
+    ({"f": [{"wildcard": "\\*"}]}, {"f": "*"}, True),
+    ({"f": [{"wildcard": "\\*"}]}, {"f": "x"}, False),
+    ({"f": [{"wildcard": "\\\\*"}]}, {"f": "\\xyz"}, True),
+    ({"f": [{"wildcard": "\\\\*"}]}, {"f": "xyz"}, False),
+    ({"f": [{"wildcard": "*\\**"}]}, {"f": "a*b"}, True),
+    ({"f": [{"wildcard": "*\\**"}]}, {"f": "ab"}, False),
+    ({"f": [{"wildcard": "*\u00e9*"}]}, {"f": "caf\u00e9!"}, True),
+    ({"f": [{"wildcard": "a\nb*"}]}, {"f": "a\nbc"}, True),
+    ({"f": [{"wildcard": "a?c"}]}, {"f": "abc"}, False),
+    ({"f": [{"wildcard": "a.c"}]}, {"f": "abc"}, False),
+    ({"f": [{"wildcard": "[a]*"}]}, {"f": "[a]x"}, True),
+    ({"f": [{"wildcard": "*.png"}]}, {"f": ["a.jpg", "b.png"]}, True),
+    ({"f": [{"wildcard": "10.0.0.*"}]}, {"f": "10.0.0.1"}, True),
+    ({"f": [{"wildcard": "*"}, {"exists": False}]}, {}, True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R4_6_WILDCARDS)
+def test_r4_6_wildcard_matching(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+TOO_COMPLEX = "too complex"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ({"r": [{"wildcard": "*:*:*:*:*:event-bus/*"}]}, "r"),
+        ({"r": [{"wildcard": f"*{letter}*"} for letter in "abcdef"]}, "r"),
+        # Sub-rules that agree on every earlier path share event-ruler's automaton for the next path, so the
+        # wildcards of $or branches on one path are scored together (7 + 7 states here).
+        ({"$or": [{"r": [{"wildcard": "*:*:*:*"}]}, {"r": [{"wildcard": "*:*:*:event-bus/*"}]}]}, "$or[1].r"),
+        ({"a": ["1"], "$or": [{"r": [{"wildcard": "*:*:*:*"}]}, {"r": [{"wildcard": "*:*:*:x*"}]}]}, "$or[1].r"),
+        (
+            {"d": {"$or": [{"r": [{"wildcard": "*:*:*:*"}]}, {"r": [{"wildcard": "*:*:*:y*"}]}, {"x": ["1"]}]}},
+            "d.$or[1].r",
+        ),
+    ],
+)
+def test_r6_6_too_complex_wildcards_are_refused(pattern: dict[str, Any], path: str) -> None:
+    refuse(pattern, path, TOO_COMPLEX)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"r": [{"wildcard": "arn:aws:events:us-east-1:*:event-bus/*"}]},
+        {"r": [{"wildcard": "/Users/*/dir/dir/dir/dir/dir/doc.txt"}]},
+        {"r": [{"wildcard": "*:*:*:*"}, {"wildcard": "*:*:*:*"}]},  # one pattern written twice scores once
+        {"r": [{"wildcard": "*:*:*:*"}], "s": [{"wildcard": "*:*:*:event-bus/*"}]},  # other paths: other automata
+        # Branches that differ on an earlier path reach different automata for r.
+        {"$or": [{"a": ["1"], "r": [{"wildcard": "*:*:*:*"}]}, {"b": ["1"], "r": [{"wildcard": "*:*:*:x*"}]}]},
+        # event-ruler scores only wildcard patterns, not the anything-but wildcard ones.
+        {"r": [{"anything-but": {"wildcard": "*:*:*:*:*:event-bus/*"}}]},
+    ],
+)
+def test_r6_6_wildcards_within_the_limit(pattern: dict[str, Any]) -> None:
+    accept(pattern)
