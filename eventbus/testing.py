@@ -12,6 +12,9 @@ Everything runs in memory (or on a log you pass in), in the calling thread, thro
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -19,6 +22,7 @@ from eventbus.app import App
 from eventbus.backends.base import ConsumerSettings, Log
 from eventbus.backends.group import EmbeddedLog
 from eventbus.backends.memory import MemoryLog
+from eventbus.backends.sqlite import SQLiteLog
 from eventbus.codecs import decode_record
 from eventbus.errors import TopicNotFoundError
 from eventbus.event import Event
@@ -39,6 +43,7 @@ class TestBus:
         self.log = log if log is not None else MemoryLog(f"testbus-{next(_names)}", default_partitions=partitions)
         self._publisher = Publisher(self.log, source=source)
         self._avro: Any = None
+        self._idempotency_store: str | None = None
 
     def create_topic(self, name: str, partitions: int) -> None:
         self.log.create_topic(name, partitions)
@@ -64,9 +69,19 @@ class TestBus:
             else (ConsumerSettings(session_timeout_s=6.0, heartbeat_interval_s=1.0))
         )
         options: dict[str, Any] = {"group": group, "until_idle": True, "idle_poll_s": 0.01, "consumer": session}
+        if not isinstance(self.log, MemoryLog | SQLiteLog):
+            # Idempotency keys live with the log on the embedded logs; elsewhere a worker keeps them in a directory
+            # of the working directory, which every test would share. This bus's runs share one of their own.
+            options["idempotency_store"] = self._own_idempotency_store()
         options.update(settings)
         stats = await AppRunner(app, self.log, WorkerSettings(**options)).run()
         return stats.processors or WorkerStats()
+
+    def _own_idempotency_store(self) -> str:
+        if self._idempotency_store is None:
+            self._idempotency_store = tempfile.mkdtemp(prefix="eventbus-testbus-idempotency-")
+            weakref.finalize(self, shutil.rmtree, self._idempotency_store, ignore_errors=True)
+        return self._idempotency_store
 
     def dead_letters(self, topic: str) -> list[tuple[Event | None, dict[str, str]]]:
         """Every record of dead-letter topic ``topic``: the event (None if it could not be decoded) and its
