@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from eventbus.app.policies import event_id
 from eventbus.app.processor import Processor
-from eventbus.backends.base import TopicPartition
+from eventbus.backends.base import Message, TopicPartition
 from eventbus.errors import ProcessorError
 from eventbus.event import Event, InvalidEventError
 from eventbus.observability import metrics
@@ -64,23 +64,41 @@ def _now_ms() -> int:
 
 
 class _KeyJournal:
-    """Journals the invocations of one run of new events under their idempotency keys."""
+    """Journals the invocations of one run of new events under their idempotency keys.
 
-    __slots__ = ("_outbox", "_store", "hashes")
+    An invocation's *done* record is written together with the next one's *begin*, just before the next call (or
+    when the run ends): one journal write per event. A crash in between leaves the first begun and not done, in
+    doubt, as a crash just after its call returned always did."""
+
+    __slots__ = ("_done", "_outbox", "_store", "hashes")
 
     def __init__(self, store: IdempotencyStore, outbox: Outbox) -> None:
         self._store = store
         self._outbox = outbox
         self.hashes: list[int] = []
+        self._done: tuple[int, list[tuple[str, Message]]] | None = None
 
     def begin(self, index: int) -> None:
-        self._store.begin(self.hashes[index])
+        done = self._done
+        if done is None:
+            self._store.begin(self.hashes[index])
+        else:
+            self._done = None
+            self._store.record(done[0], done[1], then_begin=self.hashes[index])
 
     def done(self, index: int, mark: int) -> None:
-        self._store.record(self.hashes[index], self._outbox.since(mark))
+        self._done = (self.hashes[index], self._outbox.since(mark))
 
     def abandon(self, index: int) -> None:
+        self.finish()
         self._store.abandon(self.hashes[index])
+
+    def finish(self) -> None:
+        """Write the last done record of the run."""
+        done = self._done
+        if done is not None:
+            self._done = None
+            self._store.record(*done)
 
 
 class Executor:
@@ -589,14 +607,17 @@ class Executor:
             return None
         journal.hashes = hashes[start:stop]
         run = positions[start:stop]
-        if processor.is_async:
-            failure = await call_each_async(
-                processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
-            )
-        else:
-            failure = call_each(
-                processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
-            )
+        try:
+            if processor.is_async:
+                failure = await call_each_async(
+                    processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
+                )
+            else:
+                failure = call_each(
+                    processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
+                )
+        finally:
+            journal.finish()
         return None if failure is None else Failure(start + failure.index, failure.error)
 
     # -- failures -----------------------------------------------------------------------------------------------

@@ -66,10 +66,14 @@ _KEY_RECORD = struct.Struct("<Qq")  # key hash, recorded at (ms; negative when i
 _JOURNAL_HEADER = struct.Struct("<QQ")  # where the records not yet committed start, where the records end
 _RECORD_LENGTH = struct.Struct("<I")
 _JOURNAL_START_BYTES = 1 << 20
-# Journal records: a kind byte and the key hash; "done" adds the time and what the invocation emitted.
-_BEGIN, _ABANDON, _DONE = b"b", b"a", b"d"
+# Journal records: a kind byte and the key hash; "done" adds the time and what the invocation emitted, framed
+# (_DONE) or, in journals of earlier versions, as JSON (_DONE_JSON).
+_BEGIN, _ABANDON, _DONE, _DONE_JSON = b"b", b"a", b"D", b"d"
 _JOURNAL_KEY = struct.Struct("<cQ")
 _JOURNAL_TIME = struct.Struct("<q")
+_DONE_HEAD = struct.Struct("<cQqI")  # kind, key hash, time, number of outputs
+# Per output: lengths of its topic (UTF-8), key, value (-1: None) and headers (JSON, 0: none), then those bytes.
+_OUTPUT_HEAD = struct.Struct("<Iiii")
 
 
 def key_hash(processor: str, key: str) -> int:
@@ -104,6 +108,7 @@ def _bytes(value: str | None) -> bytes | None:
 
 
 def encode_outputs(outputs: Outputs) -> list[Any]:
+    """Outputs as JSON-ready lists (the format of journals written by earlier versions)."""
     return [
         [topic, _text(m.value), _text(m.key), None if not m.headers else [[k, _text(v)] for k, v in m.headers]]
         for topic, m in outputs
@@ -115,6 +120,48 @@ def decode_outputs(encoded: list[Any]) -> Outputs:
     for topic, value, key, headers in encoded:
         decoded_headers = None if headers is None else tuple((k, _bytes(v) or b"") for k, v in headers)
         outputs.append((topic, Message(_bytes(value), _bytes(key), decoded_headers)))
+    return outputs
+
+
+def frame_outputs(outputs: Outputs) -> bytes:
+    """Outputs as length-prefixed bytes: a done record per event is written on the hot path, and copying the
+    bytes costs a fraction of turning them into JSON text."""
+    parts: list[bytes] = []
+    for topic, m in outputs:
+        name, key, value = topic.encode(), m.key, m.value
+        headers = b"" if not m.headers else orjson.dumps([[k, _text(v)] for k, v in m.headers])
+        parts.append(
+            _OUTPUT_HEAD.pack(
+                len(name), -1 if key is None else len(key), -1 if value is None else len(value), len(headers)
+            )
+        )
+        parts.append(name)
+        if key:
+            parts.append(key)
+        if value:
+            parts.append(value)
+        if headers:
+            parts.append(headers)
+    return b"".join(parts)
+
+
+def unframe_outputs(data: bytes, count: int, start: int) -> Outputs:
+    outputs: Outputs = []
+    position = start
+    for _ in range(count):
+        name_length, key_length, value_length, headers_length = _OUTPUT_HEAD.unpack_from(data, position)
+        position += _OUTPUT_HEAD.size
+        topic = data[position : position + name_length].decode()
+        position += name_length
+        key = None if key_length < 0 else data[position : position + key_length]
+        position += max(key_length, 0)
+        value = None if value_length < 0 else data[position : position + value_length]
+        position += max(value_length, 0)
+        headers = None
+        if headers_length:
+            headers = tuple((k, _bytes(v) or b"") for k, v in orjson.loads(data[position : position + headers_length]))
+            position += headers_length
+        outputs.append((topic, Message(value, key, headers)))
     return outputs
 
 
@@ -133,8 +180,9 @@ class IdempotencyStore(ABC):
         """Note that the key's invocation failed: it will be tried again, not doubted."""
 
     @abstractmethod
-    def record(self, h: int, outputs: Outputs) -> None:
-        """Remember that the key was handled, and what it emitted (durable against a crash when it returns)."""
+    def record(self, h: int, outputs: Outputs, then_begin: int | None = None) -> None:
+        """Remember that the key was handled, and what it emitted (durable against a crash when it returns);
+        then, when given, `begin` ``then_begin`` (the next invocation), in the same write."""
 
     def seal(self) -> Round:
         """The keys recorded since the last seal: the round whose commit is being handed to the log."""
@@ -174,7 +222,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
                 found[h] = []
         return found
 
-    def record(self, h: int, outputs: Outputs) -> None:
+    def record(self, h: int, outputs: Outputs, then_begin: int | None = None) -> None:
         self._keys[h] = time.time()
         self._open.append(h)
 
@@ -209,13 +257,17 @@ class _Journal:
         """Where the next record goes: a round that ends here is passed with `release_to`."""
         return self._used
 
-    def append(self, record: bytes) -> None:
+    def append(self, *records: bytes) -> None:
+        """Append records in one copy; the header counts them only once every byte is in place."""
         start = _JOURNAL_HEADER.size + self._used
-        end = start + _RECORD_LENGTH.size + len(record)
+        if len(records) == 1:
+            framed = _RECORD_LENGTH.pack(len(records[0])) + records[0]
+        else:
+            framed = b"".join([_RECORD_LENGTH.pack(len(r)) + r for r in records])
+        end = start + len(framed)
         if end > self._size:
             self._grow(end)
-        self._map[start : start + _RECORD_LENGTH.size] = _RECORD_LENGTH.pack(len(record))
-        self._map[start + _RECORD_LENGTH.size : end] = record
+        self._map[start:end] = framed
         # The header moves last: a record cut short by a crash is never counted.
         self._used = end - _JOURNAL_HEADER.size
         self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(self._start, self._used)
@@ -348,12 +400,17 @@ class FileIdempotencyStore(IdempotencyStore):
                     begun[h] = now_ms
                 elif kind == _ABANDON:
                     begun.pop(h, None)
-                elif kind == _DONE:
+                elif kind in (_DONE, _DONE_JSON):
                     begun.pop(h, None)
-                    (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
+                    if kind == _DONE:
+                        _, _, at_ms, count = _DONE_HEAD.unpack_from(raw)
+                        outputs = unframe_outputs(raw, count, _DONE_HEAD.size)
+                    else:
+                        (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
+                        outputs = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
                     self._keys[h] = at_ms
                     self._expiry.append((at_ms, h))
-                    self._recovered[h] = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
+                    self._recovered[h] = outputs
             for h, at_ms in begun.items():
                 self._keys[h] = -at_ms
                 self._expiry.append((at_ms, h))
@@ -518,11 +575,13 @@ class FileIdempotencyStore(IdempotencyStore):
     def abandon(self, h: int) -> None:
         self._journal.append(_JOURNAL_KEY.pack(_ABANDON, h))
 
-    def record(self, h: int, outputs: Outputs) -> None:
+    def record(self, h: int, outputs: Outputs, then_begin: int | None = None) -> None:
         now_ms = _now_ms()
-        self._journal.append(
-            _JOURNAL_KEY.pack(_DONE, h) + _JOURNAL_TIME.pack(now_ms) + orjson.dumps(encode_outputs(outputs))
-        )
+        done = _DONE_HEAD.pack(_DONE, h, now_ms, len(outputs)) + frame_outputs(outputs)
+        if then_begin is None:
+            self._journal.append(done)
+        else:
+            self._journal.append(done, _JOURNAL_KEY.pack(_BEGIN, then_begin))
         self._keys[h] = now_ms
         self._expiry.append((now_ms, h))
         self._open_keys.append(_KEY_RECORD.pack(h, now_ms))

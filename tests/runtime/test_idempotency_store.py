@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from eventbus.backends.base import Message
 from eventbus.runtime import idempotency
 from eventbus.runtime.idempotency import IN_DOUBT, FileIdempotencyStore, key_hash
 from tests.conftest import PYTHON, REPO
@@ -227,3 +228,44 @@ def test_a_store_that_recorded_nothing_leaves_no_key_file(tmp_path: Path) -> Non
     store.committed(store.seal())
     store.close()
     assert os.listdir(tmp_path) == []
+
+
+# -- the journal: what a worker that died had done, and emitted -----------------------------------------------------
+
+OUTPUTS = [
+    ("payments", Message(b'{"id":"p-1"}', b"customer-7")),
+    ("audit.\u00e9v\u00e9nements", Message(None, None, (("ce_type", b"x"), ("raw", bytes(range(256)))))),
+    ("empty", Message(b"", b"")),
+]
+
+
+def test_a_dead_workers_done_records_give_back_every_output_as_written(tmp_path: Path) -> None:
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    first, second, third = hashes_of("a", "b", "c")
+    dead.begin(first)
+    dead.record(first, OUTPUTS, then_begin=second)  # done and the next begin, in one write
+    dead.record(second, [])
+    dead.begin(third)
+    dead.close()  # its round never committed: the journal is left as a crash leaves it
+
+    taken_over = FileIdempotencyStore(tmp_path, retention_s=3600)
+    seen = taken_over.seen([first, second, third], 3600)
+    assert seen[first] == OUTPUTS, "topics, keys, values and headers come back byte for byte"
+    assert seen[second] == []
+    assert seen[third] is IN_DOUBT, "begun in the same write as a done record, never done: in doubt"
+    taken_over.close()
+
+
+def test_journals_written_by_earlier_versions_are_still_recovered(tmp_path: Path) -> None:
+    import orjson
+
+    (done,) = hashes_of("old")
+    record = struct.pack("<cQq", b"d", done, int(time.time() * 1000)) + orjson.dumps(
+        idempotency.encode_outputs(OUTPUTS)
+    )
+    framed = struct.pack("<I", len(record)) + record
+    (tmp_path / "journal-999999999-0ld0ld00.mm").write_bytes(struct.pack("<QQ", 0, len(framed)) + framed)
+
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert store.seen([done], 3600) == {done: OUTPUTS}
+    store.close()
