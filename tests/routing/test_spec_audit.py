@@ -21,6 +21,7 @@ from eventbus.routing.parse import loads_event
 from eventbus.routing.pattern import SPECIALISE_AFTER
 
 Case = tuple[Any, Any, bool]
+IGNORE_CASE = "equals-ignore-case"
 
 
 def decide_raw(pattern: dict[str, Any] | str, raw: str) -> bool:
@@ -403,3 +404,441 @@ def test_r6_6_too_complex_wildcards_are_refused(pattern: dict[str, Any], path: s
 )
 def test_r6_6_wildcards_within_the_limit(pattern: dict[str, Any]) -> None:
     accept(pattern)
+
+
+# -- R3 plain values -----------------------------------------------------------------------------------------
+
+
+R3_PLAIN: list[Case] = [
+    ({"a": [""]}, {"a": ""}, True),
+    ({"a": [""]}, {"a": None}, False),
+    ({"a": [""]}, {"a": []}, False),
+    ({"a": [""]}, {"a": [""]}, True),
+    ({"a": [None]}, {"a": "null"}, False),
+    ({"a": [None]}, {"a": {}}, False),
+    ({"a": [None]}, {"a": [None, 1]}, True),
+    ({"a": [None]}, {"a": {"b": None}}, False),
+    ({"a": [True]}, {"a": "true"}, False),
+    ({"a": [True]}, {"a": 1}, False),
+    ({"a": [True]}, {"a": 1.0}, False),
+    ({"a": [False]}, {"a": 0}, False),
+    ({"a": [False]}, {"a": ""}, False),
+    ({"a": [False]}, {"a": None}, False),
+    ({"a": [1]}, {"a": True}, False),
+    ({"a": [0]}, {"a": False}, False),
+    ({"a": ["true"]}, {"a": True}, False),
+    ({"a": ["null"]}, {"a": None}, False),
+    ({"a": ["5"]}, {"a": 5}, False),
+    ({"a": [5]}, {"a": "5"}, False),
+    ({"a": ["x", 5, True, None]}, {"a": None}, True),
+    ({"a": ["x", 5, True, None]}, {"a": 5.0}, True),
+    ({"a": ["x", 5, True, None]}, {"a": False}, False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R3_PLAIN)
+def test_r3_1_r3_2_plain_values_match_only_their_own_type(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+R3_3_SPELLINGS = [
+    ("300", "300.0", True),
+    ("300", "3.0e2", True),
+    ("300", "3E2", True),
+    ("300", "3e+2", True),
+    ("300", "30000e-2", True),
+    ("0", "-0", True),
+    ("0", "-0.0", True),
+    ("-0", "0e10", True),
+    ("0.5", "5e-1", True),
+    ("0.5", "0.50000", True),
+    ("-1", "-1.0", True),
+    ("1", "1.0000000000000001", False),  # not representable: compared by text only
+    ("1.0000000000000001", "1.0000000000000001", True),
+    ("1.0000000000000001", "1.00000000000000010", False),
+    ("9007199254740993", "9007199254740992", False),
+    ("9007199254740992", "9007199254740993", False),
+    ("9007199254740993", "9007199254740993", True),
+    ("12345678901234567891", "12345678901234567891", True),
+    ("12345678901234567891", "12345678901234567890", False),
+    ("1e400", "1e400", True),
+    ("1e400", "1E400", False),
+    ("1e400", "1e+400", False),
+    ("-1e400", "-1e400", True),
+    ("1e-400", "0", False),
+    ("5e-324", "4.9406564584124654e-324", False),  # the exact double's decimal is not its shortest one
+    ("5e-324", "5e-324", True),
+    ("1.7976931348623157e308", "1.7976931348623157E+308", True),
+    ("0.1", "0.1000000000000000055511151231257827", False),
+    ("100", "100.000000000000000000001", False),
+]
+
+
+@pytest.mark.parametrize(("pattern_number", "event_number", "expected"), R3_3_SPELLINGS)
+def test_r3_3_numbers_equal_by_value_when_representable(pattern_number: str, event_number: str, expected: bool) -> None:
+    assert decide_raw(f'{{"a": [{pattern_number}]}}', f'{{"a": {event_number}}}') is expected
+    assert decide_raw(f'{{"a": [{pattern_number}]}}', f'{{"a": ["x", {event_number}]}}') is expected
+    # Equality is symmetric.
+    assert decide_raw(f'{{"a": [{event_number}]}}', f'{{"a": {pattern_number}}}') is expected
+
+
+@pytest.mark.parametrize("number", ["0", "300", "1e400", "9007199254740993", "0.30000000000000001", "-2.5"])
+def test_r3_3_a_number_never_equals_a_string_boolean_or_null(number: str) -> None:
+    for other in (f'"{number}"', "true", "false", "null", "[]", "{}"):
+        assert not decide_raw(f'{{"a": [{number}]}}', f'{{"a": {other}}}'), other
+    assert not decide_raw(f'{{"a": ["{number}"]}}', f'{{"a": {number}}}')
+
+
+R3_4_IP_STRINGS: list[tuple[str, str, bool]] = [
+    ("::1", "0:0:0:0:0:0:0:1", True),
+    ("::1", "0000:0000:0000:0000:0000:0000:0000:0001", True),
+    ("::1", "::0001", True),
+    ("0:0::1", "::1", True),
+    ("::", "0:0:0:0:0:0:0:0", True),
+    ("2001:DB8::FF", "2001:db8:0:0:0:0:0:ff", True),
+    ("1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0", True),
+    ("::1", "::2", False),
+    ("::1", "::1 ", False),
+    ("::1", "[::1]", False),
+    ("10.0.0.1", "10.0.0.1", True),
+    ("10.0.0.1", "10.0.0.2", False),
+    ("10.0.0.1", "010.0.0.1", False),  # decision: leading zeros make no address
+    ("10.0.0.1", "10.0.0.01", False),
+    ("010.0.0.1", "010.0.0.1", True),  # identical spellings match in any reading
+    ("010.0.0.1", "10.0.0.1", False),
+    ("1.2.3.256", "1.2.3.256", True),
+    ("1.2.3.256", "1.2.4.0", False),
+    ("10.0.0.1", "::ffff:10.0.0.1", False),
+    ("10.0.0.1", "::ffff:a00:1", False),  # decision: IPv6 spelling, IPv6 family
+    ("::ffff:a00:1", "10.0.0.1", False),
+    ("0.0.0.0", "::", False),
+    ("1::2::3", "1::2::3", True),
+    ("1::2::3", "1:0:2::3", False),
+    ("abc:def", "ABC:DEF", False),  # not an address (too few groups): a plain string
+    ("a:b:c:d:e:f:1:2", "A:B:C:D:E:F:1:2", True),
+    ("dead::beef", "DEAD:0::BEEF", True),
+]
+
+
+@pytest.mark.parametrize(("pattern_ip", "event_ip", "expected"), R3_4_IP_STRINGS)
+def test_r3_4_ip_shaped_strings_match_the_address(pattern_ip: str, event_ip: str, expected: bool) -> None:
+    assert decide({"ip": [pattern_ip]}, {"ip": event_ip}) is expected
+    assert decide({"ip": ["other", pattern_ip]}, {"ip": ["x", event_ip]}) is expected
+
+
+def test_r3_4_only_plain_strings_read_addresses() -> None:
+    # anything-but, prefix and exactly compare the text as written.
+    assert decide({"ip": [{"anything-but": "::1"}]}, {"ip": "0::1"})
+    assert decide({"ip": [{"anything-but": ["::1"]}]}, {"ip": "0::1"})
+    assert not decide({"ip": [{"anything-but": "::1"}]}, {"ip": "::1"})
+    assert not decide({"ip": [{"prefix": "::1"}]}, {"ip": "0::1"})
+    assert not decide({"ip": [{"equals-ignore-case": "::a"}]}, {"ip": "0::A"})
+    assert not decide({"ip": ["10.0.0.1"]}, {"ip": 10})
+
+
+# -- R4 string operators ---------------------------------------------------------------------------------
+
+
+R4_AFFIXES: list[Case] = [
+    ({"a": [{"prefix": "ab"}]}, {"a": "ab"}, True),
+    ({"a": [{"prefix": "ab"}]}, {"a": "a"}, False),
+    ({"a": [{"prefix": "ab"}]}, {"a": "Ab"}, False),
+    ({"a": [{"prefix": "ab"}]}, {"a": ["x", "abc"]}, True),
+    ({"a": [{"prefix": ""}]}, {"a": ""}, True),
+    ({"a": [{"prefix": ""}]}, {"a": None}, False),
+    ({"a": [{"prefix": ""}]}, {"a": []}, False),
+    ({"a": [{"prefix": ""}]}, {}, False),
+    ({"a": [{"prefix": "1"}]}, {"a": 10}, False),
+    ({"a": [{"prefix": "t"}]}, {"a": True}, False),
+    ({"a": [{"prefix": "n"}]}, {"a": None}, False),
+    ({"a": [{"prefix": "\U0001f600"}]}, {"a": "\U0001f600x"}, True),
+    ({"a": [{"prefix": "\u00e9"}]}, {"a": "e\u0301"}, False),
+    ({"a": [{"suffix": "ab"}]}, {"a": "ab"}, True),
+    ({"a": [{"suffix": "ab"}]}, {"a": "b"}, False),
+    ({"a": [{"suffix": "ab"}]}, {"a": "xAB"}, False),
+    ({"a": [{"suffix": ""}]}, {"a": ""}, True),
+    ({"a": [{"suffix": ""}]}, {"a": 0}, False),
+    ({"a": [{"suffix": "0"}]}, {"a": 10}, False),
+    ({"a": [{"prefix": "a"}, {"suffix": "z"}]}, {"a": "xyz"}, True),
+    ({"a": [{"prefix": "a"}, {"suffix": "z"}]}, {"a": "xyq"}, False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R4_AFFIXES)
+def test_r4_1_r4_3_prefix_and_suffix(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize("operator", ["prefix", "suffix"])
+@pytest.mark.parametrize(
+    "argument",
+    [5, None, True, ["x"], [], {}, {IGNORE_CASE: 5}, {IGNORE_CASE: None}, {IGNORE_CASE: ["x"]},
+     {IGNORE_CASE: "x", "other": "y"}, {"EQUALS-IGNORE-CASE": "x"}, {"prefix": "x"}, {"suffix": "x"},
+     {"exactly": "x"}, {IGNORE_CASE: {IGNORE_CASE: "x"}}],
+)  # fmt: skip
+def test_r4_1_r4_2_prefix_and_suffix_arguments(operator: str, argument: object) -> None:
+    refuse({"d": {"a": [{operator: argument}]}}, "d.a", operator)
+
+
+# (pattern text, event text, whether equals-ignore-case accepts it), per event-ruler's rule: each UTF-16 unit of
+# the pattern, lowered or uppered alone with full mappings, characters beyond the BMP only as themselves.
+R4_5_CASE_RULE: list[tuple[str, str, bool]] = [
+    ("alice", "ALICE", True),
+    ("ALICE", "aLiCe", True),
+    ("\u00c9T\u00c9", "\u00e9t\u00e9", True),
+    ("\u03b1\u03b2\u03b3", "\u0391\u0392\u0393", True),
+    ("\u043f\u0440\u0438\u0432\u0435\u0442", "\u041f\u0420\u0418\u0412\u0415\u0422", True),
+    ("STRASSE", "stra\u00dfe", False),
+    ("\u00df", "SS", True),
+    ("\u00df", "\u00df", True),
+    ("\u00df", "ss", False),
+    ("SS", "\u00df", False),
+    ("\u01c5", "\u01c5", False),  # title case matches neither its lower nor its upper case
+    ("\u01c5", "\u01c6", True),
+    ("\u01c5", "\u01c4", True),
+    ("k", "\u212a", False),  # the Kelvin sign lowers to k, but k does not upper to it
+    ("\u212a", "k", True),
+    ("\u212a", "K", False),
+    ("\u0130", "i\u0307", True),
+    ("\u0130", "i", False),
+    ("i", "\u0130", False),
+    ("\u0131", "I", True),
+    ("I", "\u0131", False),
+    ("\u03c2", "\u03a3", True),
+    ("\u03a3", "\u03c2", False),
+    ("\ufb01", "FI", True),
+    ("\u0149", "\u02bcN", True),
+    ("\u00b5", "\u039c", True),
+    ("\u00b5", "\u03bc", False),
+    ("\u017f", "S", True),
+    ("\u017f", "s", False),
+    ("\u00e9", "e\u0301", False),
+    ("a\U0001f600", "A\U0001f600", True),
+    ("a\U0001f600", "A??", False),
+    ("\U00010400", "\U00010428", False),  # Deseret: has case, but beyond the BMP it matches only itself
+    ("\U00010428", "\U00010428", True),
+    ("", "", True),
+    ("a", "", False),
+    ("ab", "a", False),
+    ("1-_", "1-_", True),
+]
+
+
+@pytest.mark.parametrize(("text", "event", "expected"), R4_5_CASE_RULE)
+def test_r4_5_equals_ignore_case_rule(text: str, event: str, expected: bool) -> None:
+    assert decide({"n": [{IGNORE_CASE: text}]}, {"n": event}) is expected
+    assert decide({"n": [{"prefix": {IGNORE_CASE: text}}]}, {"n": event + "z\u00df"}) is expected
+    assert decide({"n": [{"suffix": {IGNORE_CASE: text}}]}, {"n": "\u00dfz" + event}) is expected
+    assert decide({"n": [{"anything-but": {IGNORE_CASE: text}}]}, {"n": event}) is not expected
+    assert decide({"n": [{"anything-but": {IGNORE_CASE: ["zz", text]}}]}, {"n": ["zz", event]}) is not expected
+
+
+R4_IGNORE_CASE_AFFIXES: list[Case] = [
+    ({"n": [{"prefix": {IGNORE_CASE: ""}}]}, {"n": ""}, True),
+    ({"n": [{"prefix": {IGNORE_CASE: ""}}]}, {"n": 5}, False),
+    ({"n": [{"suffix": {IGNORE_CASE: ""}}]}, {"n": "x"}, True),
+    ({"n": [{"prefix": {IGNORE_CASE: "ab"}}]}, {"n": "A"}, False),
+    ({"n": [{"prefix": {IGNORE_CASE: "ab"}}]}, {"n": "xAB"}, False),
+    ({"n": [{"suffix": {IGNORE_CASE: "ab"}}]}, {"n": "ABx"}, False),
+    ({"n": [{"suffix": {IGNORE_CASE: "ab"}}]}, {"n": ["q", "xAb"]}, True),
+    ({"n": [{"prefix": {IGNORE_CASE: "stra\u00df"}}]}, {"n": "STRASSE"}, True),
+    ({"n": [{"prefix": {IGNORE_CASE: "strass"}}]}, {"n": "stra\u00dfe"}, False),
+    ({"n": [{IGNORE_CASE: "x"}]}, {"n": ["X"]}, True),
+    ({"n": [{IGNORE_CASE: "true"}]}, {"n": True}, False),
+    ({"n": [{IGNORE_CASE: "null"}]}, {"n": None}, False),
+    ({"n": [{IGNORE_CASE: "5"}]}, {"n": 5}, False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R4_IGNORE_CASE_AFFIXES)
+def test_r4_2_r4_4_r4_5_ignore_case_forms(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize("argument", [5, None, True, [], ["x"], {}, {"prefix": "x"}])
+def test_r4_5_equals_ignore_case_takes_a_string(argument: object) -> None:
+    refuse({"n": [{IGNORE_CASE: argument}]}, "n", IGNORE_CASE)
+
+
+@pytest.mark.parametrize("argument", [5, None, True, [], ["x*"], {}, {"wildcard": "x"}])
+def test_r4_6_wildcard_takes_a_string(argument: object) -> None:
+    refuse({"n": [{"wildcard": argument}]}, "n", "wildcard")
+
+
+def test_r4_ignore_case_in_a_router_of_many_rules() -> None:
+    # With many rules the router files ignore-case matchers in hash tables keyed by case: the rule must hold.
+    router: Router[str] = Router()
+    for text, _, _ in R4_5_CASE_RULE:
+        router.add({"n": [{IGNORE_CASE: text}]}, f"eq:{text}")
+        router.add({"n": [{"prefix": {IGNORE_CASE: text}}]}, f"prefix:{text}")
+        router.add({"n": [{"suffix": {IGNORE_CASE: text}}]}, f"suffix:{text}")
+    for text, event, expected in R4_5_CASE_RULE:
+        for generated in (router._generate(inline=False)[0], router._match_general):
+            targets = generated({"n": event})
+            assert (f"eq:{text}" in targets) is expected, (text, event)
+            assert (f"prefix:{text}" in targets) is expected, (text, event)
+            assert (f"suffix:{text}" in targets) is expected, (text, event)
+
+
+R5_ANYTHING_BUT: list[Case] = [
+    ({"a": [{"anything-but": "x"}]}, {"a": None}, True),
+    ({"a": [{"anything-but": "x"}]}, {"a": [None]}, True),
+    ({"a": [{"anything-but": "x"}]}, {"a": False}, True),
+    ({"a": [{"anything-but": "x"}]}, {"a": ["x", "x"]}, False),
+    ({"a": [{"anything-but": "x"}]}, {"a": ["x", 0]}, True),
+    ({"a": [{"anything-but": "x"}]}, {"a": [[], {}]}, False),
+    ({"a": [{"anything-but": "x"}]}, {"a": [{"b": "y"}]}, False),
+    ({"a": [{"anything-but": "x"}]}, {"a": "X"}, True),
+    ({"a": [{"anything-but": ""}]}, {"a": ""}, False),
+    ({"a": [{"anything-but": ""}]}, {"a": " "}, True),
+    ({"a": [{"anything-but": 5}]}, {"a": "5"}, True),
+    ({"a": [{"anything-but": 5}]}, {"a": 5.0}, False),
+    ({"a": [{"anything-but": 5}]}, {"a": True}, True),
+    ({"a": [{"anything-but": 1}]}, {"a": True}, True),
+    ({"a": [{"anything-but": 0}]}, {"a": False}, True),
+    ({"a": [{"anything-but": 0}]}, {"a": -0.0}, False),
+    ({"a": [{"anything-but": [5, 6]}]}, {"a": [5, 6.0]}, False),
+    ({"a": [{"anything-but": [5, 6]}]}, {"a": [5, 6, 7]}, True),
+    ({"a": [{"anything-but": ["a", "b"]}]}, {"a": ["b", "a"]}, False),
+    ({"a": [{"anything-but": ["a", "b"]}]}, {"a": 1}, True),
+    ({"a": [{"anything-but": {"prefix": "us-"}}]}, {"a": "us-"}, False),
+    ({"a": [{"anything-but": {"prefix": "us-"}}]}, {"a": "us"}, True),
+    ({"a": [{"anything-but": {"prefix": "us-"}}]}, {"a": "US-east"}, True),
+    ({"a": [{"anything-but": {"prefix": ["us-", "eu-"]}}]}, {"a": ["us-1", "eu-1"]}, False),
+    ({"a": [{"anything-but": {"prefix": ["us-", "eu-"]}}]}, {"a": ["us-1", "ap-1"]}, True),
+    ({"a": [{"anything-but": {"suffix": ".png"}}]}, {"a": ".png"}, False),
+    ({"a": [{"anything-but": {"suffix": ".png"}}]}, {"a": "x.PNG"}, True),
+    ({"a": [{"anything-but": {"suffix": ".png"}}]}, {"a": 5}, True),
+    ({"a": [{"anything-but": {IGNORE_CASE: "abc"}}]}, {"a": "aBc"}, False),
+    ({"a": [{"anything-but": {IGNORE_CASE: "abc"}}]}, {"a": "abcd"}, True),
+    ({"a": [{"anything-but": {IGNORE_CASE: ""}}]}, {"a": ""}, False),
+    ({"a": [{"anything-but": {IGNORE_CASE: ""}}]}, {"a": "a"}, True),
+    ({"a": [{"anything-but": {IGNORE_CASE: "null"}}]}, {"a": None}, True),
+    ({"a": [{"anything-but": {"wildcard": "*"}}]}, {"a": ""}, False),
+    ({"a": [{"anything-but": {"wildcard": "*"}}]}, {"a": None}, True),
+    ({"a": [{"anything-but": {"wildcard": ""}}]}, {"a": ""}, False),
+    ({"a": [{"anything-but": {"wildcard": ""}}]}, {"a": "*"}, True),
+    ({"a": [{"anything-but": {"wildcard": "\\*"}}]}, {"a": "*"}, False),
+    ({"a": [{"anything-but": {"wildcard": "\\*"}}]}, {"a": "x"}, True),
+    ({"a": [{"anything-but": {"wildcard": ["*.png", "*.jpg"]}}]}, {"a": ["a.png", "b.jpg"]}, False),
+    ({"a": [{"anything-but": {"wildcard": ["*.png", "*.jpg"]}}]}, {"a": ["a.png", "b.gif"]}, True),
+    ({"a": [{"anything-but": {"prefix": "x"}}, "xa"]}, {"a": "xa"}, True),
+    ({"a": [{"anything-but": {"prefix": "x"}}, {"exists": False}]}, {}, True),
+    ({"a": [{"anything-but": {"prefix": "x"}}, {"exists": False}]}, {"a": "xy"}, False),
+    ({"a": [{"anything-but": "x"}, {"anything-but": "y"}]}, {"a": "x"}, True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R5_ANYTHING_BUT)
+def test_r5_2_anything_but_semantics(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+ANYTHING_BUT_INVALID = [
+    None, True, False, {}, [], ["a", 1], [1, "a"], [None], [True], [[1]], [{"prefix": "a"}], [1, None],
+    {"prefix": "a", "suffix": "b"}, {"prefix": ""}, {"suffix": ""}, {"prefix": ["a", ""]}, {"suffix": [""]},
+    {"prefix": []}, {"suffix": []}, {"wildcard": []}, {IGNORE_CASE: []}, {"prefix": 5}, {"suffix": [5]},
+    {"wildcard": 5}, {"wildcard": None}, {IGNORE_CASE: 5}, {IGNORE_CASE: [None]}, {IGNORE_CASE: [1]},
+    {"prefix": {IGNORE_CASE: "x"}}, {"suffix": {IGNORE_CASE: "x"}}, {"wildcard": {IGNORE_CASE: "x"}},
+    {IGNORE_CASE: {"prefix": "x"}}, {"numeric": [">", 1]}, {"exists": True}, {"cidr": "10.0.0.0/8"},
+    {"anything-but": "x"}, {"exactly": "x"}, {"Prefix": "x"}, {"prefix": ["a", 1]}, {"prefix": [["a"]]},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argument", ANYTHING_BUT_INVALID)
+def test_r5_3_invalid_anything_but(argument: object) -> None:
+    refuse({"d": {"$or": [{"a": [{"anything-but": argument}]}, {"b": ["1"]}]}}, "d.$or[0].a")
+
+
+def test_r5_3_anything_but_with_a_second_key_is_refused() -> None:
+    refuse({"a": [{"anything-but": "x", "prefix": "y"}]}, "a")
+
+
+# -- R6 numeric ------------------------------------------------------------------------------------------------
+
+
+R6_RANGES: list[tuple[list[Any], list[Any], list[Any]]] = [
+    # (numeric argument, values inside, values outside)
+    (["=", 0], [0, -0.0, 0.0], [5e-324, -5e-324, "0", False, None]),
+    (["=", 2**53], [2**53, 9007199254740992.0], [2**53 + 1, 2**53 - 1]),
+    ([">=", 0], [-0.0, 0, 1e308], [-5e-324, "1"]),
+    (["<", 0], [-5e-324, -1e308], [-0.0, 0]),
+    ([">", 0.1], [0.10000000000000002], [0.1]),
+    (["<=", 0.3], [0.3, 0.29999999999999993], [0.1 + 0.2]),
+    ([">", -1, "<", 1], [-0.0, 0.999999], [-1, 1, True]),
+    ([">=", -1, "<=", 1], [-1, 1, -1.0], [1.0000000000000002]),
+    ([">", 0, "<=", 5], [5, 5.0, 1e-300], [0, 5.000000000000001]),
+    ([">=", 1e20, "<=", 1e23], [10**20, 1e21, 10**23], [10**20 - 1, 1.0000000000000001e23 * 1.01]),
+    ([">", 2**53 - 1], [2**53, 2**53 + 2, 1e300], [2**53 + 1, 2**60]),  # unrepresentable events never qualify
+    (["<", 1e308], [-1e308, 0], [1.7976931348623157e308]),
+    ([">", -5e9, "<", 5e9], [-4999999999.999999, 0], [-5e9, 5e9]),
+]
+
+
+@pytest.mark.parametrize(("numeric", "inside", "outside"), R6_RANGES)
+def test_r6_1_r6_4_numeric_ranges_compare_doubles(numeric: list[Any], inside: list[Any], outside: list[Any]) -> None:
+    pattern = {"n": [{"numeric": numeric}]}
+    for value in inside:
+        assert decide(pattern, {"n": value}), value
+        assert decide(pattern, {"n": ["x", value]}), value
+    for value in outside:
+        assert not decide(pattern, {"n": value}), value
+
+
+@pytest.mark.parametrize(
+    ("pattern", "raw", "expected"),
+    [
+        ('{"n": [{"numeric": ["=", 3.018e2]}]}', '{"n": 301.8}', True),
+        ('{"n": [{"numeric": ["=", 301.8]}]}', '{"n": 3.018E+2}', True),
+        ('{"n": [{"numeric": [">=", 1E6]}]}', '{"n": 1000000}', True),
+        ('{"n": [{"numeric": [">", -1, "<", 1]}]}', '{"n": -0.0}', True),
+        ('{"n": [{"numeric": [">", 0]}]}', '{"n": 0.30000000000000001}', False),  # numeric-046
+        ('{"n": [{"numeric": [">", 0]}]}', '{"n": 9007199254740993}', False),
+        ('{"n": [{"numeric": [">", 0]}]}', '{"n": 1e400}', False),
+        ('{"n": [{"numeric": ["<", 0]}]}', '{"n": -1e400}', False),
+        ('{"n": [{"numeric": [">", 0]}]}', '{"n": [1e400, 1]}', True),
+        ('{"n": [{"numeric": [">", 0]}]}', '{"n": "5"}', False),
+        ('{"n": [{"numeric": ["=", 5]}]}', '{"n": 5.000000000000000000001}', False),
+        ('{"n": [{"numeric": ["=", 100]}]}', '{"n": 1e2}', True),
+        ('{"n": [{"numeric": ["=", 0]}]}', '{"n": -0}', True),
+        ('{"n": [{"numeric": ["<", 0]}, {"numeric": [">", 10]}]}', '{"n": [0, 5, 10]}', False),
+        ('{"n": [{"numeric": ["<", 0]}, {"numeric": [">", 10]}]}', '{"n": [0, 11]}', True),
+    ],
+)
+def test_r6_3_r6_4_numeric_on_raw_events(pattern: str, raw: str, expected: bool) -> None:
+    assert decide_raw(pattern, raw) is expected
+
+
+NUMERIC_INVALID = [
+    [], [">"], ["="], ["=", 5, 6], ["=", 5, "<", 6], ["<", 5, ">", 1], ["<=", 5, "<", 6], [">", 0, ">", 5],
+    [">=", 0, ">=", 5], [">", 0, "=", 5], [">", 0, "<"], [">", 0, "<", 5, "<", 6], [">", 0, "<", 5, 6],
+    [">", 5, "<", 5], [">=", 5, "<=", 5], [">", 5, "<", 5.0], [">", 6, "<", 5], [">", 0, "<", -0.0],
+    ["!=", 5], ["==", 5], ["=<", 5], ["> ", 5], ["GT", 5], [5, ">"], [5], [None, 5], [["="], 5],
+    ["=", "5"], ["=", True], ["=", None], ["=", [5]], ["=", {"n": 5}], [">", 0, "<", "5"], [">", 0, 5, "<"],
+    [">", 0, "<", None], "5", 5, None, True, {"=": 5}, {">": 0, "<": 5},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argument", NUMERIC_INVALID)
+def test_r6_1_invalid_numeric(argument: object) -> None:
+    refuse({"d": {"n": [5, {"numeric": argument}]}}, "d.n")
+
+
+@pytest.mark.parametrize(
+    "operand",
+    ["1e400", "-1e400", "1e-400", "0.30000000000000001", "9007199254740993", "1.7976931348623159e308",
+     "4.9406564584124654e-324", "12345678901234567891", "100000000000000000000000.5"],
+)  # fmt: skip
+def test_r6_2_unrepresentable_operands_anywhere_in_the_range(operand: str) -> None:
+    for argument in (f'["=", {operand}]', f'[">", {operand}]', f'["<=", {operand}]', f'[">", -1e308, "<", {operand}]'):
+        refuse(f'{{"n": [{{"numeric": {argument}}}]}}', "n", "not exactly representable")
+    refuse({"n": [{"numeric": [">", 10**30 + 1]}]}, "n", "not exactly representable")
+
+
+@pytest.mark.parametrize(
+    "argument",
+    ['["=", 1e23]', '[">", 5e-324]', '["<", 1.7976931348623157e308]', '[">=", -0]', '["=", 100000000000000000000000]',
+     '[">", 0.1, "<", 0.10000000000000002]', '[">", -1e308, "<=", 1e308]'],
+)  # fmt: skip
+def test_r6_2_representable_operands_in_any_spelling(argument: str) -> None:
+    accept(f'{{"n": [{{"numeric": {argument}}}]}}')
