@@ -335,12 +335,19 @@ class ConsumerSettings:
     """How a member joins its group.
 
     ``reset`` says where a partition without a committed offset starts: ``earliest`` or ``latest``.
-    ``session_timeout_s`` is how long a silent member keeps its partitions before others may take them.
+
+    Liveness and progress are separate, as in Kafka. A member heartbeats every ``heartbeat_interval_s`` from a
+    background thread, so it keeps its partitions while it processes a long round without polling;
+    ``session_timeout_s`` is how long a member whose heartbeats stopped (its process died or hangs) keeps its
+    partitions before others may take them. ``max_poll_interval_s`` bounds the time between two polls: a member
+    that has not polled for that long is taken to be stuck, its heartbeats stop, and its partitions move once its
+    session times out. It must be at least ``session_timeout_s``; on Kafka it is ``max.poll.interval.ms``.
     """
 
     reset: str = "earliest"
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0
+    max_poll_interval_s: float = 300.0
     member_name: str | None = None
     # "exactly_once": outputs and offsets commit atomically. The embedded logs always do; Kafka uses transactions.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -354,3 +361,10 @@ class ConsumerSettings:
             )
         if self.heartbeat_interval_s <= 0 or self.session_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("session_timeout_s must be greater than heartbeat_interval_s, both positive")
+        # Not below the session timeout: a member would be declared stuck before it could even be declared dead,
+        # and librdkafka refuses max.poll.interval.ms < session.timeout.ms.
+        if not self.max_poll_interval_s >= self.session_timeout_s:
+            raise ValueError(
+                f"max_poll_interval_s must be at least session_timeout_s ({self.session_timeout_s} s), "
+                f"got {self.max_poll_interval_s}"
+            )

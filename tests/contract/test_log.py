@@ -271,9 +271,15 @@ def test_a_member_cannot_commit_a_partition_it_lost(log: Log) -> None:
     log.create_topic("orders", 1)
     log.append("orders", [Message(b"x")])
     session_s = group_session_s(log, 0.3)
-    slow = log.consumer("g", ["orders"], ConsumerSettings(session_timeout_s=session_s, heartbeat_interval_s=0.1))
+    slow = log.consumer(
+        "g",
+        ["orders"],
+        ConsumerSettings(session_timeout_s=session_s, heartbeat_interval_s=0.1, max_poll_interval_s=session_s),
+    )
     assert values(poll_all(slow, 1)) == [b"x"]
-    time.sleep(session_s + 0.2)  # silent past its session timeout: the group forgets it
+    # No poll for max_poll_interval_s: taken to be stuck, it leaves or stops heartbeating (then it is forgotten
+    # within a session, while the new member below waits for the partition).
+    time.sleep(session_s + 0.2)
     fast = log.consumer("g", ["orders"], fast_group(log))
     deadline = time.monotonic() + 10
     while not fast.assignment() and time.monotonic() < deadline:

@@ -111,11 +111,19 @@ def test_consumer_settings_map_to_group_timings_and_the_url_overrides_them() -> 
     settings = parse_kafka_url("kafka://h?heartbeat.interval.ms=700", environ={})
     config = consumer_config(settings, "g", ConsumerSettings(session_timeout_s=8, heartbeat_interval_s=1))
     assert config["session.timeout.ms"] == 8000
-    assert config["max.poll.interval.ms"] == 8000, "a member silent for its session timeout loses its partitions"
+    assert config["max.poll.interval.ms"] == 300_000, "a member may process for minutes between polls"
     assert config["heartbeat.interval.ms"] == "700"
     assert config["partition.assignment.strategy"] == "cooperative-sticky"
     assert config["isolation.level"] == "read_committed"
     assert (config["group.id"], config["enable.auto.commit"], config["enable.partition.eof"]) == ("g", False, True)
+
+
+def test_max_poll_interval_maps_to_librdkafka_unless_the_url_sets_it() -> None:
+    consumer = ConsumerSettings(session_timeout_s=8, heartbeat_interval_s=1, max_poll_interval_s=45)
+    config = consumer_config(parse_kafka_url("kafka://h", environ={}), "g", consumer)
+    assert config["max.poll.interval.ms"] == 45_000
+    config = consumer_config(parse_kafka_url("kafka://h?max.poll.interval.ms=20000", environ={}), "g", consumer)
+    assert config["max.poll.interval.ms"] == "20000"
 
 
 def test_the_consumer_group_protocol_leaves_assignment_and_timing_to_the_broker() -> None:

@@ -71,8 +71,8 @@ def consumer_config(settings: KafkaSettings, group: str, consumer: ConsumerSetti
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": session_ms,
         "heartbeat.interval.ms": max(1, int(consumer.heartbeat_interval_s * 1000)),
-        # The contract: a member silent (not polling) for its session timeout loses its partitions.
-        "max.poll.interval.ms": session_ms,
+        # librdkafka heartbeats from its own thread; a member that stops polling for this long leaves the group.
+        "max.poll.interval.ms": int(consumer.max_poll_interval_s * 1000),
         # Reads skip aborted transactions and stop at the last stable offset, whatever the guarantee.
         "isolation.level": "read_committed",
         # Where a committed offset is no longer held (retention): start at what is. A partition with no commit
