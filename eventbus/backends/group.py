@@ -5,7 +5,13 @@ log's own storage:
 
 1. Every member *heartbeats*: it writes its liveness (host, pid, time) and reads the list of live members. A member
    whose heartbeat is older than the session timeout, or whose process is gone from this host, is removed and its
-   partitions become free.
+   partitions become free. Liveness is kept apart from progress, as Kafka does: a background thread refreshes the
+   member's heartbeat every heartbeat interval while the consumer is open, so a member busy with a long round
+   (not polling) keeps its partitions. That thread only writes liveness; reading the member list and acting on it
+   (steps 2 and 3) happen inside ``poll``, on the polling thread. A member that has not polled for
+   ``max_poll_interval_s`` is taken to be stuck: its background heartbeats stop, so its session times out and its
+   partitions move; when it polls again it rejoins, and first gives up (through the revoke listener) the partitions
+   another member took meanwhile.
 2. Each member computes the same assignment from the same member list: partition ``p`` of topic ``t`` goes to the
    subscribed member at index ``(p + crc32(t)) % count`` of the sorted member ids.
 3. A member *claims* a partition before reading it; the claim succeeds only when no live member owns it. A member
@@ -17,6 +23,7 @@ log's own storage:
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -37,6 +44,8 @@ from eventbus.backends.base import (
     TopicPartition,
 )
 from eventbus.errors import PartitionRevokedError, TopicNotFoundError
+
+logger = logging.getLogger("eventbus.group")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,12 @@ class EmbeddedLog(Log):
         process is gone, freeing their partitions; return the live ones."""
 
     @abstractmethod
+    def keep_alive(self, group: str, member_id: str) -> bool:
+        """Refresh the heartbeat of ``member_id`` if it is still a live member, and nothing else (no expiry of
+        others, no assignment); False when it is not, and must rejoin through `heartbeat`. Safe to call from a
+        thread other than the one polling."""
+
+    @abstractmethod
     def claim(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> set[TopicPartition]:
         """Take ownership of each partition no live member owns; returns those ``member_id`` now owns."""
 
@@ -115,6 +130,8 @@ class EmbeddedLog(Log):
 
 # How often a member that is still waiting for a partition to be released asks again.
 _CLAIM_RETRY_S = 0.05
+# How long close waits for the heartbeat thread to finish a beat under way.
+_HEARTBEAT_JOIN_TIMEOUT_S = 5.0
 
 
 class EmbeddedConsumer(Consumer):
@@ -144,6 +161,12 @@ class EmbeddedConsumer(Consumer):
         self._next_claim = 0.0
         self._rotation = 0
         self._closed = False
+        # Monotonic times, written by the polling thread (both) and the heartbeat thread (the first) and read by
+        # the other: a float assignment is atomic, and a stale read only delays a beat or a check by one round.
+        self._last_beat_s = 0.0
+        self._last_poll_s = time.monotonic()
+        self._heartbeats: threading.Thread | None = None
+        self._stop_heartbeats = threading.Event()
         # Partitions a refused commit showed to be lost. Commits may run on another thread than polls, so they
         # only note the loss here; the polling thread forgets the partitions at its next step.
         self._lost_on_commit: set[TopicPartition] = set()
@@ -166,6 +189,7 @@ class EmbeddedConsumer(Consumer):
     # -- membership -------------------------------------------------------------------------------------------
 
     def _maintain(self) -> None:
+        self._last_poll_s = time.monotonic()
         if self._lost_on_commit:
             with self._lost_lock:
                 lost, self._lost_on_commit = self._lost_on_commit, set()
@@ -178,13 +202,26 @@ class EmbeddedConsumer(Consumer):
             self._rebalance()
             self._next_heartbeat = now + self._settings.heartbeat_interval_s
             self._next_claim = 0.0
+            if self._heartbeats is None:
+                # Started once the member has joined (the thread only refreshes an existing membership).
+                self._heartbeats = threading.Thread(
+                    target=self._beat_in_background, name=f"eventbus-heartbeat-{self._group}", daemon=True
+                )
+                self._heartbeats.start()
         pending = self._desired.difference(self._positions)
         if pending and now >= self._next_claim:
             self._claim(pending)
             self._next_claim = now + _CLAIM_RETRY_S
 
     def _rebalance(self) -> None:
+        started = time.monotonic()
+        # Silent for about a session (stalled past max_poll_interval_s, or heartbeats that could not get through):
+        # others may have removed this member and taken its partitions. Which ones is checked below.
+        may_have_lapsed = bool(self._positions) and (
+            started - self._last_beat_s > self._settings.session_timeout_s - self._settings.heartbeat_interval_s
+        )
         members = self._log.heartbeat(self._group, self._member)
+        self._last_beat_s = started
         counts = {}
         for topic in {t for m in members for t in m.topics}:
             try:
@@ -193,6 +230,12 @@ class EmbeddedConsumer(Consumer):
                 continue
         self._desired = assign(members, counts).get(self._member.member_id, set())
         lost = frozenset(tp for tp in self._positions if tp not in self._desired)
+        if may_have_lapsed:
+            # Re-claiming is a no-op for partitions still ours, and fails for those another member took: without
+            # it this member would go on reading them beside their new owner until a commit is refused.
+            kept = [tp for tp in self._positions if tp in self._desired]
+            if kept:
+                lost |= set(kept).difference(self._log.claim(self._group, self._member.member_id, sorted(kept)))
         if lost:
             if self._revoke_listener is not None:
                 self._revoke_listener(lost)
@@ -218,6 +261,53 @@ class EmbeddedConsumer(Consumer):
                     start = state.start_offset if self._settings.reset == "earliest" else state.end_offset
                 # A committed offset below the retained range would silently skip records; start at what is held.
                 self._positions[tp] = max(start, state.start_offset)
+
+    def _beat_in_background(self) -> None:
+        """Keep the membership alive while the polling thread is busy, until `close` or a stall."""
+        interval_s = self._settings.heartbeat_interval_s
+        max_poll_interval_s = self._settings.max_poll_interval_s
+        stalled = False
+        failing = False
+        while True:
+            # Polls heartbeat too: beat only when the last one, from either thread, is an interval old.
+            due_s = self._last_beat_s + interval_s
+            if self._stop_heartbeats.wait(max(0.0, due_s - time.monotonic())):
+                return
+            now = time.monotonic()
+            if now < self._last_beat_s + interval_s:
+                continue
+            if now - self._last_poll_s > max_poll_interval_s:
+                if not stalled:
+                    stalled = True
+                    logger.warning(
+                        "group %r member %s has not polled for more than max_poll_interval_s=%s s: it stops "
+                        "heartbeating, so its partitions go to other members; it rejoins at its next poll",
+                        self._group,
+                        self._member.member_id,
+                        max_poll_interval_s,
+                    )
+                if self._stop_heartbeats.wait(interval_s):
+                    return
+                continue
+            stalled = False
+            try:
+                alive = self._log.keep_alive(self._group, self._member.member_id)
+            except Exception:
+                # A busy or briefly unavailable log: try again next interval; say so once per run of failures.
+                if not failing:
+                    logger.warning(
+                        "group %r member %s: heartbeat failed", self._group, self._member.member_id, exc_info=True
+                    )
+                failing = True
+                if self._stop_heartbeats.wait(interval_s):
+                    return
+                continue
+            failing = False
+            if alive:
+                self._last_beat_s = now
+            elif self._stop_heartbeats.wait(interval_s):
+                # No longer a member: only a poll can rejoin, so wait for it rather than retry at once.
+                return
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -297,5 +387,10 @@ class EmbeddedConsumer(Consumer):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._stop_heartbeats.set()
+            if self._heartbeats is not None:
+                # Bounded: a beat stuck behind a busy log (or a lock this thread holds) must not hang close. One
+                # that lands after `leave` is harmless, since keep_alive refreshes only a current member.
+                self._heartbeats.join(_HEARTBEAT_JOIN_TIMEOUT_S)
             self._positions.clear()
             self._log.leave(self._group, self._member.member_id)

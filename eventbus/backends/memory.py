@@ -196,6 +196,17 @@ class MemoryLog(EmbeddedLog):
             state.owners = {tp: m for tp, m in state.owners.items() if m in state.members}
             return sorted((m for m, _ in state.members.values()), key=lambda m: m.member_id)
 
+    def keep_alive(self, group: str, member_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            state = self._groups.get(group)
+            entry = state.members.get(member_id) if state is not None else None
+            # An expired member stays expired even before someone removes it: only a poll rejoins it.
+            if state is None or entry is None or now - entry[1] > entry[0].session_timeout_s:
+                return False
+            state.members[member_id] = (entry[0], now)
+            return True
+
     def claim(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> set[TopicPartition]:
         with self._lock:
             state = self._group(group)

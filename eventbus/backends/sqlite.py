@@ -436,6 +436,19 @@ class SQLiteLog(EmbeddedLog):
                 self._remove_member(db, group, other.member_id)
         return sorted(live, key=lambda m: m.member_id)
 
+    def keep_alive(self, group: str, member_id: str) -> bool:
+        # Called from a consumer's heartbeat thread: the write connection is shared with the polling and
+        # committing threads, and `_transaction` holds `_lock` for the whole transaction, so they take turns.
+        # The time is read once the write lock is held, so waiting for it cannot make the beat look older.
+        with self._transaction() as db:
+            now_ms = _now_ms()
+            refreshed = db.execute(
+                "UPDATE group_members SET heartbeat_ms = ?"
+                " WHERE group_name = ? AND member_id = ? AND ? - heartbeat_ms <= session_timeout_ms",
+                (now_ms, group, member_id, now_ms),
+            ).rowcount
+        return refreshed > 0
+
     @staticmethod
     def _remove_member(db: sqlite3.Connection, group: str, member_id: str) -> None:
         db.execute("DELETE FROM group_members WHERE group_name = ? AND member_id = ?", (group, member_id))
