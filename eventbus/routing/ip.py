@@ -15,7 +15,8 @@ IPV6_BITS = 128
 # Four dot-separated decimal runs; a leading zero is ambiguous (octal or decimal?), so such literals are refused.
 _IPV4_SHAPE = re.compile(r"(?:(?:0|[1-9][0-9]{0,2})\.){3}(?:0|[1-9][0-9]{0,2})")
 _IPV6_SHAPE = re.compile(r"[0-9a-fA-F:]*:[0-9a-fA-F:]*")
-_MASK_BITS = re.compile(r"[+-]?[0-9]+")
+_MASK_BITS = re.compile(r"[+-]?[0-9]{1,1000}")  # a bound keeps int() within Python's digit limit
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
 def parse_ip(text: str) -> tuple[int, int] | None:
@@ -53,7 +54,8 @@ def parse_cidr(text: str) -> tuple[int, int, int]:
     if text.count("/") != 1:
         raise ValueError("Malformed CIDR, one '/' required")
     address_text, bits_text = text.split("/")
-    if not _MASK_BITS.fullmatch(bits_text):
+    # event-ruler reads the bits with Java's Integer.parseInt: a sign is allowed, more than 32 bits are not.
+    if not _MASK_BITS.fullmatch(bits_text) or not _INT_MIN <= int(bits_text) <= _INT_MAX:
         raise ValueError("Malformed CIDR, mask bits must be an integer")
     prefix_bits = int(bits_text)
     if prefix_bits < 0:

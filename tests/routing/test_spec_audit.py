@@ -842,3 +842,153 @@ def test_r6_2_unrepresentable_operands_anywhere_in_the_range(operand: str) -> No
 )  # fmt: skip
 def test_r6_2_representable_operands_in_any_spelling(argument: str) -> None:
     accept(f'{{"n": [{{"numeric": {argument}}}]}}')
+
+
+# -- R7 exists -------------------------------------------------------------------------------------------------
+
+
+R7_EXISTS: list[tuple[Any, bool]] = [
+    # (event value at "a", or MISSING for no key; whether exists:true holds - exists:false holds otherwise)
+    (None, True),
+    ("", True),
+    (False, True),
+    (0, True),
+    ([None], True),
+    ([[], [0]], True),
+    ([], False),
+    ({}, False),
+    ([[]], False),
+    ([{}], False),
+    ({"b": 1}, False),
+    ([{"b": 1}], False),
+    ({"b": []}, False),
+]
+
+
+@pytest.mark.parametrize(("value", "present"), R7_EXISTS)
+def test_r7_1_r7_2_exists_means_a_leaf_value(value: Any, present: bool) -> None:
+    assert decide({"a": [{"exists": True}]}, {"a": value}) is present
+    assert decide({"a": [{"exists": False}]}, {"a": value}) is not present
+    assert decide({"d": {"a": [{"exists": True}]}}, {"d": [{"a": value}]}) is present
+    assert decide({"d": {"a": [{"exists": False}]}}, {"d": [{"a": value}]}) is not present
+
+
+R7_NESTED: list[Case] = [
+    ({"a": {"b": [{"exists": False}]}}, {}, True),
+    ({"a": {"b": [{"exists": False}]}}, {"a": None}, True),
+    ({"a": {"b": [{"exists": False}]}}, {"a": [1, 2]}, True),
+    ({"a": {"b": [{"exists": False}]}}, {"a": {"c": {"b": 1}}}, True),
+    ({"a": {"b": [{"exists": True}]}}, {"a": {"c": {"b": 1}}}, False),
+    ({"a": {"b": [{"exists": True}]}}, {"a": [{"c": 1}, {"b": None}]}, True),
+    ({"a": {"b": [{"exists": False}]}}, {"a": [{"c": 1}, {"b": None}]}, False),
+    ({"a": {"b": [{"exists": False}]}}, {"a": [{"c": 1}, {"b": []}]}, True),
+    ({"a": [{"exists": True}, {"exists": False}]}, {}, True),
+    ({"a": [{"exists": True}, {"exists": False}]}, {"a": 1}, True),
+    ({"a": [{"exists": False}, "x"]}, {"a": "y"}, False),
+    ({"a": [{"exists": False}, {"numeric": [">", 1]}]}, {"a": [0, 2]}, True),
+    ({"a": [{"exists": False}], "b": [{"exists": False}]}, {"c": 1}, True),
+    ({"a": [{"exists": False}], "b": [{"exists": False}]}, {"b": 1}, False),
+    ({"a": [{"exists": False}], "b": ["1"]}, {"b": "1"}, True),
+    ({"a.b": [{"exists": True}]}, {"a": {"b": None}}, True),
+    ({"a": {"b": [{"exists": False}]}}, {"a.b": 0}, False),
+    ({"a": {"b": [{"exists": False}]}}, {"a.b": {}}, True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R7_NESTED)
+def test_r7_2_r7_3_exists_in_nested_shapes(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize("argument", ["true", "false", 1, 0, None, [], [True], {}, {"x": True}])
+def test_r7_1_exists_takes_a_json_boolean(argument: object) -> None:
+    refuse({"a": {"b": [{"exists": argument}]}}, "a.b", "exists")
+
+
+def test_r7_1_exists_object_takes_no_other_key() -> None:
+    refuse({"a": [{"exists": True, "prefix": "x"}]}, "a")
+
+
+# -- R8 cidr ---------------------------------------------------------------------------------------------------
+
+
+R8_MEMBERSHIP: list[tuple[str, list[str], list[Any]]] = [
+    ("10.0.0.0/8", ["10.0.0.0", "10.255.255.255"], ["11.0.0.0", "9.255.255.255", "010.0.0.1", "10.0.0.01"]),
+    ("10.0.0.77/24", ["10.0.0.0", "10.0.0.1", "10.0.0.255"], ["10.0.1.0"]),  # host bits are ignored
+    ("0.0.0.0/0", ["0.0.0.0", "255.255.255.255"], ["::", "256.0.0.0", "1.2.3"]),
+    ("192.168.1.1/31", ["192.168.1.0", "192.168.1.1"], ["192.168.1.2", "192.168.0.255"]),
+    ("10.0.0.0/+8", ["10.1.2.3"], []),
+    ("10.0.0.0/08", ["10.1.2.3"], ["11.0.0.0"]),
+    ("10.0.0.0/-0", ["99.1.2.3"], []),
+    ("2001:db8::/127", ["2001:db8::", "2001:db8::1", "2001:DB8:0:0:0:0:0:1"], ["2001:db8::2"]),
+    ("2001:DB8::/32", ["2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:0db8::"], ["2001:db9::", "10.0.0.1"]),
+    ("::/0", ["::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::ffff:a00:1"], ["0.0.0.0", "::ffff:10.0.0.1"]),
+    ("::ffff:0:0/96", ["::ffff:a00:1"], ["10.0.0.1", "::ffff:10.0.0.1"]),
+    ("10.0.0.0/8", [], [10, None, True, "10.0.0.1 ", " 10.0.0.1", "10.0.0.1/32", "host", "", "::ffff:a00:1"]),
+]
+
+
+@pytest.mark.parametrize(("cidr", "inside", "outside"), R8_MEMBERSHIP)
+def test_r8_2_cidr_membership(cidr: str, inside: list[str], outside: list[Any]) -> None:
+    pattern = {"ip": [{"cidr": cidr}]}
+    for value in inside:
+        assert decide(pattern, {"ip": value}), value
+        assert decide(pattern, {"ip": ["x", value]}), value
+    for value in outside:
+        assert not decide(pattern, {"ip": value}), value
+
+
+def test_r8_2_several_blocks_in_a_router() -> None:
+    router: Router[str] = Router()
+    blocks = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.2/31", "::/0", "2001:db8::/64", "0.0.0.0/0"]
+    for block in blocks:
+        router.add({"ip": [{"cidr": block}]}, block)
+    router.add({"ip": ["10.1.2.3"]}, "exact")
+    expected = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.2/31", "0.0.0.0/0", "exact"]
+    for generated in (router._generate(inline=False)[0], router._generate(inline=True)[0], router._match_general):
+        assert generated({"ip": "10.1.2.3"}) == expected
+        assert generated({"ip": "2001:db8::1"}) == ["::/0", "2001:db8::/64"]
+        assert generated({"ip": "010.1.2.3"}) == []
+
+
+CIDR_INVALID: list[tuple[Any, str]] = [
+    ("10.0.0.0", "one '/'"),
+    ("10.0.0.0/8/8", "one '/'"),
+    ("10.0.0.0/8/", "one '/'"),
+    ("10.0.0.0//8", "one '/'"),
+    ("", "one '/'"),
+    ("10.0.0.0/", "integer"),
+    ("10.0.0.0/x", "integer"),
+    ("10.0.0.0/ 8", "integer"),
+    ("10.0.0.0/8 ", "integer"),
+    ("10.0.0.0/8.0", "integer"),
+    ("10.0.0.0/0x8", "integer"),
+    ("10.0.0.0/-1", "negative"),
+    ("/8", "Nonstandard IP address"),
+    (" 10.0.0.0/8", "Nonstandard IP address"),
+    ("10.0.0/8", "Nonstandard IP address"),
+    ("10.0.0.0.0/8", "Nonstandard IP address"),
+    ("10.0.0.256/8", "Nonstandard IP address"),
+    ("010.0.0.0/8", "Nonstandard IP address"),
+    ("a.b.c.d/8", "Nonstandard IP address"),
+    ("::g/64", "Nonstandard IP address"),
+    ("1::2::3/64", "Nonstandard IP address"),
+    ("::ffff:1.2.3.4/96", "Nonstandard IP address"),
+    ("fe80::1%eth0/64", "Nonstandard IP address"),
+    ("[::1]/64", "Nonstandard IP address"),
+    ("10.0.0.0/32", "< 32"),
+    ("10.0.0.0/33", "< 32"),
+    ("10.0.0.0/2147483647", "< 32"),
+    ("10.0.0.0/2147483648", "integer"),  # past Java's int, as event-ruler reads it
+    ("10.0.0.0/-2147483649", "integer"),
+    ("::/128", "< 128"),
+    ("::/129", "< 128"),
+    (5, "string"),
+    (None, "string"),
+    (["10.0.0.0/8"], "string"),
+]
+
+
+@pytest.mark.parametrize(("cidr", "problem"), CIDR_INVALID)
+def test_r8_1_invalid_cidr(cidr: Any, problem: str) -> None:
+    refuse({"d": {"ip": [{"cidr": cidr}]}}, "d.ip", problem)
