@@ -992,3 +992,332 @@ CIDR_INVALID: list[tuple[Any, str]] = [
 @pytest.mark.parametrize(("cidr", "problem"), CIDR_INVALID)
 def test_r8_1_invalid_cidr(cidr: Any, problem: str) -> None:
     refuse({"d": {"ip": [{"cidr": cidr}]}}, "d.ip", problem)
+
+
+# -- R9 $or ------------------------------------------------------------------------------------------------------
+
+
+R9_OR: list[Case] = [
+    ({"$or": [{"a": ["1"]}, {"a": ["2"]}]}, {"a": "2"}, True),
+    ({"$or": [{"a": ["1"]}, {"a": ["2"]}]}, {"a": "3"}, False),
+    ({"$or": [{"a": ["1"]}, {"b": ["2"]}], "c": ["3"]}, {"b": "2", "c": "3"}, True),
+    ({"$or": [{"a": ["1"]}, {"b": ["2"]}], "c": ["3"]}, {"b": "2"}, False),
+    ({"$or": [{"a": [{"exists": False}]}, {"a": ["2"]}]}, {}, True),
+    ({"$or": [{"a": [{"exists": False}]}, {"b": [{"exists": False}]}]}, {"a": 1, "b": 1}, False),
+    ({"$or": [{"a": [{"exists": False}]}, {"b": [{"exists": False}]}]}, {"a": 1}, True),
+    ({"x": {"$or": [{"$or": [{"a": ["1"]}, {"b": ["1"]}]}, {"c": ["1"]}]}}, {"x": {"b": "1"}}, True),
+    ({"x": {"$or": [{"y": {"$or": [{"a": ["1"]}, {"b": ["1"]}]}}, {"c": ["1"]}]}}, {"x": {"y": {"b": "1"}}}, True),
+    ({"x": {"$or": [{"y": {"$or": [{"a": ["1"]}, {"b": ["1"]}]}}, {"c": ["1"]}]}}, {"x": {"b": "1"}}, False),
+    ({"x": {"$or": [{"a": ["1"]}, {"b": ["1"]}]}}, {"a": "1"}, False),  # branches sit at the level of the $or
+    ({"x": {"$or": [{"a": ["1"]}, {"b": ["1"]}]}}, {"x.a": "1"}, True),
+    ({"$or": [{"x": {"a": ["1"]}}, {"x": {"b": ["1"]}}]}, {"x": [{"a": "0"}, {"b": "1"}]}, True),
+    (
+        {"$or": [{"a": ["1"]}, {"b": ["1"]}], "x": {"$or": [{"c": ["1"]}, {"d": ["1"]}]}},
+        {"b": "1", "x": {"c": "0", "d": "1"}},
+        True,
+    ),
+    (
+        {"$or": [{"a": ["1"]}, {"b": ["1"]}], "x": {"$or": [{"c": ["1"]}, {"d": ["1"]}]}},
+        {"b": "1", "x": {"c": "0"}},
+        False,
+    ),
+    # Field names that are operator words are fine outside $or branches.
+    ({"prefix": ["1"], "numeric": {"exists": [True]}}, {"prefix": "1", "numeric": {"exists": True}}, True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R9_OR)
+def test_r9_2_or_semantics(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "event", "expected"),
+    [
+        # R9.3: a branch replaces an earlier condition on its path in its expanded rule (or-021).
+        ('{"a": ["1"], "$or": [{"a": ["2"]}, {"b": ["3"]}]}', {"a": "2"}, True),
+        ('{"a": ["1"], "$or": [{"a": ["2"]}, {"b": ["3"]}]}', {"a": "1"}, False),
+        ('{"a": ["1"], "$or": [{"a": ["2"]}, {"b": ["3"]}]}', {"a": "1", "b": "3"}, True),
+        # Decision: members are read in order, as event-ruler does, so a path written after the $or replaces
+        # the branch's condition in every expanded rule: {a:1} OR {a:1, b:3}.
+        ('{"$or": [{"a": ["2"]}, {"b": ["3"]}], "a": ["1"]}', {"a": "1"}, True),
+        ('{"$or": [{"a": ["2"]}, {"b": ["3"]}], "a": ["1"]}', {"a": "2"}, False),
+        ('{"d": {"a": ["1"]}, "$or": [{"d": {"a": ["2"]}}, {"b": ["3"]}]}', {"d": {"a": "2"}}, True),
+    ],
+)
+def test_r9_3_later_members_replace_earlier_conditions(text: str, event: dict[str, Any], expected: bool) -> None:
+    assert decide(text, event) is expected
+
+
+OR_INVALID: list[tuple[Any, str, str]] = [
+    ({"$or": [{"a": ["1"]}]}, "$or", "at least 2"),
+    ({"$or": []}, "$or", "at least 2"),
+    ({"$or": {"a": ["1"]}}, "$or", "array"),
+    ({"$or": "a"}, "$or", "array"),
+    ({"$or": None}, "$or", "array"),
+    ({"$or": ["a", "b"]}, "$or[0]", "object"),
+    ({"$or": [{"a": ["1"]}, None]}, "$or[1]", "object"),
+    ({"$or": [{"a": ["1"]}, [{"b": ["1"]}]]}, "$or[1]", "object"),
+    ({"$or": [{"a": ["1"]}, {}]}, "$or[1]", "empty objects"),
+    ({"$or": [{"a": ["1"]}, {"b": ["1"]}, {}]}, "$or[2]", "empty objects"),
+    ({"$or": [{"a": ["1"]}, {"b": {}}]}, "$or[1].b", "empty objects"),
+    ({"$or": [{"a": ["1"]}, {"b": []}]}, "$or[1].b", "empty arrays"),
+    ({"$or": [{"a": ["1"]}, {"b": "1"}]}, "$or[1].b", "object or an array"),
+    ({"$or": [{"a": ["1"]}, {"b": [["1"]]}]}, "$or[1].b", "array"),
+    ({"$or": [{"a": ["1"]}, {"$or": [{"c": ["1"]}]}]}, "$or[1].$or", "at least 2"),
+    ({"x": {"$or": [{"a": ["1"]}]}}, "x.$or", "at least 2"),
+    ({"$or": [{"a": ["1"]}, {"b": ["1"]}], "x": {"$or": [{"c": ["1"]}]}}, "x.$or", "at least 2"),
+    ({"$or": [{"a": ["1"]}, {"b": {"c": {"prefix": ["x"]}}}]}, "$or[1].b.c.prefix", "reserved"),
+    ({"$or": [{"a": ["1"]}, {"b": {"$or": [{"x": ["1"]}, {"<": ["1"]}]}}]}, "$or[1].b.$or[1].<", "reserved"),
+    ({"x": {"$or": [{"exists": [True]}, {"e": ["1"]}]}}, "x.$or[0].exists", "reserved"),
+    ({"$or": [{"a": [{"prefix": 1}]}, {"b": ["1"]}]}, "$or[0].a", "prefix"),
+    ({"$or": [{"a": ["1"]}, {"b": [{"wildcard": "a**"}]}]}, "$or[1].b", "Consecutive"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path", "problem"), OR_INVALID)
+def test_r9_1_invalid_or(pattern: dict[str, Any], path: str, problem: str) -> None:
+    refuse(pattern, path, problem)
+
+
+RESERVED_WORDS = [
+    "exactly", "equals-ignore-case", "prefix", "suffix", "anything-but", "exists", "wildcard", "numeric", "cidr",
+    "=", "<", "<=", ">", ">=", "regex", "not-wildcard", "not-equals-ignore-case", "date-after", "date-on-or-after",
+    "date-before", "date-on-or-before", "in-date-range", "ip-address-in-range", "ip-address-not-in-range",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("word", RESERVED_WORDS)
+def test_r9_1_every_reserved_word_is_refused_inside_branches(word: str) -> None:
+    refuse({"$or": [{"a": ["1"]}, {word: ["1"]}]}, f"$or[1].{word}", "reserved")
+    refuse({"$or": [{"a": ["1"]}, {"b": {word: {"c": ["1"]}}}]}, f"$or[1].b.{word}", "reserved")
+    accept({word: ["1"], "$or": [{"a": ["1"]}, {"b": ["1"]}]})
+    for near in (word.upper(), f"{word}-x", f" {word}"):
+        if near not in RESERVED_WORDS:
+            accept({"$or": [{"a": ["1"]}, {near: ["1"]}]})
+
+
+def test_r9_expansion_limit() -> None:
+    # Nested $or members multiply: 2**12 = 4096 sub-rules are accepted, 2**13 are refused.
+    def nested(levels: int) -> dict[str, Any]:
+        return {f"k{level}": {"$or": [{"a": ["1"]}, {"b": ["1"]}]} for level in range(levels)}
+
+    assert len(compile_pattern(nested(12), max_size=10**6).subrules) == 4096
+    refuse(nested(13), "k12.$or", "4096", max_size=10**6)
+
+
+# -- R10 array-consistent matching -----------------------------------------------------------------------------
+
+EMPLOYEES = {"employees": [{"first": "Anna", "last": "Smith"}, {"first": "Peter", "last": "Jones"}]}
+
+R10_CONSISTENCY: list[Case] = [
+    ({"employees": {"first": ["Anna"], "last": [{"prefix": "J"}]}}, EMPLOYEES, False),
+    ({"employees": {"first": ["Anna"], "last": [{"prefix": "S"}]}}, EMPLOYEES, True),
+    ({"employees": {"first": [{"anything-but": "Peter"}], "last": ["Jones"]}}, EMPLOYEES, False),
+    ({"employees": {"first": [{"anything-but": "Anna"}], "last": ["Jones"]}}, EMPLOYEES, True),
+    ({"employees": {"first": [{"equals-ignore-case": "anna"}], "last": [{"suffix": "s"}]}}, EMPLOYEES, False),
+    ({"employees": {"first": [{"wildcard": "A*"}], "last": [{"wildcard": "*th"}]}}, EMPLOYEES, True),
+    ({"employees": {"first": ["Anna", "Peter"], "last": ["Jones"]}}, EMPLOYEES, True),
+    ({"employees": {"first": ["Anna"], "last": [{"exists": False}]}}, EMPLOYEES, False),
+    ({"employees": {"first": ["Anna"], "middle": [{"exists": False}]}}, EMPLOYEES, True),
+    ({"employees": {"first": ["Anna"]}, "x": ["1"]}, {**EMPLOYEES, "x": "1"}, True),
+    (
+        {"$or": [{"employees": {"first": ["Anna"], "last": ["Jones"]}}, {"employees": {"first": ["Peter"]}}]},
+        EMPLOYEES,
+        True,
+    ),
+    ({"$or": [{"employees": {"first": ["Anna"], "last": ["Jones"]}}, {"x": ["y"]}]}, EMPLOYEES, False),
+    ({"a": {"b": {"c": [1], "d": [4]}}}, {"a": [{"b": {"c": 1, "d": 2}}, {"b": {"c": 3, "d": 4}}]}, False),
+    ({"a": {"b": {"c": [3], "d": [4]}}}, {"a": [{"b": {"c": 1, "d": 2}}, {"b": {"c": 3, "d": 4}}]}, True),
+    # Leaf elements add no membership: values of a primitive array inside an element stay with that element.
+    ({"a": {"b": [2], "c": ["x"]}}, {"a": [{"b": [1, 2], "c": "x"}, {"b": [3], "c": "y"}]}, True),
+    ({"a": {"b": [3], "c": ["x"]}}, {"a": [{"b": [1, 2], "c": "x"}, {"b": [3], "c": "y"}]}, False),
+    ({"a": {"b": [1], "c": [2]}}, {"a": [[{"b": 1}, {"c": 2}], [{"b": 3, "c": 4}]]}, False),
+    ({"a": {"b": [3], "c": [4]}}, {"a": [[{"b": 1}, {"c": 2}], [{"b": 3, "c": 4}]]}, True),
+    ({"o": {"n": [{"numeric": [">", 10]}], "s": ["a"]}}, {"o": [{"n": 5, "s": "a"}, {"n": 50, "s": "b"}]}, False),
+    ({"o": {"n": [{"numeric": [">", 10]}], "s": ["b"]}}, {"o": [{"n": 5, "s": "a"}, {"n": 50, "s": "b"}]}, True),
+    ({"o": {"ip": [{"cidr": "10.0.0.0/8"}], "s": ["a"]}}, {"o": [{"ip": "10.0.0.1", "s": "b"}, {"s": "a"}]}, False),
+    # Dotted keys: a value under "a.b" sits in no array; a value inside the array of "a" does.
+    ({"a": {"b": [1], "c": [2]}}, {"a.b": 1, "a": [{"c": 2}]}, True),
+    ({"a": {"b": [1], "c": [2]}}, {"a": [{"b": 1}, {"c": 2}]}, False),
+    # Values in different arrays are always consistent.
+    ({"x": {"a": [2]}, "y": {"b": [3]}}, {"x": [{"a": 1}, {"a": 2}], "y": [{"b": 3}, {"b": 4}]}, True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), R10_CONSISTENCY)
+def test_r10_1_values_must_come_from_one_element(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event", "expected"),
+    [
+        # x.a sorts before x.b: the absence of x.b is judged among values consistent with the picked x.a.
+        ({"x": {"a": [1], "b": [{"exists": False}]}}, {"x": [{"a": 1, "b": 2}, {"a": 1}]}, True),
+        # x.b sorts before x.z: the absence of x.b is judged before any element is picked (array-017/018).
+        ({"x": {"z": [1], "b": [{"exists": False}]}}, {"x": [{"z": 1, "b": 2}, {"z": 1}]}, False),
+        ({"x": {"B": [{"exists": False}], "a": [1]}}, {"x": [{"a": 1, "B": 2}, {"a": 1}]}, False),  # "B" < "a"
+        ({"x": {"a": [1], "b": [{"exists": False}]}}, {"x": [{"a": 1, "b": 2}]}, False),
+        ({"x": {"a": [1], "b": [{"exists": False}, 2]}}, {"x": [{"a": 1, "b": 3}, {"a": 0, "b": 2}]}, False),
+        ({"x": {"a": [1], "b": [{"exists": False}, 2]}}, {"x": [{"a": 1, "b": 3}, {"a": 1}]}, True),
+    ],
+)
+def test_r10_2_exists_false_is_judged_in_path_order(pattern: Any, event: Any, expected: bool) -> None:
+    assert decide(pattern, event) is expected
+
+
+def test_r10_consistency_in_a_router_of_many_rules() -> None:
+    router: Router[str] = Router()
+    for first in ("Anna", "Peter", "Zoe"):
+        for last in ("Smith", "Jones", "Brown"):
+            router.add({"employees": {"first": [first], "last": [last]}}, f"{first} {last}")
+    router.add({"employees": {"first": [{"exists": True}]}}, "anyone")
+    expected = ["Anna Smith", "Peter Jones", "anyone"]
+    for generated in (router._generate(inline=False)[0], router._generate(inline=True)[0], router._match_general):
+        assert generated(EMPLOYEES) == expected
+    assert router.match_json(json.dumps(EMPLOYEES)) == expected
+
+
+# -- R11 the invalid-pattern checklist --------------------------------------------------------------------------
+
+R11_INVALID: list[tuple[Any, str, str]] = [
+    # 1. not an object, or not JSON
+    ("[]", "(root)", "object"),
+    ('"a"', "(root)", "object"),
+    ("null", "(root)", "object"),
+    ("{", "(root)", "JSON"),
+    ('{"a": ["x"]} x', "(root)", "JSON"),
+    ('{"a": [1,]}', "(root)", "JSON"),
+    ('{"a": [Infinity]}', "(root)", "JSON"),
+    ('{"a": [-NaN]}', "(root)", "JSON"),
+    ('{"a": [01]}', "(root)", "JSON"),
+    ('{"a": [.5]}', "(root)", "JSON"),
+    ('{"a": [+1]}', "(root)", "JSON"),
+    ('{"a": ["x"]}{"b": ["y"]}', "(root)", "JSON"),
+    # 2. empty objects at any level
+    ({}, "(root)", "empty objects"),
+    ({"a": {}}, "a", "empty objects"),
+    ({"a": {"b": {"c": {}}}}, "a.b.c", "empty objects"),
+    # 3. scalar members
+    ({"source": "aws.ec2"}, "source", "object or an array"),
+    ({"a": {"n": 5}}, "a.n", "object or an array"),
+    ({"a": {"n": None}}, "a.n", "object or an array"),
+    ({"a": {"n": False}}, "a.n", "object or an array"),
+    # 4. empty matcher arrays
+    ({"a": []}, "a", "empty arrays"),
+    ({"a": {"b": []}}, "a.b", "empty arrays"),
+    # 5. arrays inside matcher arrays
+    ({"a": [["x"]]}, "a", "array"),
+    ({"a": ["x", []]}, "a", "array"),
+    # 6. matcher objects: empty, several keys, unknown or mis-cased operators
+    ({"a": [{}]}, "a", "operator"),
+    ({"a": [{"prefix": "a", "suffix": "b"}]}, "a", "exactly one operator"),
+    ({"a": [{"numeric": [">", 1], "exists": True}]}, "a", "exactly one operator"),
+    ({"a": [{"contains": "x"}]}, "a", "unrecognized"),
+    ({"a": [{"Prefix": "x"}]}, "a", "unrecognized"),
+    # 7. operator value types
+    ({"a": [{"cidr": 10}]}, "a", "cidr"),
+    ({"a": [{"numeric": 5}]}, "a", "numeric"),
+    ({"a": [{"exists": 1}]}, "a", "exists"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "path", "problem"), R11_INVALID)
+def test_r11_invalid_patterns(pattern: Any, path: str, problem: str) -> None:
+    refuse(pattern, path, problem)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"a": [{"prefix": ""}]},
+        {"a": [{"suffix": ""}]},
+        {"a": [""]},
+        {"a": [None]},
+        {"a": ["x", "x", 1, 1.0]},
+        {"a": ["x", 5, True, None, False]},
+        {"a": [{"exists": True}, {"exists": False}, "x", {"numeric": [">", 1]}, {"anything-but": "y"}]},
+        '{"a": [1e400, -1e400, 0.30000000000000001, 9007199254740993, 123456789012345678901234567890]}',
+        {"a": [10**400]},
+        {"a": [{"wildcard": ""}], "b": [{"equals-ignore-case": ""}], "c": [{"anything-but": ""}]},
+        {"a": {"b": {"c": {"d": {"e": {"f": ["deep"]}}}}}},
+        {"": [""]},
+        {"a.b": {"c.d": ["x"]}},
+        {"$or": [{"a": ["1"]}, {"b": ["1"]}]},
+    ],
+)
+def test_r11_not_errors(pattern: Any) -> None:
+    accept(pattern)
+
+
+def _sized(length: int) -> dict[str, Any]:
+    pattern = {"a": ["x" * (length - len('{"a":[""]}'))]}
+    assert len(json.dumps(pattern, separators=(",", ":"))) == length
+    return pattern
+
+
+def test_r11_13_size_limit_boundaries() -> None:
+    accept(_sized(2048))
+    refuse(_sized(2049), "(root)", "2048")
+    accept(_sized(4096), max_size=4096)
+    refuse(_sized(4097), "(root)", "4096", max_size=4096)
+    # Counted on the pattern written as compact JSON: whitespace in the text does not count, escapes do.
+    accept(json.dumps(_sized(2048), indent=4))
+    accept({"a": ["\u00e9" * 2038]})  # characters, not UTF-8 bytes
+    refuse({"a": ["\n" * 1020]}, "(root)", "2048")  # each written as \n: 2050 characters
+    refuse({"a": [{"numeric": [">", 1]}] * 200}, "(root)", "2048")
+
+
+def test_r11_13_size_limit_applies_before_anything_else() -> None:
+    refuse({"a": [{"numeric": "bad"}], "b": ["x" * 3000]}, "(root)", "2048")
+
+
+# -- R12 the lambda profile ------------------------------------------------------------------------------------
+
+LAMBDA_REFUSED = [
+    {"wildcard": "a*"},
+    {"wildcard": "abc"},
+    {"cidr": "10.0.0.0/8"},
+    {"exactly": "a"},
+    {"anything-but": {"prefix": "a"}},
+    {"anything-but": {"suffix": "a"}},
+    {"anything-but": {IGNORE_CASE: "a"}},
+    {"anything-but": {"wildcard": "a*"}},
+    {"anything-but": {"prefix": ["a", "b"]}},
+]
+
+
+@pytest.mark.parametrize("matcher", LAMBDA_REFUSED)
+def test_r12_lambda_profile_refuses_what_pipes_and_lambda_do_not_offer(matcher: dict[str, Any]) -> None:
+    pattern = {"x": {"$or": [{"a": ["1"]}, {"b": {"c": ["1", matcher]}}]}}
+    accept(pattern)
+    accept(pattern, profile="eventbridge")
+    refuse(pattern, "x.$or[1].b.c", "Lambda", profile="lambda")
+
+
+@pytest.mark.parametrize(
+    "matcher",
+    ["x", "", None, True, 5, 1e300, {"prefix": "a"}, {"prefix": ""}, {"prefix": {IGNORE_CASE: "a"}}, {"suffix": "a"},
+     {"suffix": {IGNORE_CASE: "a"}}, {IGNORE_CASE: "a"}, {"anything-but": "a"}, {"anything-but": ["a", "b"]},
+     {"anything-but": 5}, {"anything-but": [1, 2]}, {"numeric": ["=", 5]}, {"numeric": [">", 0, "<=", 5]},
+     {"exists": True}, {"exists": False}],
+)  # fmt: skip
+def test_r12_lambda_profile_accepts_the_common_operators(matcher: object) -> None:
+    compiled = accept({"a": [matcher], "$or": [{"b": ["1"]}, {"c": ["2"]}]}, profile="lambda")
+    assert compiled.matches({"a": matcher, "b": "1"}) in (True, False)
+
+
+def test_r12_lambda_profile_still_validates_everything_else() -> None:
+    refuse({"a": [{"prefix": 5}]}, "a", "prefix", profile="lambda")
+    refuse({"a": [{"numeric": [">", 5, "<", 5]}]}, "a", "bottom", profile="lambda")
+    refuse(_sized(2049), "(root)", "2048", profile="lambda")
+    refuse({"$or": [{"a": ["1"]}]}, "$or", "at least 2", profile="lambda")
+
+
+def test_r12_lambda_profile_matches_like_eventbridge() -> None:
+    pattern = {"a": [{"anything-but": ["x"]}], "n": [{"numeric": [">", 0]}], "p": [{"prefix": "o"}]}
+    lam = compile_pattern(pattern, profile="lambda")
+    default = compile_pattern(pattern)
+    for event in ({"a": "y", "n": 1, "p": "ok"}, {"a": "x", "n": 1, "p": "ok"}, {"a": "y", "n": 0, "p": "ok"}):
+        assert lam.matches(event) is default.matches(event) is decide(lam, event)
