@@ -1158,6 +1158,23 @@ def test_r10_1_values_must_come_from_one_element(pattern: Any, event: Any, expec
         # x.b sorts before x.z: the absence of x.b is judged before any element is picked (array-017/018).
         ({"x": {"z": [1], "b": [{"exists": False}]}}, {"x": [{"z": 1, "b": 2}, {"z": 1}]}, False),
         ({"x": {"B": [{"exists": False}], "a": [1]}}, {"x": [{"a": 1, "B": 2}, {"a": 1}]}, False),  # "B" < "a"
+        # The order is of whole dotted names ("x.a-b" < "x.a.c", as "-" < "."), not of key segments...
+        (
+            {"x": {"a": {"c": [1]}, "a-b": [{"exists": False}]}},
+            {"x": [{"a": {"c": 1}, "a-b": 2}, {"a": {"c": 1}}]},
+            False,
+        ),
+        # ...compared by UTF-16 unit as Java does: a character beyond the BMP sorts before U+FF01.
+        (
+            {"x": {"\uff01": [1], "\U0001f600": [{"exists": False}]}},
+            {"x": [{"\uff01": 1, "\U0001f600": 2}, {"\uff01": 1}]},
+            False,
+        ),
+        (
+            {"x": {"\U0001f600": [1], "\uff01": [{"exists": False}]}},
+            {"x": [{"\U0001f600": 1, "\uff01": 2}, {"\U0001f600": 1}]},
+            True,
+        ),
         ({"x": {"a": [1], "b": [{"exists": False}]}}, {"x": [{"a": 1, "b": 2}]}, False),
         ({"x": {"a": [1], "b": [{"exists": False}, 2]}}, {"x": [{"a": 1, "b": 3}, {"a": 0, "b": 2}]}, False),
         ({"x": {"a": [1], "b": [{"exists": False}, 2]}}, {"x": [{"a": 1, "b": 3}, {"a": 1}]}, True),
