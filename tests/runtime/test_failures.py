@@ -1,4 +1,4 @@
-"""Failure handling on every embedded driver: retries and backoff, timeouts, dead letters, partial batch failure,
+"""Failure handling on every driver (Kafka too): retries and backoff, timeouts, dead letters, partial batch failure,
 bisection, circuit breakers, concurrency, idempotency, poison input."""
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ from eventbus import App, BatchItemFailures, CircuitBreaker, Event, Idempotency,
 from eventbus.backends.base import Message
 from eventbus.observability import metrics
 from eventbus.testing import TestBus
-from tests.conftest import EMBEDDED_DRIVERS, make_log
+from tests.conftest import ALL_DRIVERS, open_log
 
 FAST = {"initial_delay_ms": 1.0, "max_delay_ms": 5.0}
 
 
-@pytest.fixture(params=EMBEDDED_DRIVERS)
+@pytest.fixture(params=ALL_DRIVERS)
 def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestBus]:
-    log = make_log(request.param, tmp_path)
-    yield TestBus(log=log)
-    log.close()
+    with open_log(request.param, request, tmp_path) as log:
+        yield TestBus(log=log)
 
 
 def n_events(bus: TestBus, topic: str, count: int, **attributes: object) -> list[Event]:
@@ -349,6 +348,7 @@ def test_a_breaker_opens_on_a_failing_dependency_pauses_probes_and_closes_withou
 
     n_events(bus, "in", 20)
     caplog.set_level("WARNING", logger="eventbus.breaker")
+    caplog.set_level("INFO", logger="eventbus.worker")
     bus.run(app)
     assert applied == list(range(20)), "nothing lost, order kept"
     failures_before_open = 3
@@ -359,6 +359,9 @@ def test_a_breaker_opens_on_a_failing_dependency_pauses_probes_and_closes_withou
     assert any("closed -> open" in t for t in transitions)
     assert any("open -> half_open" in t for t in transitions)
     assert any("half_open -> closed" in t for t in transitions)
+    worker_said = [r.getMessage() for r in caplog.records if r.name == "eventbus.worker"]
+    assert any(m.startswith("paused in[0]") for m in worker_said), "its partition paused while it was open"
+    assert any(m.startswith("resumed in[0]") for m in worker_said)
     assert metrics.BREAKER_STATE.value("payments-api") == 0.0
     assert metrics.BREAKER_TRANSITIONS.value("payments-api", "open") >= 1
     assert bus.dead_letters("in.dlq") == []
@@ -510,10 +513,19 @@ def test_a_partition_stuck_behind_a_retry_is_paused_instead_of_buffered_without_
     n_events(bus, "in", 5000)
     settings = WorkerSettings(max_pending_per_partition=300, max_poll_records=100, idle_poll_s=0.01)
     worker = Worker(app, bus.log, settings)
-    timer = threading.Timer(1.0, worker.stop)
-    timer.start()
+
+    def stop_a_second_after_the_first_events() -> None:
+        # From the first event, not from the start: joining a Kafka group takes a while.
+        deadline = time.monotonic() + 60
+        while worker.stats.events_in == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)
+        worker.stop()
+
+    stopper = threading.Thread(target=stop_a_second_after_the_first_events, daemon=True)
+    stopper.start()
     run_coroutine(worker.run())
-    timer.join()
+    stopper.join()
     assert worker.stats.events_in <= 300 + 2 * 100, "fetching paused once 300 events waited"
     assert metrics.PAUSED_PARTITIONS.value() >= 1
     gate.set()
