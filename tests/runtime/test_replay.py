@@ -5,17 +5,35 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from eventbus import App, Event, Retry
-from eventbus.backends.base import Message
+from eventbus.backends.base import Log, Message
+from eventbus.backends.kafka.log import KafkaLog
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.replay import GroupBusyError, replay_dead_letters, reset_group, summarize_dead_letters
 from eventbus.runtime.dead_letter import PREFIX
 from eventbus.testing import TestBus
-from tests.conftest import PYTHON, REPO
+from tests.conftest import ALL_DRIVERS, PYTHON, REPO, open_log
+
+
+@pytest.fixture(params=ALL_DRIVERS)
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
+    """A fresh log of each driver; on Kafka, the module's broker emptied (cheaper than a broker per test)."""
+    with open_log(request.param, request, tmp_path) as fresh:
+        yield fresh
+
+
+def url_of(log: Log) -> str:
+    """The log's URL, for `eventbus` commands run in a subprocess."""
+    if isinstance(log, SQLiteLog):
+        return f"sqlite:///{log.path}"
+    if isinstance(log, KafkaLog):
+        return log.settings.url
+    pytest.skip("a memory log lives in this process: a command in a subprocess cannot reach it")
 
 
 def failing_app(broken: set[int]) -> tuple[App, list[int]]:
@@ -31,8 +49,8 @@ def failing_app(broken: set[int]) -> tuple[App, list[int]]:
     return app, applied
 
 
-def test_replay_brings_every_dead_letter_back_through_the_fixed_processor(log: object) -> None:
-    bus = TestBus(log=log)  # type: ignore[arg-type]
+def test_replay_brings_every_dead_letter_back_through_the_fixed_processor(log: Log) -> None:
+    bus = TestBus(log=log)
     originals = [Event("order", {"n": n}, partitionkey=f"c{n}") for n in range(10)]
     bus.publish("orders", *originals)
     app, applied = failing_app({2, 5, 7})
@@ -53,8 +71,8 @@ def test_replay_brings_every_dead_letter_back_through_the_fixed_processor(log: o
     assert replay_dead_letters(bus.log, "orders.dlq").replayed == 0, "a second replay sends only what is new"
 
 
-def test_replay_filter_dry_run_to_and_from_beginning() -> None:
-    bus = TestBus()
+def test_replay_filter_dry_run_to_and_from_beginning(log: Log) -> None:
+    bus = TestBus(log=log)
     bus.publish("orders", *(Event("order", {"n": n, "big": n >= 5}) for n in range(8)))
     app, _ = failing_app(set(range(8)))
     bus.run(app)
@@ -68,8 +86,8 @@ def test_replay_filter_dry_run_to_and_from_beginning() -> None:
     assert again.replayed == 8
 
 
-def test_summaries_group_dead_letters_by_error() -> None:
-    bus = TestBus()
+def test_summaries_group_dead_letters_by_error(log: Log) -> None:
+    bus = TestBus(log=log)
     bus.publish("orders", *(Event("order", {"n": n}) for n in range(6)))
     app, _ = failing_app({1, 3, 4})
     bus.run(app)
@@ -81,10 +99,7 @@ def test_summaries_group_dead_letters_by_error() -> None:
     assert all(g.first_failure <= g.last_failure for g in groups)
 
 
-def test_reset_group_by_offset_and_by_time_and_refused_while_it_runs(log: object) -> None:
-    from eventbus.backends.base import Log
-
-    assert isinstance(log, Log)
+def test_reset_group_by_offset_and_by_time_and_refused_while_it_runs(log: Log) -> None:
     log.create_topic("t", 2)
     # Recent times: a broker with retention deletes records stamped in 1970 at once.
     now_ms = int(time.time() * 1000)
@@ -108,9 +123,9 @@ def eventbus(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
-def test_the_dlq_and_replay_commands(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
-    url = f"sqlite:///{tmp_path}/events.db"
-    bus = TestBus(log=SQLiteLog(tmp_path / "events.db"))
+def test_the_dlq_and_replay_commands(log: Log, subprocess_env: dict[str, str]) -> None:
+    url = url_of(log)
+    bus = TestBus(log=log)
     bus.publish("orders", *(Event("order", {"n": n}) for n in range(5)))
     app, _ = failing_app({0, 1, 2})
     bus.run(app)
@@ -174,8 +189,10 @@ def test_the_dlq_and_replay_commands(tmp_path: Path, subprocess_env: dict[str, s
     assert "give a time zone" in naive.stderr
 
 
-def test_replay_is_refused_while_a_worker_of_the_group_runs(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
-    url = f"sqlite:///{tmp_path}/events.db"
+def test_replay_is_refused_while_a_worker_of_the_group_runs(
+    log: Log, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    url = url_of(log)
     (tmp_path / "idle_app.py").write_text(
         "from eventbus import App, Event\napp = App('idle')\n@app.processor('t')\ndef h(e: Event) -> None: ...\n"
     )
@@ -187,7 +204,6 @@ def test_replay_is_refused_while_a_worker_of_the_group_runs(tmp_path: Path, subp
         text=True,
     )
     try:
-        log = SQLiteLog(tmp_path / "events.db")
         deadline = time.monotonic() + 20
         while not log.group_members("idle") and time.monotonic() < deadline:
             time.sleep(0.05)
