@@ -15,7 +15,7 @@ from eventbus.backends.base import Log, Message
 from eventbus.backends.kafka.log import KafkaLog
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.replay import GroupBusyError, replay_dead_letters, reset_group, summarize_dead_letters
-from eventbus.runtime.dead_letter import PREFIX
+from eventbus.runtime.dead_letter import PREFIX, REPLAYED, replayed_from
 from eventbus.testing import TestBus
 from tests.conftest import ALL_DRIVERS, PYTHON, REPO, open_log
 
@@ -62,8 +62,10 @@ def test_replay_brings_every_dead_letter_back_through_the_fixed_processor(log: L
     assert report.by_topic == {"orders": 3}
     replayed = bus.events("orders")[10:]
     assert [e.id for e in replayed] == [originals[n].id for n in (2, 5, 7)], "the event ids are kept"
-    for record in bus.log.read("orders", 0, 10, 10).records():
-        assert not any(name.startswith(PREFIX) for name, _ in record.headers or ()), "failure headers removed"
+    for record, dead_offset in zip(bus.log.read("orders", 0, 10, 10).records(), range(3), strict=True):
+        names = [name for name, _ in record.headers or ()]
+        assert not any(n.startswith(PREFIX) for n in names if n != REPLAYED), "failure headers removed"
+        assert replayed_from(record.headers) == f"orders.dlq/0/{dead_offset}", "marked as replayed, and from where"
 
     fixed, applied_after = failing_app(set())
     bus.run(fixed)
