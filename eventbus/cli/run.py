@@ -21,6 +21,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--until-idle", action="store_true", help="stop once every subscribed partition is caught up")
     parser.add_argument("--max-poll-records", type=int, default=2000, help="records per poll (default 2000)")
     parser.add_argument(
+        "--commit-interval-ms",
+        type=float,
+        help="commit the rounds processed within this interval together (default: every round on SQLite, 100 ms "
+        "on Kafka; 0: every round)",
+    )
+    parser.add_argument(
         "--http", type=int, metavar="PORT", help="serve projection reads, event ingress, /metrics and /healthz"
     )
     parser.add_argument(
@@ -39,6 +45,8 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
     if args.max_poll_records < 1:
         raise ConfigurationError(f"--max-poll-records must be at least 1, got {args.max_poll_records}")
+    if args.commit_interval_ms is not None and args.commit_interval_ms < 0:
+        raise ConfigurationError(f"--commit-interval-ms must be 0 or more, got {args.commit_interval_ms:g}")
     if args.workers > 1:
         return _supervise(args)
     from eventbus.backends import open_log
@@ -53,6 +61,7 @@ def handle(args: argparse.Namespace) -> int:
             group=args.group,
             until_idle=args.until_idle,
             max_poll_records=args.max_poll_records,
+            commit_interval_ms=args.commit_interval_ms,
             consumer=ConsumerSettings(processing_guarantee=args.guarantee),
         )
         run_worker(AppRunner(app, log, settings, http_port=args.http))
@@ -71,6 +80,8 @@ def _supervise(args: argparse.Namespace) -> int:
         if value:
             argv += [flag, value]
     argv += ["--max-poll-records", str(args.max_poll_records), "--guarantee", args.guarantee]
+    if args.commit_interval_ms is not None:
+        argv += ["--commit-interval-ms", str(args.commit_interval_ms)]
     if args.until_idle:
         argv.append("--until-idle")
     # Only the first worker serves HTTP: the others would compete for the port.

@@ -62,16 +62,31 @@ class WorkerSettings:
     ``idempotency_store`` is the directory where idempotent processors keep their keys (by default beside a
     SQLite log, ``events.idempotency/`` for ``events.db``; in memory for the memory log). ``retry_seed`` fixes
     the jitter of retry delays (tests).
+
+    ``commit_interval_ms`` (Kafka Streams' ``commit.interval.ms``): while records keep coming, the outputs and
+    offsets of the rounds processed within it are written and committed together, so the round trips of one flush
+    and one offset commit are shared by many rounds. A round that polls nothing and a stop commit at once; the
+    held rounds' events of a partition taken away by a rebalance are processed again by its new owner (at least
+    once). ``None``: every round on the embedded logs (a local transaction), `BROKER_COMMIT_INTERVAL_MS` on a
+    broker; 0: every round. Exactly-once mode always commits every round.
     """
 
     group: str | None = None
     max_poll_records: int = 2000
+    commit_interval_ms: float | None = None
     idle_poll_s: float = 0.2
     until_idle: bool = False
     max_pending_per_partition: int = 10_000
     idempotency_store: str | None = None
     retry_seed: int | None = None
     consumer: ConsumerSettings = field(default_factory=ConsumerSettings)
+
+
+# On a broker, commits every 100 ms (Kafka Streams' interval in exactly-once mode): at most that much work is
+# repeated after a crash, and a flush and an offset commit are paid every few rounds rather than every round.
+BROKER_COMMIT_INTERVAL_MS = 100.0
+# Outputs held for a later commit are handed over earlier when there are this many.
+_MAX_HELD_OUTPUTS = 50_000
 
 
 @dataclass(slots=True)
@@ -113,6 +128,21 @@ class Worker:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-writer")
         self._consumer: Consumer | None = None
         self._in_flight: tuple[Future[None], dict[TopicPartition, int], int, int, Round | None] | None = None
+        self._commit_interval_s = self._choose_commit_interval_s()
+        self._next_handover = 0.0
+
+    def _choose_commit_interval_s(self) -> float:
+        settings = self.settings
+        if settings.consumer.processing_guarantee == "exactly_once":
+            return 0.0
+        interval_ms = settings.commit_interval_ms
+        if interval_ms is None:
+            from eventbus.backends.group import EmbeddedLog
+
+            interval_ms = 0.0 if isinstance(self.log, EmbeddedLog) else BROKER_COMMIT_INTERVAL_MS
+        if interval_ms < 0:
+            raise ConfigurationError(f"commit_interval_ms must be 0 or more, got {interval_ms:g}")
+        return interval_ms / 1000
 
     def _open_idempotency_store(self) -> IdempotencyStore | None:
         policies = [p.idempotency for p in self.app.processors if p.idempotency is not None]
@@ -249,7 +279,7 @@ class Worker:
             if batches and not self._stopping:
                 # Read the next round (without waiting for new records) while this round is being written.
                 prefetched = self._read_soon(consumer.poll, settings.max_poll_records, 0.0)
-            await self._checkpoint(consumer)  # 4, 5
+            await self._checkpoint(consumer, now=not batches)  # 4, 5
             if batches:
                 self.stats.round_latencies_s.append(time.monotonic() - started)
             if not batches and settings.until_idle:
@@ -332,10 +362,20 @@ class Worker:
         if pause or resume:
             metrics.paused_partitions(len(self._paused))
 
-    async def _checkpoint(self, consumer: Consumer) -> None:
-        """Hand this round's outputs and offsets to the writer thread (4, 5), after the previous round's commit
-        has finished: at most one commit is in flight, and commits happen in round order."""
+    async def _checkpoint(self, consumer: Consumer, *, now: bool = True) -> None:
+        """Hand the outputs and offsets of the rounds processed since the last commit to the writer thread (4, 5),
+        after that commit has finished: at most one commit is in flight, and commits happen in round order.
+
+        ``now=False`` (a round that polled records) holds them instead while the commit interval runs."""
+        if (
+            not now
+            and time.monotonic() < self._next_handover
+            and self._outbox.count < _MAX_HELD_OUTPUTS
+            and not self._stopping
+        ):
+            return
         await self._settle_commit()
+        self._next_handover = time.monotonic() + self._commit_interval_s
         offsets: dict[TopicPartition, int] = {}
         for tp, polled in self._positions.items():
             waiting = self._executor.first_pending_offset(tp)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from eventbus import App, Context, Event, event_type
+from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import ProcessorError
 from eventbus.runtime.dispatch import PoisonRecordError
 from eventbus.testing import TestBus
@@ -359,3 +361,72 @@ def test_per_partition_order_holds_over_many_partitions() -> None:
     for key, sequence in seen.items():
         assert sequence == sorted(sequence), key
         assert len(sequence) == 100
+
+
+# -- commit interval ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval_ms", [0.0, 60_000.0])
+def test_a_commit_interval_holds_the_commits_of_busy_rounds_and_commits_everything_at_idle(
+    tmp_path: Path, interval_ms: float
+) -> None:
+    log = SQLiteLog(tmp_path / "log.db")
+    app = App("t")
+    committed_while_running: set[tuple[tuple[int, int], ...]] = set()
+
+    @app.processor("in", to="out")
+    def copy(event: Event) -> Event:
+        committed_while_running.add(tuple(log.committed("t", "in").items()))
+        return Event("copied", {"n": event.data["n"]})
+
+    bus = TestBus(log=log)
+    bus.publish("in", *(Event("n", {"n": n}) for n in range(100)))
+    stats = bus.run(app, max_poll_records=10, commit_interval_ms=interval_ms)
+    assert [e.data["n"] for e in bus.events("out")] == list(range(100))
+    assert log.committed("t", "in") == {0: 100}
+    if interval_ms == 0:
+        # Every round of 10 records commits (a commit lands while the next round runs, so some go unobserved).
+        assert len(committed_while_running) >= 4
+        assert stats.rounds >= 10
+    else:
+        # The first round commits at once (a worker shows it works); the nine busy rounds after it are committed
+        # together once the partition is caught up.
+        assert committed_while_running == {(), ((0, 10),)}
+        assert stats.rounds == 2
+    log.close()
+
+
+def test_a_stop_commits_the_rounds_held_for_the_commit_interval(tmp_path: Path) -> None:
+    from eventbus.runtime import Worker, WorkerSettings, run_coroutine
+
+    log = SQLiteLog(tmp_path / "log.db")
+    app = App("t")
+    worker: Worker | None = None
+    seen: list[int] = []
+
+    @app.processor("in")
+    def count(event: Event) -> None:
+        seen.append(event.data["n"])
+        if len(seen) == 35 and worker is not None:
+            worker.stop()
+
+    TestBus(log=log).publish("in", *(Event("n", {"n": n}) for n in range(100)))
+    worker = Worker(app, log, WorkerSettings(max_poll_records=10, commit_interval_ms=60_000.0, idle_poll_s=0.01))
+    run_coroutine(worker.run())
+    assert seen == list(range(40)), "the round under way when asked to stop is finished"
+    assert log.committed("t", "in") == {0: 40}, "and what was held is committed on the way out"
+    log.close()
+
+
+def test_a_negative_commit_interval_is_refused() -> None:
+    from eventbus.errors import ConfigurationError
+    from eventbus.runtime import Worker, WorkerSettings
+
+    app = App("t")
+
+    @app.processor("in")
+    def noop(event: Event) -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="commit_interval_ms must be 0 or more, got -5"):
+        Worker(app, TestBus().log, WorkerSettings(commit_interval_ms=-5))
