@@ -120,7 +120,10 @@ def test_events_older_than_max_event_age_stop_being_retried(bus: TestBus) -> Non
         calls.append(time.monotonic())
         raise TimeoutError("down")
 
-    bus.log.append("in", [Message(b'{"specversion":"1.0","id":"e","source":"/s","type":"t"}', timestamp_ms=1)])
+    # A minute ago, not in 1970: a broker with retention would delete the record before it is read.
+    a_minute_ago = int(time.time() * 1000) - 60_000
+    record = b'{"specversion":"1.0","id":"e","source":"/s","type":"t"}'
+    bus.log.append("in", [Message(record, timestamp_ms=a_minute_ago)])
     bus.run(app)
     ((_, failure),) = bus.dead_letters("in.dlq")
     assert len(calls) == 1, "appended long ago: too old after its first failure"
