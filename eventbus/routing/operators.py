@@ -102,10 +102,11 @@ class OperatorCompiler:
         # The same wildcard written twice is one pattern in event-ruler's automaton, and scores once.
         unique = {m.wildcard.source: m.wildcard for m in matchers if isinstance(m, WildcardMatcher)}
         if unique and complexity(list(unique.values())) > MAX_COMPLEXITY:
+            # EventBridge's own words, which users search for.
             raise InvalidPatternError(
                 where,
-                "wildcard rule is too complex: use fewer wildcard characters or fewer repeated character "
-                "sequences after a wildcard",
+                "Rule is too complex - try using fewer wildcard characters or fewer repeating character sequences "
+                "after a wildcard character",
             )
 
     def _check_profile(self, operator: str, where: str) -> None:

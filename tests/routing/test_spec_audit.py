@@ -785,7 +785,7 @@ def test_r6_3_r6_4_numeric_on_raw_events(pattern: str, raw: str, expected: bool)
     assert decide_raw(pattern, raw) is expected
 
 
-TOO_COMPLEX = "too complex"
+TOO_COMPLEX = "Rule is too complex - try using fewer wildcard characters"
 
 
 @pytest.mark.parametrize(
