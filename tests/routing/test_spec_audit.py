@@ -881,6 +881,12 @@ R7_NESTED: list[Case] = [
     ({"a.b": [{"exists": True}]}, {"a": {"b": None}}, True),
     ({"a": {"b": [{"exists": False}]}}, {"a.b": 0}, False),
     ({"a": {"b": [{"exists": False}]}}, {"a.b": {}}, True),
+    # A path that is both a leaf and the parent of another: its objects give it no value, its leaves do.
+    ({"a": [{"exists": False}], "a.b": [1]}, {"a": {"b": 1}}, True),
+    ({"a": [{"exists": False}], "a.b": [1]}, {"a": [{"b": 1}]}, True),
+    ({"a": [{"exists": False}], "a.b": [1]}, {"a": ["x", {"b": 1}]}, False),
+    ({"a": ["x"], "a.b": [1]}, {"a": [{"b": 1}, "x"]}, True),
+    ({"a": ["x"], "a.b": [1]}, {"a": {"b": 1}}, False),
 ]
 
 
