@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import orjson
+
 from eventbus.backends.base import TopicPartition
 from eventbus.errors import BackendError, ConfigurationError
 from eventbus.projections.store import (
@@ -53,6 +55,27 @@ def json_path(field: str) -> str:
     if not field.replace("_", "").isalnum():
         raise ConfigurationError(f"query field {field!r}: use letters, digits and '_'")
     return f"$.{field}"
+
+
+def _put_rows(db: sqlite3.Connection, table: str, puts: Mapping[str, str]) -> None:
+    """Upsert a round's rows in one statement over a JSON array of [key, doc] pairs.
+
+    ``executemany`` hands the rows over one at a time, taking the GIL back between them, so the folding thread
+    and this one take turns; one statement does all of them in SQLite with the GIL released. A key holding a NUL
+    character (SQLite text from JSON would end there) goes the slow way."""
+    pairs = orjson.dumps(list(puts.items()))
+    if b"\\u0000" in pairs:
+        db.executemany(
+            f"INSERT INTO {table} (key, doc) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+            puts.items(),
+        )
+        return
+    db.execute(
+        f"INSERT INTO {table} (key, doc)"
+        " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) WHERE true"
+        " ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+        (pairs,),
+    )
 
 
 class SQLiteStore(ProjectionStore):
@@ -197,11 +220,7 @@ class SQLiteStore(ProjectionStore):
                             f"projection {projection!r}: {tp} is at {stored} in the store, not {expected}"
                         )
                 if changes.puts:
-                    db.executemany(
-                        f"INSERT INTO {table} (key, doc) VALUES (?, ?)"
-                        " ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
-                        changes.puts.items(),
-                    )
+                    _put_rows(db, table, changes.puts)
                 if changes.deletes:
                     db.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in changes.deletes])
                 db.executemany(
