@@ -576,6 +576,8 @@ class Executor:
             if failure is not None:
                 return failure
             run_from = n + 1
+            for done in running:
+                seen[done] = []  # handled now: a later copy in this batch is a duplicate
             running.clear()
             if outputs is None:
                 # The same key twice in one run: its first invocation just succeeded; this one is a duplicate.

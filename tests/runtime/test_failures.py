@@ -479,6 +479,22 @@ def test_an_idempotent_run_around_seen_events_keeps_order_and_retries_only_the_f
     assert [e.data["for"] for e in bus.events("out")] == ["s", "a", "b", "c"]
 
 
+def test_an_event_delivered_three_times_in_one_batch_runs_once(bus: TestBus) -> None:
+    app = App("t")
+    calls: list[str] = []
+
+    @app.processor("in", idempotency=Idempotency(), to="out")
+    def charge(event: Event) -> Event:
+        calls.append(event.id)
+        return Event("charged", {"for": event.id})
+
+    again = Event("charge", {}, id="x", source="/t")
+    bus.publish("in", again, Event("charge", {}, id="y", source="/t"), again, Event("charge", {}, id="z"), again)
+    bus.run(app)
+    assert calls == ["x", "y", "z"]
+    assert [e.data["for"] for e in bus.events("out")] == ["x", "y", "z"]
+
+
 def test_the_worker_hashes_keys_as_the_store_defines_them() -> None:
     from eventbus.app.policies import event_id
     from eventbus.runtime.idempotency import default_key, key_hash, key_hasher
