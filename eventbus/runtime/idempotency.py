@@ -74,6 +74,7 @@ _JOURNAL_TIME = struct.Struct("<q")
 _DONE_HEAD = struct.Struct("<cQqI")  # kind, key hash, time, number of outputs
 # Per output: lengths of its topic (UTF-8), key, value (-1: None) and headers (JSON, 0: none), then those bytes.
 _OUTPUT_HEAD = struct.Struct("<Iiii")
+_DONE_ONE_HEAD = struct.Struct("<cQqIIiii")  # _DONE_HEAD then one _OUTPUT_HEAD
 
 
 def key_hash(processor: str, key: str) -> int:
@@ -143,6 +144,18 @@ def frame_outputs(outputs: Outputs) -> bytes:
         if headers:
             parts.append(headers)
     return b"".join(parts)
+
+
+def _done_record(h: int, at_ms: int, outputs: Outputs) -> bytes:
+    """The journal's record of an invocation that returned: its key, when, and its outputs, framed."""
+    if len(outputs) == 1:
+        topic, message = outputs[0]
+        key, value = message.key, message.value
+        if key is not None and value is not None and not message.headers:
+            # One plain output per event, the common case: heads in one pack, framed as frame_outputs does.
+            name = topic.encode()
+            return _DONE_ONE_HEAD.pack(_DONE, h, at_ms, 1, len(name), len(key), len(value), 0) + name + key + value
+    return _DONE_HEAD.pack(_DONE, h, at_ms, len(outputs)) + frame_outputs(outputs)
 
 
 def unframe_outputs(data: bytes, count: int, start: int) -> Outputs:
@@ -257,20 +270,25 @@ class _Journal:
         """Where the next record goes: a round that ends here is passed with `release_to`."""
         return self._used
 
-    def append(self, *records: bytes) -> None:
-        """Append records in one copy; the header counts them only once every byte is in place."""
+    def append(self, record: bytes, then: bytes | None = None) -> None:
+        """Append a record (and ``then`` after it); the header counts them only once every byte is in place."""
         start = _JOURNAL_HEADER.size + self._used
-        if len(records) == 1:
-            framed = _RECORD_LENGTH.pack(len(records[0])) + records[0]
-        else:
-            framed = b"".join([_RECORD_LENGTH.pack(len(r)) + r for r in records])
-        end = start + len(framed)
+        body = start + _RECORD_LENGTH.size
+        end = body + len(record)
+        if then is not None:
+            end += _RECORD_LENGTH.size + len(then)
         if end > self._size:
             self._grow(end)
-        self._map[start:end] = framed
+        journal = self._map
+        _RECORD_LENGTH.pack_into(journal, start, len(record))
+        journal[body : body + len(record)] = record
+        if then is not None:
+            second = body + len(record)
+            _RECORD_LENGTH.pack_into(journal, second, len(then))
+            journal[second + _RECORD_LENGTH.size : end] = then
         # The header moves last: a record cut short by a crash is never counted.
         self._used = end - _JOURNAL_HEADER.size
-        self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(self._start, self._used)
+        _JOURNAL_HEADER.pack_into(journal, 0, self._start, self._used)
 
     def release_to(self, position: int) -> None:
         """Records before ``position`` no longer matter (their round committed, or was given up)."""
@@ -577,11 +595,8 @@ class FileIdempotencyStore(IdempotencyStore):
 
     def record(self, h: int, outputs: Outputs, then_begin: int | None = None) -> None:
         now_ms = _now_ms()
-        done = _DONE_HEAD.pack(_DONE, h, now_ms, len(outputs)) + frame_outputs(outputs)
-        if then_begin is None:
-            self._journal.append(done)
-        else:
-            self._journal.append(done, _JOURNAL_KEY.pack(_BEGIN, then_begin))
+        done = _done_record(h, now_ms, outputs)
+        self._journal.append(done, None if then_begin is None else _JOURNAL_KEY.pack(_BEGIN, then_begin))
         self._keys[h] = now_ms
         self._expiry.append((now_ms, h))
         self._open_keys.append(_KEY_RECORD.pack(h, now_ms))

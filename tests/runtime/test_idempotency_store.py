@@ -269,3 +269,25 @@ def test_journals_written_by_earlier_versions_are_still_recovered(tmp_path: Path
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
     assert store.seen([done], 3600) == {done: OUTPUTS}
     store.close()
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        [("payments", Message(b'{"id":"p-1"}', b"customer-7"))],  # one plain output: the common, packed case
+        [("payments", Message(b"", b""))],
+        [("payments", Message(b'{"id":"p-1"}', None))],
+        [("payments", Message(None, b"k"))],
+        [("payments", Message(b"v", b"k", (("h", b"1"),)))],
+        [],
+    ],
+)
+def test_each_shape_of_outputs_comes_back_from_a_dead_workers_journal(tmp_path: Path, outputs: Any) -> None:
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    (done,) = hashes_of("one")
+    dead.begin(done)
+    dead.record(done, outputs)
+    dead.close()
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert store.seen([done], 3600) == {done: outputs}
+    store.close()
