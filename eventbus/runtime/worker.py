@@ -13,7 +13,9 @@ One round, in this order (the numbers appear again in the code):
 5. Checkpoint: commit, per partition, the offset of the first event some processor has not finished, else the
    position after the batch. The commit never passes an event that was neither processed nor dead-lettered.
 
-Steps 4 and 5 are one call to the consumer: drivers that can (SQLite, memory) make them one transaction.
+Steps 4 and 5 are one call to the consumer: drivers that can (SQLite, memory) make them one transaction. With a
+commit interval (``commit_interval_ms``; 100 ms on a broker), the rounds processed within it are emitted and
+committed together, in one such call, once it has passed or when a poll returns nothing.
 
 Log calls run on two threads, so this one only runs processors: a *reader* polls (the next round is read while
 this round is processed) and a *writer* emits and commits (round N is written while round N+1 is processed). At
