@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -87,6 +88,9 @@ class WorkerSettings:
 # On a broker, commits every 100 ms (Kafka Streams' interval in exactly-once mode): at most that much work is
 # repeated after a crash, and a flush and an offset commit are paid every few rounds rather than every round.
 BROKER_COMMIT_INTERVAL_MS = 100.0
+# How long a revoke listener waits for the round being processed to be handed to the writer (normally
+# milliseconds); past it, that round's commit is refused and the worker starts over from the committed offsets.
+_HANDOVER_WAIT_S = 10.0
 # Outputs held for a later commit are handed over earlier when there are this many.
 _MAX_HELD_OUTPUTS = 50_000
 
@@ -130,6 +134,9 @@ class Worker:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-writer")
         self._consumer: Consumer | None = None
         self._in_flight: tuple[Future[None], dict[TopicPartition, int], int, int, Round | None] | None = None
+        # Clear while a round is processed but not yet handed to the writer, with the next poll already under way.
+        self._handed_over = threading.Event()
+        self._handed_over.set()
         self._commit_interval_s = self._choose_commit_interval_s()
         self._next_handover = 0.0
 
@@ -183,8 +190,11 @@ class Worker:
         return asyncio.get_running_loop().run_in_executor(self._reader, lambda: func(*args, **kwargs))
 
     def _on_revoke(self, lost: frozenset[TopicPartition]) -> None:
-        # Runs on the reader thread inside a poll, before the partitions are released: let the commit in flight
-        # land first (the writer thread finishes it on its own), then hand the loss to the processing thread.
+        # Runs on the reader thread inside a poll, before the partitions are released. The poll may have started
+        # while the round before it was still being handed to the writer: wait for that (bounded), so its commit
+        # lands before the partitions move instead of being refused after; then let the commit in flight land
+        # (the writer thread finishes it on its own) and hand the loss to the processing thread.
+        self._handed_over.wait(_HANDOVER_WAIT_S)
         in_flight = self._in_flight
         if in_flight is not None:
             wait([in_flight[0]])
@@ -280,8 +290,12 @@ class Worker:
             await self._apply_backpressure(consumer)
             if batches and not self._stopping:
                 # Read the next round (without waiting for new records) while this round is being written.
+                self._handed_over.clear()
                 prefetched = self._read_soon(consumer.poll, settings.max_poll_records, 0.0)
-            await self._checkpoint(consumer, now=not batches)  # 4, 5
+            try:
+                await self._checkpoint(consumer, now=not batches)  # 4, 5
+            finally:
+                self._handed_over.set()
             if batches:
                 self.stats.round_latencies_s.append(time.monotonic() - started)
             if not batches and settings.until_idle:
@@ -320,6 +334,7 @@ class Worker:
         processed on top of it is dropped too — its outputs, its waiting events, its idempotency keys — and every
         partition still held is read again from the group's committed offset. Nothing is lost, and in exactly-once
         mode nothing is emitted twice."""
+        self._handed_over.set()  # a revoke listener waiting for this round would hold the reader thread needed below
         if self._idempotency is not None:
             if sealed is not None:
                 self._idempotency.refused(sealed)
