@@ -95,6 +95,12 @@ CREATE TABLE IF NOT EXISTS group_owners (
 
 _SYNCHRONOUS_MODES = {"normal": "NORMAL", "full": "FULL"}
 _BUSY_TIMEOUT_S = 30.0
+# Waiting for another process's write transaction: SQLite's own busy handler sleeps 1, 2, 5, 10 ... up to 100 ms
+# between tries, which leaves the lock idle most of the time when several workers share a file (their write
+# transactions take a few milliseconds). Write transactions therefore start with no busy handler and retry
+# after pauses from 50 us doubling to 1 ms, still giving up after _BUSY_TIMEOUT_S.
+_FIRST_BUSY_PAUSE_S = 0.00005
+_MAX_BUSY_PAUSE_S = 0.001
 
 
 def _encode_headers(headers: Headers | None) -> bytes | None:
@@ -166,6 +172,7 @@ class SQLiteLog(EmbeddedLog):
             db.execute(f"PRAGMA synchronous={synchronous}")
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+            db.execute("PRAGMA busy_timeout = 0")  # see _begin
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"{self.url}: cannot open {self.path} as an eventbus log: {exc}") from None
         return db
@@ -175,10 +182,7 @@ class SQLiteLog(EmbeddedLog):
         """A write transaction holding SQLite's write lock from the start (so offsets can be assigned)."""
         with self._lock:
             db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise BackendError(f"{self.url}: cannot start a write transaction: {exc}") from None
+            self._begin(db)
             self._created = []
             try:
                 yield db
@@ -191,6 +195,29 @@ class SQLiteLog(EmbeddedLog):
                 db.execute("ROLLBACK")
                 raise BackendError(f"{self.url}: commit failed: {exc}") from None
             self._topics.update(self._created)
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, waiting for other processes' write transactions in short pauses (see
+        _FIRST_BUSY_PAUSE_S); `BackendError` when the lock stays taken for _BUSY_TIMEOUT_S."""
+        deadline = 0.0
+        pause_s = _FIRST_BUSY_PAUSE_S
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                    raise BackendError(f"{self.url}: cannot start a write transaction: {exc}") from None
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + _BUSY_TIMEOUT_S
+                elif now >= deadline:
+                    raise BackendError(
+                        f"{self.url}: cannot start a write transaction: another process has held the database's "
+                        f"write lock for more than {_BUSY_TIMEOUT_S:g} s"
+                    ) from None
+            time.sleep(pause_s)
+            pause_s = min(2 * pause_s, _MAX_BUSY_PAUSE_S)
 
     def close(self) -> None:
         with self._lock:

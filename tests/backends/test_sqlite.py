@@ -14,7 +14,7 @@ import pytest
 from eventbus.backends import open_log
 from eventbus.backends.base import Message
 from eventbus.backends.sqlite import SQLiteLog
-from eventbus.errors import ConfigurationError
+from eventbus.errors import BackendError, ConfigurationError
 from tests.conftest import PYTHON
 
 APPENDER = str(Path(__file__).with_name("appender.py"))
@@ -137,3 +137,56 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(ConfigurationError, match=r"cannot open .*junk.db as an eventbus log: file is not a database"):
         SQLiteLog(junk)
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+released = time.time()
+db.execute("COMMIT")
+print(released, flush=True)
+"""
+
+
+def hold_write_lock(path: Path, seconds: float, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Another process holding the database's write lock for ``seconds``; returns once it holds it."""
+    holder = subprocess.Popen(
+        [PYTHON, "-c", HOLD_WRITE_LOCK, str(path), str(seconds)], stdout=subprocess.PIPE, env=env, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_write_waits_for_another_process_write_transaction(sqlite_path: Path, subprocess_env: dict[str, str]) -> None:
+    with SQLiteLog(sqlite_path) as log:
+        log.create_topic("t", 1)
+        holder = hold_write_lock(sqlite_path, 0.5, subprocess_env)
+        assert log.append("t", [Message(b"after the other writer")]) == [(0, 0)]
+        appended = time.time()
+        released = float(holder.communicate(timeout=30)[0])
+        assert appended >= released, "the append went through while another process held the write lock"
+        assert log.read("t", 0, 0, 10).values == [b"after the other writer"]
+
+
+def test_a_write_lock_held_too_long_is_an_error_naming_the_database(
+    sqlite_path: Path, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventbus.backends.sqlite as sqlite_driver
+
+    with SQLiteLog(sqlite_path) as log:
+        log.create_topic("t", 1)
+        monkeypatch.setattr(sqlite_driver, "_BUSY_TIMEOUT_S", 0.2)
+        holder = hold_write_lock(sqlite_path, 3.0, subprocess_env)
+        try:
+            with pytest.raises(BackendError) as raised:
+                log.append("t", [Message(b"x")])
+        finally:
+            holder.kill()
+            holder.communicate()
+        assert str(raised.value).startswith(f"sqlite:///{sqlite_path}: cannot start a write transaction")
+        assert "another process has held the database's write lock for more than 0.2 s" in str(raised.value)
+        assert log.append("t", [Message(b"once it is free")]) == [(0, 0)], "nothing half-written by the refused append"
