@@ -12,6 +12,10 @@ log's own storage:
    ``max_poll_interval_s`` is taken to be stuck: its background heartbeats stop, so its session times out and its
    partitions move; when it polls again it rejoins, and first gives up (through the revoke listener) the partitions
    another member took meanwhile.
+   Every change of the member set (a join, a leave, an expiry, a new subscription) moves the group's *membership
+   epoch*, which members read at each poll: a moved epoch starts steps 2 and 3 at that poll, as a Kafka
+   coordinator answers a heartbeat with "rebalance in progress", rather than at the next heartbeat. Workers
+   started together, or one leaving, then settle their partitions within a round instead of a heartbeat interval.
 2. Each member computes the same assignment from the same member list: partition ``p`` of topic ``t`` goes to the
    subscribed member at index ``(p + crc32(t)) % count`` of the sorted member ids.
 3. A member *claims* a partition before reading it; the claim succeeds only when no live member owns it. A member
@@ -93,6 +97,11 @@ class EmbeddedLog(Log):
         process is gone, freeing their partitions; return the live ones."""
 
     @abstractmethod
+    def membership_epoch(self, group: str) -> int:
+        """A number that changes whenever a member joins or leaves ``group`` (or its subscription changes);
+        cheap enough to read at every poll."""
+
+    @abstractmethod
     def keep_alive(self, group: str, member_id: str) -> bool:
         """Refresh the heartbeat of ``member_id`` if it is still a live member, and nothing else (no expiry of
         others, no assignment); False when it is not, and must rejoin through `heartbeat`. Safe to call from a
@@ -159,6 +168,8 @@ class EmbeddedConsumer(Consumer):
         self._revoke_listener: RevokeListener | None = None
         self._next_heartbeat = 0.0
         self._next_claim = 0.0
+        # The membership epoch the current assignment was computed at (None before joining).
+        self._epoch: int | None = None
         self._rotation = 0
         self._closed = False
         # Monotonic times, written by the polling thread (both) and the heartbeat thread (the first) and read by
@@ -198,7 +209,7 @@ class EmbeddedConsumer(Consumer):
                 self._paused.discard(tp)
             self._next_heartbeat = 0.0
         now = time.monotonic()
-        if now >= self._next_heartbeat:
+        if now >= self._next_heartbeat or self._log.membership_epoch(self._group) != self._epoch:
             self._rebalance()
             self._next_heartbeat = now + self._settings.heartbeat_interval_s
             self._next_claim = 0.0
@@ -220,6 +231,9 @@ class EmbeddedConsumer(Consumer):
         may_have_lapsed = bool(self._positions) and (
             started - self._last_beat_s > self._settings.session_timeout_s - self._settings.heartbeat_interval_s
         )
+        # Read before the heartbeat: a change made after this read (this member's own join included) shows as a
+        # new epoch at the next poll, which rebalances again rather than missing it.
+        self._epoch = self._log.membership_epoch(self._group)
         members = self._log.heartbeat(self._group, self._member)
         self._last_beat_s = started
         counts = {}

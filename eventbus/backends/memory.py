@@ -38,6 +38,12 @@ class _Group:
         self.offsets: dict[TopicPartition, int] = {}
         self.members: dict[str, tuple[Member, float]] = {}
         self.owners: dict[TopicPartition, str] = {}
+        self.epoch = 0
+
+    def drop_member(self, member_id: str) -> None:
+        if self.members.pop(member_id, None) is not None:
+            self.epoch += 1
+        self.owners = {tp: m for tp, m in self.owners.items() if m != member_id}
 
 
 class MemoryLog(EmbeddedLog):
@@ -185,15 +191,24 @@ class MemoryLog(EmbeddedLog):
             members = self._groups[group].members if group in self._groups else {}
             return sorted(m for m, (member, seen) in members.items() if now - seen <= member.session_timeout_s)
 
+    def membership_epoch(self, group: str) -> int:
+        with self._lock:
+            state = self._groups.get(group)
+            return 0 if state is None else state.epoch
+
     def heartbeat(self, group: str, member: Member) -> list[Member]:
         now = time.monotonic()
         with self._lock:
             state = self._group(group)
+            known = state.members.get(member.member_id)
             state.members[member.member_id] = (member, now)
+            if known is None or known[0].topics != member.topics:
+                state.epoch += 1
+                # Members idling in wait_for_append look at the new epoch now rather than at their next beat.
+                self._appended.notify_all()
             for member_id, (other, seen) in list(state.members.items()):
                 if now - seen > other.session_timeout_s:
-                    del state.members[member_id]
-            state.owners = {tp: m for tp, m in state.owners.items() if m in state.members}
+                    state.drop_member(member_id)
             return sorted((m for m, _ in state.members.values()), key=lambda m: m.member_id)
 
     def keep_alive(self, group: str, member_id: str) -> bool:
@@ -227,9 +242,8 @@ class MemoryLog(EmbeddedLog):
 
     def leave(self, group: str, member_id: str) -> None:
         with self._lock:
-            state = self._group(group)
-            state.members.pop(member_id, None)
-            state.owners = {tp: m for tp, m in state.owners.items() if m != member_id}
+            self._group(group).drop_member(member_id)
+            self._appended.notify_all()
 
     def commit_owned(
         self,

@@ -40,7 +40,7 @@ from eventbus.backends.base import (
 from eventbus.backends.group import EmbeddedLog, Member, process_is_gone
 from eventbus.errors import BackendError, ConfigurationError, PartitionRevokedError, TopicNotFoundError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -83,6 +83,10 @@ CREATE TABLE IF NOT EXISTS group_members (
     session_timeout_ms INTEGER NOT NULL,
     heartbeat_ms INTEGER NOT NULL,
     PRIMARY KEY (group_name, member_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_epochs (
+    group_name TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS group_owners (
     group_name TEXT NOT NULL,
@@ -430,9 +434,20 @@ class SQLiteLog(EmbeddedLog):
                 live.append(member_id)
         return sorted(live)
 
+    def membership_epoch(self, group: str) -> int:
+        with self._read_lock:
+            row = self._reads.execute("SELECT epoch FROM group_epochs WHERE group_name = ?", (group,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def heartbeat(self, group: str, member: Member) -> list[Member]:
         now_ms = _now_ms()
+        topics = orjson.dumps(member.topics)
         with self._transaction() as db:
+            known = db.execute(
+                "SELECT topics FROM group_members WHERE group_name = ? AND member_id = ?", (group, member.member_id)
+            ).fetchone()
+            if known is None or known[0] != topics:
+                self._next_epoch(db, group)
             db.execute(
                 "INSERT INTO group_members"
                 " (group_name, member_id, host, pid, topics, session_timeout_ms, heartbeat_ms)"
@@ -443,7 +458,7 @@ class SQLiteLog(EmbeddedLog):
                     member.member_id,
                     member.host,
                     member.pid,
-                    orjson.dumps(member.topics),
+                    topics,
                     int(member.session_timeout_s * 1000),
                     now_ms,
                 ),
@@ -476,10 +491,22 @@ class SQLiteLog(EmbeddedLog):
             ).rowcount
         return refreshed > 0
 
-    @staticmethod
-    def _remove_member(db: sqlite3.Connection, group: str, member_id: str) -> None:
-        db.execute("DELETE FROM group_members WHERE group_name = ? AND member_id = ?", (group, member_id))
+    @classmethod
+    def _remove_member(cls, db: sqlite3.Connection, group: str, member_id: str) -> None:
+        removed = db.execute(
+            "DELETE FROM group_members WHERE group_name = ? AND member_id = ?", (group, member_id)
+        ).rowcount
         db.execute("DELETE FROM group_owners WHERE group_name = ? AND member_id = ?", (group, member_id))
+        if removed:
+            cls._next_epoch(db, group)
+
+    @staticmethod
+    def _next_epoch(db: sqlite3.Connection, group: str) -> None:
+        db.execute(
+            "INSERT INTO group_epochs (group_name, epoch) VALUES (?, 1)"
+            " ON CONFLICT (group_name) DO UPDATE SET epoch = epoch + 1",
+            (group,),
+        )
 
     def claim(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> set[TopicPartition]:
         claimed: set[TopicPartition] = set()
