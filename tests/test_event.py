@@ -144,3 +144,36 @@ def test_undecodable_records_raise_decode_error_naming_the_problem(value: bytes,
 def test_binary_records_without_required_headers_are_decode_errors() -> None:
     with pytest.raises(DecodeError, match="binary mode"):
         decode_record(b"{}", (("ce_type", b"t"),))
+
+
+BASE = {"specversion": "1.0", "id": "e1", "source": "/s", "type": "t"}
+BASE_HEADERS = [("ce_specversion", b"1.0"), ("ce_id", b"e1"), ("ce_source", b"/s"), ("ce_type", b"t")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "headers", "value"),
+    [
+        ({"data": {"a": 1}}, [("content-type", b"application/json")], b'{"a":1}'),
+        ({}, [], None),
+        ({"tenant": 5, "data": [1]}, [("ce_tenant", b"5"), ("content-type", b"application/json")], b"[1]"),
+        ({"flag": True, "data": None}, [("ce_flag", b"true"), ("content-type", b"application/json")], b"null"),
+        ({"datacontenttype": "text/plain", "data": "hi"}, [("content-type", b"text/plain")], b"hi"),
+        (
+            {"datacontenttype": "application/vnd.x+json", "data": "hi"},
+            [("content-type", b"application/vnd.x+json")],
+            b'"hi"',
+        ),
+        (
+            {"datacontenttype": "application/octet-stream", "data_base64": "AAEC"},
+            [("content-type", b"application/octet-stream")],
+            b"\x00\x01\x02",
+        ),
+        ({"subject": "s/1", "data": 1}, [("ce_subject", b"s/1"), ("content-type", b"application/json")], b"1"),
+    ],
+)
+def test_binary_mode_headers_and_value(
+    extra: dict[str, object], headers: list[tuple[str, bytes]], value: object
+) -> None:
+    encoded_headers, encoded_value = encode_binary({**BASE, **extra})
+    assert list(encoded_headers) == [*BASE_HEADERS, *headers]
+    assert encoded_value == value

@@ -26,29 +26,83 @@ def is_json_content_type(content_type: str | None) -> bool:
     return media == "application/json" or media.endswith("+json") or media == "text/json"
 
 
+# Header names by attribute name, made once: events carry the same few attributes over and over. The attributes
+# the binding maps differently (data, data_base64, datacontenttype) are never in it.
+_HEADER_NAMES: dict[str, str] = {
+    name: HEADER_PREFIX + name
+    for name in (
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "partitionkey",
+        "traceparent",
+        "tracestate",
+        "correlationid",
+        "causationid",
+    )
+}
+_MAX_HEADER_NAMES = 1024  # extension names are the user's: bound what they can make this keep
+_SPECIAL = frozenset({"data", "data_base64", "datacontenttype"})
+
+
 def encode_binary(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]:
     """Headers and value for a complete CloudEvents dict."""
-    headers: list[tuple[str, bytes]] = []
-    for name, value in attrs.items():
-        if name in ("data", "data_base64"):
-            continue
-        if name == "datacontenttype":
-            headers.append((CONTENT_TYPE_HEADER, str(value).encode()))
+    names = _HEADER_NAMES
+    if "datacontenttype" not in attrs and "data_base64" not in attrs:
+        try:
+            # The common event: every attribute a string under a known name, JSON data.
+            headers = [(names[name], value.encode()) for name, value in attrs.items() if name != "data"]
+        except (KeyError, AttributeError):
+            pass
         else:
+            headers.append((CONTENT_TYPE_HEADER, b"application/json"))
+            data = attrs.get("data", _MISSING)
+            if data is _MISSING:
+                headers.pop()
+                return tuple(headers), None
+            return tuple(headers), orjson.dumps(data)
+    return _encode_binary_slowly(attrs)
+
+
+def _encode_binary_slowly(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]:
+    names = _HEADER_NAMES
+    headers: list[tuple[str, bytes]] = []
+    append = headers.append
+    content_type: str | None = None
+    for name, value in attrs.items():
+        header = names.get(name)
+        if header is not None and value.__class__ is str:
+            append((header, value.encode()))
+        elif name in _SPECIAL:
+            if name == "datacontenttype":
+                content_type = str(value)
+                append((CONTENT_TYPE_HEADER, content_type.encode()))
+        else:
+            if header is None:
+                header = HEADER_PREFIX + name
+                if len(names) < _MAX_HEADER_NAMES:
+                    names[name] = header
             text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            headers.append((HEADER_PREFIX + name, text.encode()))
+            append((header, text.encode()))
     if "data_base64" in attrs:
         import base64
 
         return tuple(headers), base64.b64decode(attrs["data_base64"])
-    if "data" not in attrs:
+    data = attrs.get("data", _MISSING)
+    if data is _MISSING:
         return tuple(headers), None
-    if "datacontenttype" not in attrs:
-        headers.append((CONTENT_TYPE_HEADER, b"application/json"))
-    data = attrs["data"]
-    if isinstance(data, str) and not is_json_content_type(attrs.get("datacontenttype")):
+    if content_type is None:
+        append((CONTENT_TYPE_HEADER, b"application/json"))
+    elif data.__class__ is str and not is_json_content_type(content_type):
         return tuple(headers), data.encode()
     return tuple(headers), orjson.dumps(data)
+
+
+_MISSING: Any = object()
 
 
 def decode_binary(headers: Headers, value: bytes | None) -> dict[str, Any]:
