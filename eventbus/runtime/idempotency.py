@@ -75,6 +75,9 @@ _DONE_HEAD = struct.Struct("<cQqI")  # kind, key hash, time, number of outputs
 # Per output: lengths of its topic (UTF-8), key, value (-1: None) and headers (JSON, 0: none), then those bytes.
 _OUTPUT_HEAD = struct.Struct("<Iiii")
 _DONE_ONE_HEAD = struct.Struct("<cQqIIiii")  # _DONE_HEAD then one _OUTPUT_HEAD
+# Records as the journal holds them, length first: built in one pack, written in one copy.
+_FRAMED_KEY = struct.Struct("<IcQ")
+_FRAMED_DONE_ONE_HEAD = struct.Struct("<IcQqIIiii")
 
 
 def key_hash(processor: str, key: str) -> int:
@@ -146,16 +149,23 @@ def frame_outputs(outputs: Outputs) -> bytes:
     return b"".join(parts)
 
 
-def _done_record(h: int, at_ms: int, outputs: Outputs) -> bytes:
-    """The journal's record of an invocation that returned: its key, when, and its outputs, framed."""
+def _framed_done_record(h: int, at_ms: int, outputs: Outputs) -> bytes:
+    """The journal's record of an invocation that returned (its key, when, and its outputs), length first."""
     if len(outputs) == 1:
         topic, message = outputs[0]
         key, value = message.key, message.value
         if key is not None and value is not None and not message.headers:
             # One plain output per event, the common case: heads in one pack, framed as frame_outputs does.
             name = topic.encode()
-            return _DONE_ONE_HEAD.pack(_DONE, h, at_ms, 1, len(name), len(key), len(value), 0) + name + key + value
-    return _DONE_HEAD.pack(_DONE, h, at_ms, len(outputs)) + frame_outputs(outputs)
+            length = _DONE_ONE_HEAD.size + len(name) + len(key) + len(value)
+            head = _FRAMED_DONE_ONE_HEAD.pack(length, _DONE, h, at_ms, 1, len(name), len(key), len(value), 0)
+            return head + name + key + value
+    record = _DONE_HEAD.pack(_DONE, h, at_ms, len(outputs)) + frame_outputs(outputs)
+    return _RECORD_LENGTH.pack(len(record)) + record
+
+
+def _framed_key_record(kind: bytes, h: int) -> bytes:
+    return _FRAMED_KEY.pack(_JOURNAL_KEY.size, kind, h)
 
 
 def unframe_outputs(data: bytes, count: int, start: int) -> Outputs:
@@ -270,22 +280,15 @@ class _Journal:
         """Where the next record goes: a round that ends here is passed with `release_to`."""
         return self._used
 
-    def append(self, record: bytes, then: bytes | None = None) -> None:
-        """Append a record (and ``then`` after it); the header counts them only once every byte is in place."""
+    def append(self, framed: bytes) -> None:
+        """Append records, each already preceded by its length; the header counts them only once every byte is
+        in place."""
         start = _JOURNAL_HEADER.size + self._used
-        body = start + _RECORD_LENGTH.size
-        end = body + len(record)
-        if then is not None:
-            end += _RECORD_LENGTH.size + len(then)
+        end = start + len(framed)
         if end > self._size:
             self._grow(end)
         journal = self._map
-        _RECORD_LENGTH.pack_into(journal, start, len(record))
-        journal[body : body + len(record)] = record
-        if then is not None:
-            second = body + len(record)
-            _RECORD_LENGTH.pack_into(journal, second, len(then))
-            journal[second + _RECORD_LENGTH.size : end] = then
+        journal[start:end] = framed
         # The header moves last: a record cut short by a crash is never counted.
         self._used = end - _JOURNAL_HEADER.size
         _JOURNAL_HEADER.pack_into(journal, 0, self._start, self._used)
@@ -588,15 +591,17 @@ class FileIdempotencyStore(IdempotencyStore):
         return found
 
     def begin(self, h: int) -> None:
-        self._journal.append(_JOURNAL_KEY.pack(_BEGIN, h))
+        self._journal.append(_framed_key_record(_BEGIN, h))
 
     def abandon(self, h: int) -> None:
-        self._journal.append(_JOURNAL_KEY.pack(_ABANDON, h))
+        self._journal.append(_framed_key_record(_ABANDON, h))
 
     def record(self, h: int, outputs: Outputs, then_begin: int | None = None) -> None:
         now_ms = _now_ms()
-        done = _done_record(h, now_ms, outputs)
-        self._journal.append(done, None if then_begin is None else _JOURNAL_KEY.pack(_BEGIN, then_begin))
+        done = _framed_done_record(h, now_ms, outputs)
+        if then_begin is not None:
+            done += _FRAMED_KEY.pack(_JOURNAL_KEY.size, _BEGIN, then_begin)
+        self._journal.append(done)
         self._keys[h] = now_ms
         self._expiry.append((now_ms, h))
         self._open_keys.append(_KEY_RECORD.pack(h, now_ms))
