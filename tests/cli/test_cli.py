@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -265,3 +266,51 @@ def test_the_readme_example_module_imports(subprocess_env: dict[str, str]) -> No
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "6"
+
+
+SLOW_APP_MODULE = """
+import time
+
+from eventbus import App, Event
+
+app = App("slow")
+
+
+@app.processor("in", to="out")
+def slow_echo(event: Event) -> Event:
+    time.sleep(0.005)  # long enough that every worker has joined before the work runs out
+    return Event("echoed", event.data)
+"""
+
+
+def test_every_worker_of_several_takes_a_share_and_nothing_is_lost(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    (tmp_path / "slow_app.py").write_text(SLOW_APP_MODULE)
+    eventbus("topics", "create", "in", "--partitions", "3", cwd=tmp_path, env=subprocess_env)
+    lines = "\n".join(json.dumps({"type": "n", "subject": f"k{i}", "data": i}) for i in range(600))
+    assert eventbus("publish", "in", cwd=tmp_path, env=subprocess_env, stdin=lines).returncode == 0
+    # Small rounds: a worker that holds every partition when the others join gives them up at its next poll.
+    result = eventbus(
+        "run",
+        "slow_app",
+        "--workers",
+        "3",
+        "--until-idle",
+        "--max-poll-records",
+        "10",
+        cwd=tmp_path,
+        env=subprocess_env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    shares = [int(n) for n in re.findall(r"worker stopped: (\d+) events in", result.stderr)]
+    assert len(shares) == 3, result.stderr
+    assert all(share > 0 for share in shares), f"a worker processed nothing: {shares}"
+    log = SQLiteLog(tmp_path / "eventbus.db")
+    assert log.committed("slow", "in") == {p.partition: p.end_offset for p in log.watermarks("in")}
+    outputs = {
+        json.loads(v)["data"] for p in log.watermarks("out") for v in log.read("out", p.partition, 0, 10_000).values
+    }
+    assert outputs == set(range(600))
+    log.close()
