@@ -19,6 +19,12 @@ class OutputError(TypeError):
     """A processor returned something that is not an event, or an event with nowhere to go."""
 
 
+# Topic names already checked, shared by every outbox: processors emit to the same few topics over and over.
+# Bounded, since names can come from user code (ctx.publish).
+_CHECKED_TOPICS: set[str] = set()
+_MAX_CHECKED_TOPICS = 4096
+
+
 class Outbox:
     __slots__ = ("_encode", "_encoders", "_source", "_trail", "count", "messages")
 
@@ -42,11 +48,13 @@ class Outbox:
                 )
             topic = topic or binding.topic
             event = Event.of(event)
-        if topic is not None:
+        if topic is not None and (topic.__class__ is not str or topic not in _CHECKED_TOPICS):
             try:
                 check_topic_name(topic)
             except ValueError as exc:
                 raise OutputError(f"processor {processor!r} emitted to a bad topic: {exc}") from None
+            if len(_CHECKED_TOPICS) < _MAX_CHECKED_TOPICS:
+                _CHECKED_TOPICS.add(topic)
         if topic is None:
             raise OutputError(
                 f"processor {processor!r} emitted an event of type {event.type!r} but names no topic for it: "

@@ -110,6 +110,22 @@ def test_publishing_to_an_invalid_topic_fails_that_event_not_the_worker(tmp_path
     assert "emitted to a bad topic" in failure["error.message"]
 
 
+def test_a_topic_that_is_not_a_string_fails_that_event_with_a_clear_error(tmp_path: Path) -> None:
+    bus = TestBus(log=SQLiteLog(tmp_path / "x.db"))
+    app = App("t")
+
+    @app.processor("in")
+    def handle(event: Event, ctx: object) -> None:
+        topic: object = ["good"] if event.data["n"] == 1 else "good"
+        ctx.publish(Event("out", {}), topic=topic)  # type: ignore[attr-defined]
+
+    bus.publish("in", *[Event("n", {"n": i}) for i in range(3)])
+    bus.run(app)
+    assert len(bus.events("good")) == 2
+    ((_, failure),) = bus.dead_letters("in.dlq")
+    assert "emitted to a bad topic: topic name must be a non-empty string, got ['good']" in failure["error.message"]
+
+
 @pytest.mark.parametrize("driver", ["memory", "sqlite"])
 def test_a_refused_commit_does_not_lose_idempotent_outputs(
     driver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
