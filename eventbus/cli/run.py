@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -71,7 +69,8 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    """Start ``--workers`` processes of one group; forward SIGINT/SIGTERM to them; fail if any fails."""
+    """Run ``--workers`` processes of one group under a `Supervisor`."""
+    from eventbus.cli.supervisor import Supervisor
     from eventbus.loader import load_app
 
     load_app(args.app)  # report a bad module once, here, rather than once per child
@@ -86,14 +85,7 @@ def _supervise(args: argparse.Namespace) -> int:
         argv.append("--until-idle")
     # Only the first worker serves HTTP: the others would compete for the port.
     first = [*argv, "--http", str(args.http)] if args.http is not None else argv
-    children = [subprocess.Popen(first if n == 0 else argv, env=os.environ.copy()) for n in range(args.workers)]
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    codes = [child.wait() for child in children]
-    return EXIT_OK if all(code == 0 for code in codes) else EXIT_FAILURE
+    supervisor = Supervisor([first, *[argv] * (args.workers - 1)])
+    signal.signal(signal.SIGINT, supervisor.forward)
+    signal.signal(signal.SIGTERM, supervisor.forward)
+    return EXIT_OK if supervisor.run() else EXIT_FAILURE
