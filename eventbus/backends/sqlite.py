@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import cycle
 from pathlib import Path
@@ -107,6 +107,43 @@ _FIRST_BUSY_PAUSE_S = 0.00005
 _MAX_BUSY_PAUSE_S = 0.001
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY in any of its forms (BUSY_RECOVERY while another connection repairs the WAL index, ...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _prepare(db: sqlite3.Connection, synchronous: str) -> None:
+    """WAL mode, durability, and the schema if the file lacks it (or has an older one)."""
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+    except sqlite3.OperationalError:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _retry_while_busy(step: Callable[[], None]) -> None:
+    """Run ``step``, again after short pauses while SQLite answers busy, for up to _BUSY_TIMEOUT_S.
+
+    Needed where SQLite does not wait itself: several processes opening a new file at once all try to switch it
+    to WAL mode, and SQLite answers some of them busy at once rather than wait, since waiting could deadlock."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    pause_s = _FIRST_BUSY_PAUSE_S
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause_s)
+        pause_s = min(2 * pause_s, _MAX_BUSY_PAUSE_S)
+
+
 def _encode_headers(headers: Headers | None) -> bytes | None:
     if not headers:
         return None
@@ -172,10 +209,7 @@ class SQLiteLog(EmbeddedLog):
             raise ConfigurationError(f"{self.url}: directory {self.path.parent} does not exist")
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+            _retry_while_busy(lambda: _prepare(db, synchronous))
             db.execute("PRAGMA busy_timeout = 0")  # see _begin
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"{self.url}: cannot open {self.path} as an eventbus log: {exc}") from None
@@ -210,7 +244,7 @@ class SQLiteLog(EmbeddedLog):
                 db.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                if not _is_busy(exc):
                     raise BackendError(f"{self.url}: cannot start a write transaction: {exc}") from None
                 now = time.monotonic()
                 if not deadline:

@@ -190,3 +190,79 @@ def test_a_write_lock_held_too_long_is_an_error_naming_the_database(
         assert str(raised.value).startswith(f"sqlite:///{sqlite_path}: cannot start a write transaction")
         assert "another process has held the database's write lock for more than 0.2 s" in str(raised.value)
         assert log.append("t", [Message(b"once it is free")]) == [(0, 0)], "nothing half-written by the refused append"
+
+
+OPEN_AND_APPEND = """
+import sys, time
+from eventbus.backends.base import Message
+from eventbus.backends.sqlite import SQLiteLog
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+log = SQLiteLog(sys.argv[1])
+log.append("t", [Message(sys.argv[3].encode())])
+log.close()
+"""
+
+
+def hold_a_read_transaction(path: Path, start_at: float, hold_s: float) -> None:
+    """A reader in the middle of a read transaction while the file is being set up."""
+    import sqlite3
+
+    time.sleep(max(0.0, start_at - time.time()))
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        for _ in range(200):
+            try:
+                db.execute("BEGIN")
+                db.execute("SELECT count(*) FROM records").fetchone()
+                break
+            except sqlite3.OperationalError:  # no tables yet
+                db.execute("ROLLBACK")
+                time.sleep(0.005)
+        time.sleep(hold_s)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_file_at_once_all_get_in(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    # Several processes switching a new file to WAL mode at once (with a reader about) are answered busy by
+    # SQLite without waiting; each must wait and try again rather than fail to open the log.
+    import threading
+
+    for attempt in range(10):
+        path = tmp_path / f"new-{attempt}.db"
+        start_at = time.time() + 1.0
+        openers = [
+            subprocess.Popen(
+                [PYTHON, "-c", OPEN_AND_APPEND, str(path), str(start_at), f"p{n}"],
+                stderr=subprocess.PIPE,
+                env=subprocess_env,
+                text=True,
+            )
+            for n in range(6)
+        ]
+        reader = threading.Thread(target=hold_a_read_transaction, args=(path, start_at + 0.02, 0.5))
+        reader.start()
+        failures = [stderr for stderr in (o.communicate(timeout=120)[1] for o in openers) if stderr]
+        reader.join()
+        assert failures == [], failures[0]
+        with SQLiteLog(path) as log:
+            assert sorted(log.read("t", 0, 0, 100).values) == [f"p{n}".encode() for n in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("code", "busy"),
+    [(5, True), (261, True), (517, True), (6, False), (1, False), (None, False)],
+    ids=["BUSY", "BUSY_RECOVERY", "BUSY_SNAPSHOT", "LOCKED", "ERROR", "no code"],
+)
+def test_every_form_of_busy_is_waited_for(code: int | None, busy: bool) -> None:
+    # Another connection repairing the WAL index answers BUSY_RECOVERY (261): a writer waits for it like any busy.
+    import sqlite3
+
+    from eventbus.backends.sqlite import _is_busy
+
+    error = sqlite3.OperationalError("database is locked")
+    if code is not None:
+        error.sqlite_errorcode = code
+    assert _is_busy(error) is busy
