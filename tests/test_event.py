@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -146,6 +147,10 @@ def test_binary_records_without_required_headers_are_decode_errors() -> None:
         decode_record(b"{}", (("ce_type", b"t"),))
 
 
+class Unit(enum.StrEnum):
+    KG = "kg"
+
+
 BASE = {"specversion": "1.0", "id": "e1", "source": "/s", "type": "t"}
 BASE_HEADERS = [("ce_specversion", b"1.0"), ("ce_id", b"e1"), ("ce_source", b"/s"), ("ce_type", b"t")]
 
@@ -169,6 +174,10 @@ BASE_HEADERS = [("ce_specversion", b"1.0"), ("ce_id", b"e1"), ("ce_source", b"/s
             b"\x00\x01\x02",
         ),
         ({"subject": "s/1", "data": 1}, [("ce_subject", b"s/1"), ("content-type", b"application/json")], b"1"),
+        # Text data of a str subclass (an enum member) under a non-JSON type is written as text, unquoted.
+        ({"datacontenttype": "text/plain", "data": Unit.KG}, [("content-type", b"text/plain")], b"kg"),
+        # A datacontenttype of None is no datacontenttype: JSON (a "None" header would not read back as JSON).
+        ({"datacontenttype": None, "data": "x"}, [("content-type", b"application/json")], b'"x"'),
     ],
 )
 def test_binary_mode_headers_and_value(

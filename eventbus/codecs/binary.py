@@ -72,15 +72,13 @@ def _encode_binary_slowly(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]
     names = _HEADER_NAMES
     headers: list[tuple[str, bytes]] = []
     append = headers.append
-    content_type: str | None = None
     for name, value in attrs.items():
         header = names.get(name)
         if header is not None and value.__class__ is str:
             append((header, value.encode()))
         elif name in _SPECIAL:
-            if name == "datacontenttype":
-                content_type = str(value)
-                append((CONTENT_TYPE_HEADER, content_type.encode()))
+            if name == "datacontenttype" and value is not None:
+                append((CONTENT_TYPE_HEADER, str(value).encode()))
         else:
             if header is None:
                 header = HEADER_PREFIX + name
@@ -95,9 +93,10 @@ def _encode_binary_slowly(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]
     data = attrs.get("data", _MISSING)
     if data is _MISSING:
         return tuple(headers), None
+    content_type = attrs.get("datacontenttype")
     if content_type is None:
         append((CONTENT_TYPE_HEADER, b"application/json"))
-    elif data.__class__ is str and not is_json_content_type(content_type):
+    elif isinstance(data, str) and not is_json_content_type(content_type):
         return tuple(headers), data.encode()
     return tuple(headers), orjson.dumps(data)
 
