@@ -12,7 +12,7 @@ log's own storage:
    ``max_poll_interval_s`` is taken to be stuck: its background heartbeats stop, so its session times out and its
    partitions move; when it polls again it rejoins, and first gives up (through the revoke listener) the partitions
    another member took meanwhile.
-   Every change of the member set (a join, a leave, an expiry, a new subscription) moves the group's *membership
+   Every change of the member set (a join, a leave, an expiry) moves the group's *membership
    epoch*, which members read at each poll: a moved epoch starts steps 2 and 3 at that poll, as a Kafka
    coordinator answers a heartbeat with "rebalance in progress", rather than at the next heartbeat. Workers
    started together, or one leaving, then settle their partitions within a round instead of a heartbeat interval.
@@ -98,8 +98,10 @@ class EmbeddedLog(Log):
 
     @abstractmethod
     def membership_epoch(self, group: str) -> int:
-        """A number that changes whenever a member joins or leaves ``group`` (or its subscription changes);
-        cheap enough to read at every poll."""
+        """A number that changes whenever a member joins or leaves ``group`` (an expiry included); cheap enough
+        to read at every poll. A member's new subscription is not a change here: members pick it up at their
+        next heartbeat (a member changes its subscription only by restarting, with a new member id, unless two
+        consumers share a member name, and those must not rebalance at every poll)."""
 
     @abstractmethod
     def keep_alive(self, group: str, member_id: str) -> bool:

@@ -200,15 +200,16 @@ class MemoryLog(EmbeddedLog):
         now = time.monotonic()
         with self._lock:
             state = self._group(group)
-            known = state.members.get(member.member_id)
-            state.members[member.member_id] = (member, now)
-            if known is None or known[0].topics != member.topics:
+            epoch = state.epoch
+            if member.member_id not in state.members:
                 state.epoch += 1
-                # Members idling in wait_for_append look at the new epoch now rather than at their next beat.
-                self._appended.notify_all()
+            state.members[member.member_id] = (member, now)
             for member_id, (other, seen) in list(state.members.items()):
                 if now - seen > other.session_timeout_s:
                     state.drop_member(member_id)
+            if state.epoch != epoch:
+                # Members idling in wait_for_append look at the new epoch now rather than at their next beat.
+                self._appended.notify_all()
             return sorted((m for m, _ in state.members.values()), key=lambda m: m.member_id)
 
     def keep_alive(self, group: str, member_id: str) -> bool:

@@ -475,12 +475,11 @@ class SQLiteLog(EmbeddedLog):
 
     def heartbeat(self, group: str, member: Member) -> list[Member]:
         now_ms = _now_ms()
-        topics = orjson.dumps(member.topics)
         with self._transaction() as db:
             known = db.execute(
-                "SELECT topics FROM group_members WHERE group_name = ? AND member_id = ?", (group, member.member_id)
+                "SELECT 1 FROM group_members WHERE group_name = ? AND member_id = ?", (group, member.member_id)
             ).fetchone()
-            if known is None or known[0] != topics:
+            if known is None:
                 self._next_epoch(db, group)
             db.execute(
                 "INSERT INTO group_members"
@@ -492,7 +491,7 @@ class SQLiteLog(EmbeddedLog):
                     member.member_id,
                     member.host,
                     member.pid,
-                    topics,
+                    orjson.dumps(member.topics),
                     int(member.session_timeout_s * 1000),
                     now_ms,
                 ),

@@ -3,6 +3,7 @@ their next poll when it moves rather than at their next heartbeat."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +39,7 @@ def member(name: str, topics: tuple[str, ...] = ("orders",)) -> Member:
     return Member(name, "elsewhere", 1, topics, 30.0)
 
 
-def test_the_epoch_moves_on_joins_leaves_and_subscription_changes_only(
-    two_logs: tuple[EmbeddedLog, EmbeddedLog],
-) -> None:
+def test_the_epoch_moves_on_joins_and_leaves_only(two_logs: tuple[EmbeddedLog, EmbeddedLog]) -> None:
     log, other = two_logs
     assert log.membership_epoch("g") == 0
     log.heartbeat("g", member("a"))
@@ -55,13 +54,14 @@ def test_the_epoch_moves_on_joins_leaves_and_subscription_changes_only(
     second_join = other.membership_epoch("g")
     assert second_join > joined
 
+    # Two consumers sharing a member name with different topics would otherwise rebalance at every poll.
     log.heartbeat("g", member("b", ("orders", "payments")))
-    resubscribed = other.membership_epoch("g")
-    assert resubscribed > second_join
+    log.heartbeat("g", member("b"))
+    assert other.membership_epoch("g") == second_join, "a known member's subscription is not a membership change"
 
     log.leave("g", "a")
     left = other.membership_epoch("g")
-    assert left > resubscribed
+    assert left > second_join
     log.leave("g", "a")
     assert other.membership_epoch("g") == left, "leaving twice changes nothing the second time"
     assert other.membership_epoch("another-group") == 0
@@ -106,3 +106,27 @@ def test_a_member_gives_up_partitions_at_its_next_poll_when_another_joins(
         second.poll(100, 0.05)
     assert second.assignment() == frozenset(PARTITIONS)
     second.close()
+
+
+def test_an_idle_member_takes_over_at_once_when_another_heartbeat_expires_a_member(
+    two_logs: tuple[EmbeddedLog, EmbeddedLog],
+) -> None:
+    log_a, log_b = two_logs
+    # "b" shares the topic and stops beating; "c" subscribes elsewhere and beats on.
+    log_b.heartbeat("g", Member("b", "elsewhere", 1, ("orders",), 0.3))
+    log_b.heartbeat("g", Member("c", "elsewhere", 1, ("other",), 30.0))
+    idle = log_a.consumer("g", ["orders"], SLOW_HEARTBEATS)
+    assert sum(len(b) for b in idle.poll(100, 0.5)) == 4, "half the partitions, half the records"
+
+    waited: list[int] = []
+    poller = threading.Thread(target=lambda: waited.append(sum(len(b) for b in idle.poll(100, 60.0))))
+    poller.start()
+    time.sleep(0.5)  # "b" has expired by now, but nobody has noticed
+    expired_at = time.monotonic()
+    log_b.heartbeat("g", Member("c", "elsewhere", 1, ("other",), 30.0))  # c's beat removes b
+    poller.join()
+    # Woken by the expiry: a member that slept through it would return only at the end of its 60 s wait.
+    assert time.monotonic() - expired_at < 30.0
+    assert waited == [4], "the idle member took b's partitions"
+    assert idle.assignment() == frozenset(PARTITIONS)
+    idle.close()
