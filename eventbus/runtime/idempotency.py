@@ -17,7 +17,11 @@ is not opened. It keeps reading what live workers append, and replays the journa
 behind:
 
 - a key *done* but never committed belongs to an event that will be delivered again; it is not run again, and
-  what it emitted is emitted again, so no output is lost;
+  what it emitted is emitted again, so no output is lost. The recovering worker *adopts* these records: it
+  writes them to a file of its own (``adopted-<pid>-<random>-<seq>.mm``, in the journal's format) before it
+  deletes the dead worker's journal, and deletes that file once each of its keys is committed (or expired). If
+  the recovering worker dies too before then, the next one recovers the adopted file like a journal, so the
+  keys are never forgotten while their events may still come back;
 - a key *begun* and never done belongs to an event whose worker died in the middle of it: its side effects may or
   may not have happened. It is kept *in doubt* (written to the recovering worker's segment, with its time
   negated) for the retention window from its recovery, like any key: while it is known, the event is
@@ -377,6 +381,12 @@ class FileIdempotencyStore(IdempotencyStore):
         self._keys: dict[int, int] = {}
         self._expiry: deque[tuple[int, int]] = deque()
         self._recovered: dict[int, Outputs] = {}
+        # Files of done records adopted from dead workers (see the module docstring): the keys each still holds
+        # uncommitted and its newest record's time; and per key, its record (to know it again if a round that
+        # re-emitted its outputs is refused).
+        self._adopted: dict[Path, tuple[set[int], int]] = {}
+        self._adopted_records: dict[int, tuple[int, Outputs]] = {}
+        self._adopted_seq = 0
         # Key records of the round being processed (sealed when its commit is handed over), and of rounds whose
         # commits landed but whose keys are not written yet.
         self._open_keys: list[bytes] = []
@@ -406,13 +416,14 @@ class FileIdempotencyStore(IdempotencyStore):
     def _recover_journals(self) -> None:
         """Take over what the journals of dead workers say: begun-but-not-done keys are in doubt (written to the key
         segment at once, so every worker knows); done-but-uncommitted keys keep their outputs, to emit again when
-        the event comes back (they become committed keys with that round)."""
-        doubts = []
-        for path in sorted(self.directory.glob("journal-*.mm")):
-            if _owner_alive(path.name):
-                continue
+        the event comes back (they become committed keys with that round), and are adopted (see the module
+        docstring). Files adopted by workers that died since are recovered the same way."""
+        dead = [p for p in self.directory.glob("journal-*.mm") if not _owner_alive(p.name)]
+        dead += [p for p in self.directory.glob("adopted-*.mm") if not _owner_alive(p.name)]
+        for path in sorted(dead):
             now_ms = _now_ms()
             begun: dict[int, int] = {}
+            done: dict[int, tuple[int, Outputs]] = {}
             for raw in _Journal.records(path.read_bytes()):
                 if len(raw) < _JOURNAL_KEY.size:
                     continue
@@ -429,15 +440,52 @@ class FileIdempotencyStore(IdempotencyStore):
                     else:
                         (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
                         outputs = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
-                    self._keys[h] = at_ms
-                    self._expiry.append((at_ms, h))
-                    self._recovered[h] = outputs
+                    done[h] = (at_ms, outputs)
+            # Durable here before the dead worker's file goes: adopted records first, then the doubts.
+            self._adopt(done)
+            doubts = []
             for h, at_ms in begun.items():
                 self._keys[h] = -at_ms
                 self._expiry.append((at_ms, h))
                 doubts.append(_KEY_RECORD.pack(h, -at_ms))
+            self._write_keys(doubts)
             path.unlink(missing_ok=True)
-        self._write_keys(doubts)
+        for staging in self.directory.glob("adopted-*.mm.tmp"):
+            if not _owner_alive(staging.name):
+                staging.unlink(missing_ok=True)  # an adoption its worker did not live to finish
+
+    def _adopt(self, done: dict[int, tuple[int, Outputs]]) -> None:
+        """Take ``done`` records of a dead worker as this worker's, in a file of its own (see the module docstring)."""
+        oldest_ms = _now_ms() - self._retention_ms
+        done = {h: record for h, record in done.items() if record[0] >= oldest_ms}
+        if not done:
+            return
+        body = b"".join(_framed_done_record(h, at_ms, outputs) for h, (at_ms, outputs) in done.items())
+        self._adopted_seq += 1
+        path = self.directory / f"adopted-{self._name}-{self._adopted_seq}.mm"
+        staging = path.with_name(path.name + ".tmp")
+        staging.write_bytes(_JOURNAL_HEADER.pack(0, len(body)) + body)
+        staging.replace(path)
+        for h, (at_ms, outputs) in done.items():
+            self._keys[h] = at_ms
+            self._expiry.append((at_ms, h))
+            self._recovered[h] = outputs
+            self._adopted_records[h] = (at_ms, outputs)
+        self._adopted[path] = (set(done), max(at_ms for at_ms, _ in done.values()))
+
+    def _settle_adopted(self, committed: Sequence[int]) -> None:
+        """Keys of adopted files that a commit made durable (or that expired): files left with none go."""
+        oldest_ms = _now_ms() - self._retention_ms
+        for path, (keys, newest_ms) in list(self._adopted.items()):
+            keys.difference_update(committed)
+            if keys and newest_ms >= oldest_ms:
+                continue
+            for h in keys:
+                self._adopted_records.pop(h, None)
+            del self._adopted[path]
+            path.unlink(missing_ok=True)
+        for h in committed:
+            self._adopted_records.pop(h, None)
 
     # -- key segments -------------------------------------------------------------------------------------------
 
@@ -617,12 +665,18 @@ class FileIdempotencyStore(IdempotencyStore):
         # records of later rounds, still in flight.
         self._write_keys(list(sealed.keys))
         self._journal.release_to(sealed.journal_end)
+        if self._adopted:
+            self._settle_adopted(sealed.hashes)
         self._maintain()
 
     def refused(self, sealed: Round) -> None:
         # The round's outputs were rolled back and its events will be delivered again: they must run again.
         for h in sealed.hashes:
             self._keys.pop(h, None)
+            adopted = self._adopted_records.get(h)
+            if adopted is not None:
+                # Done by a dead worker, its outputs re-emitted in this round: known again for the next delivery.
+                self._keys[h], self._recovered[h] = adopted
         self._journal.release_to(sealed.journal_end)
 
     def _maintain(self) -> None:
@@ -632,6 +686,8 @@ class FileIdempotencyStore(IdempotencyStore):
             self._next_recovery = now + self.RECOVERY_INTERVAL_S
             self._recover_journals()
             self._delete_expired_segments()
+            if self._adopted:
+                self._settle_adopted(())
         oldest_ms = _now_ms() - self._retention_ms
         expiry = self._expiry
         while expiry and expiry[0][0] < oldest_ms:

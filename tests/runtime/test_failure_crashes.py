@@ -122,5 +122,5 @@ def test_redelivery_after_a_crash_causes_no_second_side_effect(
     every = {e.id for e in events}
     assert set(applied) | in_doubt == every, "every event was applied or set aside as in doubt"
     assert len(in_doubt) <= 3, "at most the one event in flight at each of the 3 kills is in doubt"
-    leftover = [p for p in os.listdir(tmp_path) if ".journal." in p]
+    leftover = [p for p in os.listdir(tmp_path / "effects.idempotency") if p.startswith("journal-")]
     assert leftover == [], "the journals of killed workers were folded and removed"

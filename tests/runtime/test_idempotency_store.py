@@ -291,3 +291,53 @@ def test_each_shape_of_outputs_comes_back_from_a_dead_workers_journal(tmp_path: 
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
     assert store.seen([done], 3600) == {done: outputs}
     store.close()
+
+
+def adopted_files(directory: Path) -> list[str]:
+    return sorted(n for n in os.listdir(directory) if n.startswith("adopted-"))
+
+
+def die_with_a_done_record(directory: Path, key: str) -> int:
+    """A worker that handled ``key``, emitting OUTPUTS, and died before its round committed."""
+    dead = FileIdempotencyStore(directory, retention_s=3600)
+    (h,) = hashes_of(key)
+    dead.begin(h)
+    dead.record(h, OUTPUTS)
+    dead.close()  # as a crash leaves it: the journal stays
+    return h
+
+
+def test_done_records_taken_from_a_dead_worker_survive_the_death_of_the_one_that_took_them(tmp_path: Path) -> None:
+    h = die_with_a_done_record(tmp_path, "a")
+    second = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert second.seen([h], 3600) == {h: OUTPUTS}
+    assert not any(n.startswith("journal-") and n != second._journal.path.name for n in os.listdir(tmp_path))
+    second.close()  # dies too, before the event came back and its round committed
+
+    third = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert third.seen([h], 3600) == {h: OUTPUTS}, "still known: not run a second time"
+    third.close()
+
+
+def test_an_adopted_record_goes_once_its_key_is_committed(tmp_path: Path) -> None:
+    h = die_with_a_done_record(tmp_path, "a")
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert store.seen([h], 3600) == {h: OUTPUTS}  # the event came back: its outputs are emitted again
+    assert len(adopted_files(tmp_path)) == 1
+    store.committed(store.seal())
+    assert adopted_files(tmp_path) == []
+    store.close()
+
+    later = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert later.seen([h], 3600) == {h: []}, "committed: known, with its outputs in the log already"
+    later.close()
+
+
+def test_an_adopted_record_is_known_again_after_a_refused_commit(tmp_path: Path) -> None:
+    h = die_with_a_done_record(tmp_path, "a")
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert store.seen([h], 3600) == {h: OUTPUTS}
+    store.refused(store.seal())  # the round that emitted them again was rolled back: the event comes back again
+    assert store.seen([h], 3600) == {h: OUTPUTS}
+    assert len(adopted_files(tmp_path)) == 1
+    store.close()
