@@ -172,6 +172,35 @@ def _framed_key_record(kind: bytes, h: int) -> bytes:
     return _FRAMED_KEY.pack(_JOURNAL_KEY.size, kind, h)
 
 
+def _done_records(
+    journal: bytes, begun: dict[int, int] | None = None, now_ms: int = 0
+) -> dict[int, tuple[int, Outputs]]:
+    """The done records in a journal's pending part, by key: (time, outputs). Keys begun and not done (nor
+    abandoned) go to ``begun``, with ``now_ms``."""
+    done: dict[int, tuple[int, Outputs]] = {}
+    for raw in _Journal.records(journal):
+        if len(raw) < _JOURNAL_KEY.size:
+            continue
+        kind, h = _JOURNAL_KEY.unpack_from(raw)
+        if kind == _BEGIN:
+            if begun is not None:
+                begun[h] = now_ms
+        elif kind == _ABANDON:
+            if begun is not None:
+                begun.pop(h, None)
+        elif kind in (_DONE, _DONE_JSON):
+            if begun is not None:
+                begun.pop(h, None)
+            if kind == _DONE:
+                _, _, at_ms, count = _DONE_HEAD.unpack_from(raw)
+                outputs = unframe_outputs(raw, count, _DONE_HEAD.size)
+            else:
+                (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
+                outputs = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
+            done[h] = (at_ms, outputs)
+    return done
+
+
 def unframe_outputs(data: bytes, count: int, start: int) -> Outputs:
     outputs: Outputs = []
     position = start
@@ -387,6 +416,8 @@ class FileIdempotencyStore(IdempotencyStore):
         self._adopted: dict[Path, tuple[set[int], int]] = {}
         self._adopted_records: dict[int, tuple[int, Outputs]] = {}
         self._adopted_seq = 0
+        # Files other live workers adopted, read once each (they do not change once written).
+        self._adopted_read: set[str] = set()
         # Key records of the round being processed (sealed when its commit is handed over), and of rounds whose
         # commits landed but whose keys are not written yet.
         self._open_keys: list[bytes] = []
@@ -422,25 +453,12 @@ class FileIdempotencyStore(IdempotencyStore):
         dead += [p for p in self.directory.glob("adopted-*.mm") if not _owner_alive(p.name)]
         for path in sorted(dead):
             now_ms = _now_ms()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # another worker recovered it since the listing
+                continue
             begun: dict[int, int] = {}
-            done: dict[int, tuple[int, Outputs]] = {}
-            for raw in _Journal.records(path.read_bytes()):
-                if len(raw) < _JOURNAL_KEY.size:
-                    continue
-                kind, h = _JOURNAL_KEY.unpack_from(raw)
-                if kind == _BEGIN:
-                    begun[h] = now_ms
-                elif kind == _ABANDON:
-                    begun.pop(h, None)
-                elif kind in (_DONE, _DONE_JSON):
-                    begun.pop(h, None)
-                    if kind == _DONE:
-                        _, _, at_ms, count = _DONE_HEAD.unpack_from(raw)
-                        outputs = unframe_outputs(raw, count, _DONE_HEAD.size)
-                    else:
-                        (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
-                        outputs = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
-                    done[h] = (at_ms, outputs)
+            done = _done_records(data, begun, now_ms)
             # Durable here before the dead worker's file goes: adopted records first, then the doubts.
             self._adopt(done)
             doubts = []
@@ -453,6 +471,26 @@ class FileIdempotencyStore(IdempotencyStore):
         for staging in self.directory.glob("adopted-*.mm.tmp"):
             if not _owner_alive(staging.name):
                 staging.unlink(missing_ok=True)  # an adoption its worker did not live to finish
+
+    def _catch_up(self) -> None:
+        """Learn what other workers made known: keys they committed or found in doubt (their segments), the journals
+        of workers that died (recovered here if nobody has yet), and the records live workers adopted. A few
+        directory listings, once per batch."""
+        self._read_key_files()
+        self._recover_journals()
+        for path in self.directory.glob("adopted-*.mm"):
+            if path in self._adopted or path.name in self._adopted_read or not _owner_alive(path.name):
+                continue  # ours, read already, or (its adopter dead) recovered above
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # settled by its adopter since the listing
+                continue
+            self._adopted_read.add(path.name)
+            for h, (at_ms, outputs) in _done_records(data).items():
+                if h not in self._keys:  # committed or in doubt already: that says more
+                    self._keys[h] = at_ms
+                    self._expiry.append((at_ms, h))
+                    self._recovered[h] = outputs
 
     def _adopt(self, done: dict[int, tuple[int, Outputs]]) -> None:
         """Take ``done`` records of a dead worker as this worker's, in a file of its own (see the module docstring)."""
@@ -618,6 +656,9 @@ class FileIdempotencyStore(IdempotencyStore):
     # -- the contract -------------------------------------------------------------------------------------------
 
     def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
+        # Another worker may have handled these events, died, or taken over from one that died, since the last
+        # look: a partition that moved here after a crash brings its events back at once.
+        self._catch_up()
         oldest_ms = _now_ms() - int(ttl_s * 1000)
         found: Seen = {}
         known = self._keys

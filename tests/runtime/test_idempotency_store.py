@@ -341,3 +341,29 @@ def test_an_adopted_record_is_known_again_after_a_refused_commit(tmp_path: Path)
     assert store.seen([h], 3600) == {h: OUTPUTS}
     assert len(adopted_files(tmp_path)) == 1
     store.close()
+
+
+def test_a_running_worker_learns_of_a_crash_when_the_partition_comes_to_it(tmp_path: Path) -> None:
+    # Three workers on one host. "running" started first; "dead" handles two events (one to the end, one not)
+    # and dies before committing; "taking_over" starts and recovers its journal. The partition then goes to
+    # "running", which must know both events before it would run them again.
+    running = FileIdempotencyStore(tmp_path, retention_s=3600)
+    done, cut_short = hashes_of("done", "cut short")
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    dead.begin(done)
+    dead.record(done, OUTPUTS, then_begin=cut_short)
+    dead.close()
+    taking_over = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert not dead._journal.path.exists(), "taken over"
+
+    assert running.seen([done, cut_short], 3600) == {done: OUTPUTS, cut_short: IN_DOUBT}
+    taking_over.close()
+    running.close()
+
+
+def test_a_running_worker_recovers_a_dead_workers_journal_itself_when_it_is_first(tmp_path: Path) -> None:
+    running = FileIdempotencyStore(tmp_path, retention_s=3600)
+    h = die_with_a_done_record(tmp_path, "a")
+    assert running.seen([h], 3600) == {h: OUTPUTS}
+    assert len(adopted_files(tmp_path)) == 1, "adopted, so a crash of this worker does not lose it"
+    running.close()
