@@ -47,6 +47,9 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--commit-interval-ms must be 0 or more, got {args.commit_interval_ms:g}")
     if args.workers > 1:
         return _supervise(args)
+    from eventbus.cli.supervisor import stop_with_supervisor
+
+    stop_with_supervisor()
     from eventbus.backends import open_log
     from eventbus.backends.base import ConsumerSettings
     from eventbus.loader import load_app

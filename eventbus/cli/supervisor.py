@@ -13,12 +13,15 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
 
 logger = logging.getLogger("eventbus.supervisor")
 
+# Set in the environment of the workers a supervisor starts: its pid.
+SUPERVISOR_PID_ENV = "EVENTBUS_SUPERVISOR_PID"
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 _CHECK_INTERVAL_S = 0.2
@@ -62,7 +65,8 @@ class Supervisor:
     def _start(self, index: int) -> None:
         # A process group of its own: a terminal's Ctrl-C then reaches the supervisor alone, which passes it on
         # once. Reaching the worker twice (from the terminal and from here) would stop it without draining.
-        self._children[index] = subprocess.Popen(self._commands[index], env=os.environ.copy(), process_group=0)
+        env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
+        self._children[index] = subprocess.Popen(self._commands[index], env=env, process_group=0)
 
     def _on_failure(self, index: int, pid: int, code: int) -> None:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
@@ -89,3 +93,17 @@ class Supervisor:
         self._restarts.append(now)
         logger.warning("worker %d (pid %d) %s; starting it again", index, pid, how)
         self._start(index)
+
+
+def stop_with_supervisor() -> None:
+    """In a worker the supervisor started (Linux): be sent SIGTERM, and so drain and stop, if the supervisor dies.
+    Out of the terminal's process group, nothing else would stop a worker whose supervisor was killed."""
+    supervisor_pid = os.environ.get(SUPERVISOR_PID_ENV)
+    if supervisor_pid is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(supervisor_pid):
+        os.kill(os.getpid(), signal.SIGTERM)  # it died before that took effect

@@ -96,7 +96,8 @@ def supervisor_of(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Ca
     for process in started:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        if process.stderr is not None and not process.stderr.closed:
+            process.communicate()
 
 
 def test_a_killed_worker_is_started_again_and_its_group_goes_on(
@@ -163,3 +164,24 @@ def test_ctrl_c_in_the_terminal_drains_every_worker(
     assert supervisor.returncode == 0, stderr
     assert stderr.count("worker stopped:") == 2, stderr
     assert members(tmp_path, "echo") == [], "both workers left the group on the way out"
+
+
+def test_workers_drain_and_stop_when_their_supervisor_is_killed(
+    tmp_path: Path, subprocess_env: dict[str, str], supervisor_of: Callable[..., subprocess.Popen[str]]
+) -> None:
+    (tmp_path / "echo_app.py").write_text(ECHO_APP)
+    publish(tmp_path, subprocess_env, *range(10))
+    supervisor = supervisor_of("echo_app", "--workers", "2")
+    wait_for(lambda: len(members(tmp_path, "echo")) == 2, "two workers to join")
+    workers = members(tmp_path, "echo")
+
+    supervisor.kill()
+    supervisor.wait()  # not communicate: the workers hold its stderr open until they exit
+    try:
+        wait_for(lambda: members(tmp_path, "echo") == [], "the workers to leave their group")
+        for pid in workers:
+            wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), f"worker {pid} to exit")
+    finally:
+        for pid in workers:
+            if os.path.exists(f"/proc/{pid}"):
+                os.kill(pid, signal.SIGKILL)
