@@ -102,9 +102,12 @@ def test_exactly_once_workers_hand_partitions_over_and_every_output_is_committed
             wait_until_committed(log, 3000, 60)
             first.send_signal(signal.SIGTERM)
             _, first_err = first.communicate(timeout=60)
-            wait_for(lambda: all_processed(log), 120, "the second worker to process what the first left")
-            second.send_signal(signal.SIGTERM)
-            _, second_err = second.communicate(timeout=60)
+            try:
+                wait_for(lambda: all_processed(log), 120, "the second worker to process what the first left")
+            finally:
+                second.send_signal(signal.SIGTERM)
+                _, second_err = second.communicate(timeout=60)
+                print("first worker:", first_err.decode(), "second worker:", second_err.decode(), sep="\n")
             assert first.returncode == 0, first_err.decode()
             assert second.returncode == 0, second_err.decode()
             causes = output_causes(log)
