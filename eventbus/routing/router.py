@@ -282,21 +282,25 @@ class Router(Generic[T]):
         sub_rule.rest = tuple(b for b in sub_rule.conditions if b is not anchor)
         self._checks.pop(sub_rule_id, None)
         path_id, condition = anchor
-        index = self._indexes.get(path_id)
-        if index is None:
-            index = self._indexes[path_id] = ValueIndex()
-        for matcher in condition.matchers:
-            index.add(matcher, sub_rule_id)
+        if condition.matchers:
+            # An anchor with no matchers (exists: false alone) needs no index, only the absent anchors below; an
+            # empty index would be dropped by the next detach of another sub-rule on the path.
+            index = self._indexes.get(path_id)
+            if index is None:
+                index = self._indexes[path_id] = ValueIndex()
+            for matcher in condition.matchers:
+                index.add(matcher, sub_rule_id)
         if condition.allows_absence:
             self._absent_anchors.setdefault(path_id, []).append(sub_rule_id)
 
     def _detach(self, sub_rule_id: int) -> None:
         path_id, condition = self._sub_rules[sub_rule_id].anchor
-        index = self._indexes[path_id]
-        for matcher in condition.matchers:
-            index.remove(matcher, sub_rule_id)
-        if index.size == 0:
-            del self._indexes[path_id]
+        if condition.matchers:
+            index = self._indexes[path_id]
+            for matcher in condition.matchers:
+                index.remove(matcher, sub_rule_id)
+            if index.size == 0:
+                del self._indexes[path_id]
         if condition.allows_absence:
             anchored = self._absent_anchors[path_id]
             anchored.remove(sub_rule_id)

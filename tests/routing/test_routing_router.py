@@ -155,3 +155,24 @@ def test_thousands_of_rules_come_and_go_quickly() -> None:
         router.remove(rule_id)
     assert len(router) == 0
     assert time.perf_counter() - started < 20
+
+
+def test_a_rule_anchored_on_an_absent_field_survives_anchor_reviews_and_removal() -> None:
+    # Found by the add-then-remove property test: a sub-rule anchored on `exists: false` alone has no matchers to
+    # index; the empty index made for it was dropped when another rule left the path, and removing it then failed.
+    patterns = [
+        {"a": [""]},
+        {"b": ["", {"anything-but": [""]}], "a": {"b": [{"anything-but": ""}]}},
+        {"a.b": [""], "$or": [{"a.b": [{"exists": False}]}, {"a": [""], "b": ["x"]}]},
+    ]
+    events: list[dict[str, Any]] = [{"a": ""}, {"a": "", "b": "x"}, {"b": ""}, {"a": {"b": "x"}, "b": ""}, {}]
+    router: Router[int] = Router()
+    ids = [router.add(pattern, n) for n, pattern in enumerate(patterns)]
+    for event in events:
+        expected = [n for n, pattern in enumerate(patterns) if compile_pattern(pattern).matches(event)]
+        assert router.match(event) == expected, event
+    assert any(router.match(event) for event in events), "the events exercise the rules"
+    for rule_id in ids:
+        router.remove(rule_id)
+    assert len(router) == 0
+    assert all(router.match(event) == [] for event in events)
