@@ -16,8 +16,9 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from eventbus.app.policies import event_id
 from eventbus.app.processor import Processor
@@ -29,7 +30,7 @@ from eventbus.publisher import EventEncoder
 from eventbus.runtime.breaker import Breaker
 from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter, replayed_from
 from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
-from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, default_key, key_hasher
+from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, default_key_hashes, key_hasher
 from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
 from eventbus.runtime.lane import Attempts, Item, Lane, event_of, format_traceback
 from eventbus.runtime.outbox import Outbox, OutputError
@@ -545,24 +546,18 @@ class Executor:
         assert policy is not None
         events = batch.events
         name = processor.name
-        hash_key = key_hasher(name)
-        hashes = []
         failure_at: Failure | None = None
-        for n, position in enumerate(positions):
-            attrs = events[position]
-            assert attrs is not None
-            try:
-                key = default_key(attrs) if policy.key is event_id else policy.key(Event.wrap(attrs))
-                hashes.append(hash_key(key))
-            except Exception as exc:
-                # The key function failed on this event: the events before it run; this one fails like a call.
-                error = IdempotencyKeyError(f"the idempotency key function raised {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-                failure_at = Failure(n, error)
-                positions = positions[:n]
-                break
+        if policy.key is event_id:
+            # Routed positions hold decoded events, never None.
+            hashes = default_key_hashes(name, [events[p] for p in positions])  # type: ignore[misc]
+        else:
+            hashes, failure_at, positions = self._custom_key_hashes(policy.key, name, events, positions)
         seen = store.seen(hashes, policy.ttl_s)
         journal = _KeyJournal(store, self.outbox)
+        if not seen and len(set(hashes)) == len(hashes):
+            # The common case: every event new, none twice in the batch.
+            failure = await self._run_new(processor, batch, positions, hashes, 0, len(hashes), journal)
+            return failure if failure is not None else failure_at
         run_from = 0  # where the run of new events waiting to be invoked starts, among positions
         running: set[int] = set()
         for n, h in enumerate(hashes):
@@ -593,6 +588,25 @@ class Executor:
                 metrics.duplicate_skipped(name)
         failure = await self._run_new(processor, batch, positions, hashes, run_from, len(hashes), journal)
         return failure if failure is not None else failure_at
+
+    @staticmethod
+    def _custom_key_hashes(
+        key_of: Callable[[Event], str], name: str, events: Sequence[dict[str, Any] | None], positions: list[int]
+    ) -> tuple[list[int], Failure | None, list[int]]:
+        """Key hashes from a processor's own key function; where it raises, the events before run and that one
+        fails like a call: (hashes, that failure, the positions before it)."""
+        hash_key = key_hasher(name)
+        hashes = []
+        for n, position in enumerate(positions):
+            attrs = events[position]
+            assert attrs is not None
+            try:
+                hashes.append(hash_key(key_of(Event.wrap(attrs))))
+            except Exception as exc:
+                error = IdempotencyKeyError(f"the idempotency key function raised {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                return hashes, Failure(n, error), positions[:n]
+        return hashes, None, positions
 
     async def _run_new(
         self,

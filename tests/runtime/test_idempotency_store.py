@@ -282,15 +282,52 @@ def test_journals_written_by_earlier_versions_are_still_recovered(tmp_path: Path
         [],
     ],
 )
-def test_each_shape_of_outputs_comes_back_from_a_dead_workers_journal(tmp_path: Path, outputs: Any) -> None:
+@pytest.mark.parametrize("then_begin", [False, True], ids=["last of its run", "with the next begin"])
+def test_each_shape_of_outputs_comes_back_from_a_dead_workers_journal(
+    tmp_path: Path, outputs: Any, then_begin: bool
+) -> None:
     dead = FileIdempotencyStore(tmp_path, retention_s=3600)
-    (done,) = hashes_of("one")
+    done, following = hashes_of("one", "two")
     dead.begin(done)
-    dead.record(done, outputs)
+    dead.record(done, outputs, then_begin=following if then_begin else None)
     dead.close()
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
-    assert store.seen([done], 3600) == {done: outputs}
+    expected: dict[int, Any] = {done: outputs, following: IN_DOUBT} if then_begin else {done: outputs}
+    assert store.seen([done, following], 3600) == expected
     store.close()
+
+
+def run_round(store: FileIdempotencyStore, keys: list[str], value: bytes) -> list[int]:
+    """Record ``keys`` (each emitting ``value``) as one run, without committing it."""
+    hashes = hashes_of(*keys)
+    store.begin(hashes[0])
+    for n, h in enumerate(hashes):
+        following = hashes[n + 1] if n + 1 < len(hashes) else None
+        store.record(h, [("out", Message(value, b"k"))], then_begin=following)
+    return hashes
+
+
+def test_the_journal_reuses_its_space_while_rounds_overlap_and_a_crash_still_finds_the_round_in_flight(
+    tmp_path: Path,
+) -> None:
+    # A worker seals a round, processes the next one while the first commits, and so on: its journal is never
+    # empty when a commit lands. 200 rounds of 100 outputs of 300 bytes would take 6 MB written end to end.
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    value = b"v" * 300
+    sealed = store.seal()
+    for n in range(200):
+        in_flight = run_round(store, [f"{n}-{i}" for i in range(100)], value)
+        store.committed(sealed)
+        sealed = store.seal()
+    assert store._journal.path.stat().st_size <= idempotency._JOURNAL_START_BYTES
+    last_committed = hashes_of("198-0", "198-99")
+    store.close()  # the last round never committed: as a crash leaves it
+
+    taken_over = FileIdempotencyStore(tmp_path, retention_s=3600)
+    seen = taken_over.seen(in_flight + last_committed, 3600)
+    assert all(seen[h] == [("out", Message(value, b"k"))] for h in in_flight), "the round in flight comes back"
+    assert seen[last_committed[0]] == seen[last_committed[1]] == [], "committed rounds are not in flight"
+    taken_over.close()
 
 
 def adopted_files(directory: Path) -> list[str]:
