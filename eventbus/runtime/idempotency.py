@@ -318,7 +318,9 @@ def memory_store_for(log: object) -> MemoryIdempotencyStore:
 class _Journal:
     """An append-only, memory-mapped record file: a header (start, used), then length-prefixed records.
 
-    Records before ``start`` belong to rounds whose commit landed; only those after it matter after a crash."""
+    Records before ``start`` belong to rounds whose commit landed; only those after it matter after a crash.
+    Positions handed out (`position`, `release_to`) count every byte ever appended, so they stay right when the
+    records that matter move to the top of the file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -328,11 +330,13 @@ class _Journal:
         self._map = mmap.mmap(self._fd, self._size)
         self._start = 0
         self._used = 0
+        # The position of the file's first record: what was appended before it, and moved out of the way.
+        self._base = 0
 
     @property
     def position(self) -> int:
         """Where the next record goes: a round that ends here is passed with `release_to`."""
-        return self._used
+        return self._base + self._used
 
     def append(self, framed: bytes) -> None:
         """Append records, each already preceded by its length; the header counts them only once every byte is
@@ -349,10 +353,12 @@ class _Journal:
 
     def release_to(self, position: int) -> None:
         """Records before ``position`` no longer matter (their round committed, or was given up)."""
-        self._start = max(self._start, position)
+        self._start = max(self._start, position - self._base)
         pending = self._used - self._start
         if pending <= 0:
-            self._start = self._used = 0  # nothing left: write from the top again
+            # Nothing left: write from the top again.
+            self._base += self._used
+            self._start = self._used = 0
         elif pending <= self._start:
             self._move_pending_to_top(pending)
             return
@@ -368,6 +374,7 @@ class _Journal:
         journal.move(top, top + self._start, pending)
         struct.pack_into("<Q", journal, 0, 0)
         struct.pack_into("<Q", journal, 8, pending)
+        self._base += self._start
         self._start, self._used = 0, pending
 
     def _grow(self, needed: int) -> None:

@@ -307,6 +307,24 @@ def run_round(store: FileIdempotencyStore, keys: list[str], value: bytes) -> lis
     return hashes
 
 
+def test_rounds_sealed_before_the_journal_moves_its_records_still_release_only_their_own(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    value = b"v" * 100
+    run_round(store, [f"a-{i}" for i in range(100)], value)
+    first = store.seal()
+    run_round(store, [f"b-{i}" for i in range(10)], value)
+    second = store.seal()
+    in_flight = run_round(store, [f"c-{i}" for i in range(10)], value)
+    store.committed(first)  # what is left is short: moved to the top of the journal
+    store.committed(second)
+    store.close()  # the third round never committed
+
+    taken_over = FileIdempotencyStore(tmp_path, retention_s=3600)
+    seen = taken_over.seen(in_flight, 3600)
+    assert all(seen[h] == [("out", Message(value, b"k"))] for h in in_flight), "the round in flight comes back"
+    taken_over.close()
+
+
 def test_the_journal_reuses_its_space_while_rounds_overlap_and_a_crash_still_finds_the_round_in_flight(
     tmp_path: Path,
 ) -> None:
