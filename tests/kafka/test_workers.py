@@ -92,7 +92,9 @@ def test_exactly_once_workers_hand_partitions_over_and_every_output_is_committed
 
     env = {**subprocess_env, "EVENTBUS_TEST_DELAY_S": "0.001"}
     with running("noida", tmp_path / "noida") as broker:
-        url = broker.url()
+        # A rebalance that a member never completes (it stopped while its JoinGroup was held) ends after the
+        # rebalance timeout, max.poll.interval.ms: 20 s here rather than 5 minutes.
+        url = broker.url(**{"max.poll.interval.ms": 20_000})
         with open_kafka_log(url) as log:
             ids = publish_inputs(log, 6000)
             run = ("run", APP, "--broker", url, "--guarantee", "exactly_once", "--max-poll-records", "100")
