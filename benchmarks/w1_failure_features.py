@@ -2,8 +2,12 @@
 against the same W1 with them off, in one run, on the embedded SQLite log.
 
 Nothing fails here: this measures what the machinery costs when it is not needed (target: at most 10% slower).
-Retries and dead-letter topics cost nothing until an event fails; idempotency costs a key per event (two journal
-writes and a lookup), since it must be durable before the commit.
+Retries and dead-letter topics cost nothing until an event fails; idempotency costs a key per event (a hash, a
+lookup, and one journal write: its done record with the next event's begin), since it must be durable before the
+commit.
+
+Runs go in pairs, one of each back to back; reported are the best of each, and the median over the pairs of the
+ratio of their times (wall clock, and CPU time of the process).
 
 usage: python benchmarks/w1_failure_features.py [--events N] [--repeat R]
 """
@@ -13,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -61,18 +67,27 @@ def run(path: Path, events: list[tuple[bytes, bytes]], *, features: bool) -> dic
     log = fill_eventbus_log(path, events)
     settings = WorkerSettings(until_idle=True, max_poll_records=BATCH, idle_poll_s=0.0)
     worker = Worker(w1_app(features=features), log, settings)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     stats = run_coroutine(worker.run())
     elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     outputs = sum(s.end_offset for s in log.watermarks("large-payments"))
     log.close()
-    return {"elapsed_s": elapsed, "events": stats.events_in, "outputs": outputs, "batch_s": stats.round_latencies_s}
+    return {
+        "elapsed_s": elapsed,
+        "cpu_s": cpu_s,
+        "events": stats.events_in,
+        "outputs": outputs,
+        "batch_s": stats.round_latencies_s,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="pairs of runs, one of each, back to back")
     args = parser.parse_args()
     events = make_events(args.events)
     print(f"W1 with and without retries + dead-letter topic + idempotency: {args.events:,} events, batch {BATCH}")
@@ -81,19 +96,31 @@ def main() -> None:
         f"SQLite {sqlite3.sqlite_version}, {platform.platform()}"
     )
     best: dict[str, dict[str, Any]] = {}
+    wall_ratios, cpu_ratios = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.repeat):
+            pair = {}
             for name, features in (("features off", False), ("features on", True)):
                 result = run(Path(tmp) / f"{name.replace(' ', '-')}-{n}.db", events, features=features)
-                print(f"  run {n + 1}: {describe(name, result)}")
+                print(f"  run {n + 1}: {describe(name, result)}  cpu {result['cpu_s']:.2f} s")
+                pair[name] = result
                 if name not in best or result["elapsed_s"] < best[name]["elapsed_s"]:
                     best[name] = result
+            assert pair["features on"]["outputs"] == pair["features off"]["outputs"]
+            wall_ratios.append(pair["features on"]["elapsed_s"] / pair["features off"]["elapsed_s"])
+            cpu_ratios.append(pair["features on"]["cpu_s"] / pair["features off"]["cpu_s"])
     print("best of each:")
     for name, result in best.items():
         print("  " + describe(name, result))
-    assert best["features on"]["outputs"] == best["features off"]["outputs"]
-    slower = best["features on"]["elapsed_s"] / best["features off"]["elapsed_s"] - 1
-    print(f"features on cost {100 * slower:+.1f}% (target: <= +10%)")
+    best_ratio = best["features on"]["elapsed_s"] / best["features off"]["elapsed_s"]
+    # This VM's speed drifts by tens of percent within minutes; a pair run back to back shares the drift, so the
+    # median of the pairs' ratios is the steadier figure.
+    print(f"features on cost, best against best: {100 * (best_ratio - 1):+.1f}%")
+    print(f"features on cost, CPU time, median of pairs: {100 * (statistics.median(cpu_ratios) - 1):+.1f}%")
+    print(
+        f"features on cost, median of pairs: {100 * (statistics.median(wall_ratios) - 1):+.1f}% "
+        f"(pairs from {100 * (min(wall_ratios) - 1):+.1f}% to {100 * (max(wall_ratios) - 1):+.1f}%; target: <= +10%)"
+    )
 
 
 if __name__ == "__main__":
