@@ -230,6 +230,10 @@ class Log(ABC):
     # How events are laid out in this log's records: "structured" (the whole CloudEvent as the JSON value) or
     # "binary" (attributes in ce_* headers, the data as the value: the CloudEvents Kafka binding).
     event_mode: Literal["structured", "binary"] = "structured"
+    # Whether calls that do not wait for new records are local and short (about a millisecond, no network): a
+    # worker then makes them itself instead of handing them to I/O threads, which under the GIL cost more than
+    # the work they overlap.
+    local_calls: bool = False
 
     def ensure_topic(self, name: str, partitions: int | None = None) -> TopicInfo:
         """The topic, created if missing (with ``partitions``, else the log's default when it auto-creates)."""

@@ -91,6 +91,8 @@ def assign(members: Sequence[Member], partition_counts: Mapping[str, int]) -> di
 class EmbeddedLog(Log):
     """A log whose consumer groups are coordinated through its own storage (see the module docstring)."""
 
+    local_calls = True
+
     @abstractmethod
     def heartbeat(self, group: str, member: Member) -> list[Member]:
         """Refresh ``member``; remove members silent for longer than their own session timeout, or whose

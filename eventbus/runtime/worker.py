@@ -17,11 +17,13 @@ Steps 4 and 5 are one call to the consumer: drivers that can (SQLite, memory) ma
 commit interval (``commit_interval_ms``; 100 ms on a broker), the rounds processed within it are emitted and
 committed together, in one such call, once it has passed or when a poll returns nothing.
 
-Log calls run on two threads, so this one only runs processors: a *reader* polls (the next round is read while
-this round is processed) and a *writer* emits and commits (round N is written while round N+1 is processed). At
-most one commit is in flight and commits happen in round order. When the group takes partitions away, the revoke
-listener, called from inside a poll, first waits for the commit in flight, so finished work is committed before
-the partitions move.
+On a broker, log calls run on two threads, so this one only runs processors: a *reader* polls (the next round is
+read while this round is processed) and a *writer* emits and commits (round N is written while round N+1 is
+processed). At most one commit is in flight and commits happen in round order. When the group takes partitions
+away, the revoke listener, called from inside a poll, first waits for the commit in flight, so finished work is
+committed before the partitions move. On the embedded logs, whose calls are local and short (`Log.local_calls`),
+this thread polls and commits itself, and only a poll that waits for new records goes to the reader: there the
+threads would cost more than they overlap, since every one of them needs the GIL for its share of the work.
 
 Backpressure: a partition with more than ``max_pending_per_partition`` events waiting in lanes, or read by a
 processor whose circuit breaker is open, is paused: no more of it is fetched until it drains.
@@ -138,6 +140,9 @@ class Worker:
         self._handed_over = threading.Event()
         self._handed_over.set()
         self._commit_interval_s = self._choose_commit_interval_s()
+        # Polls that find records and commits run on this thread (see Log.local_calls): there is then no reading
+        # ahead, and a commit is complete when it is handed over.
+        self._local_calls = log.local_calls
         self._next_handover = 0.0
 
     def _choose_commit_interval_s(self) -> float:
@@ -277,7 +282,7 @@ class Worker:
             if prefetched is not None:
                 batches, prefetched = await prefetched, None
             else:
-                batches = await self._read(consumer.poll, settings.max_poll_records, self._poll_timeout())  # 1
+                batches = await self._poll(consumer, self._poll_timeout())  # 1
             self._apply_revocations()
             now = time.monotonic()
             if batches:
@@ -288,7 +293,7 @@ class Worker:
                 await executor.deliver(routed, now)  # 3
             await executor.run_due(now)  # 3: retries, windows and probes that are due
             await self._apply_backpressure(consumer)
-            if batches and not self._stopping:
+            if batches and not self._stopping and not self._local_calls:
                 # Read the next round (without waiting for new records) while this round is being written.
                 self._handed_over.clear()
                 prefetched = self._read_soon(consumer.poll, settings.max_poll_records, 0.0)
@@ -310,6 +315,15 @@ class Worker:
         if prefetched is not None:
             # Stopping: records read ahead are not processed; they stay uncommitted and are read again later.
             await prefetched
+
+    async def _poll(self, consumer: Consumer, timeout_s: float) -> list[RecordBatch]:
+        """A poll on the reader thread; on a log with local calls, one that finds records is made here."""
+        max_records = self.settings.max_poll_records
+        if self._local_calls:
+            batches = consumer.poll(max_records, 0.0)
+            if batches or timeout_s <= 0:
+                return batches
+        return await self._read(consumer.poll, max_records, timeout_s)
 
     def _poll_timeout(self) -> float:
         timeout = self.settings.idle_poll_s
@@ -407,7 +421,10 @@ class Worker:
         self._executor.dead_lettered = 0
         # The idempotency keys recorded in this round count only once its commit lands.
         sealed = self._idempotency.seal() if self._idempotency is not None else None
-        future = self._writer.submit(consumer.publish_and_commit, outputs, offsets)
+        if self._local_calls:
+            future = _done_now(consumer.publish_and_commit, outputs, offsets)
+        else:
+            future = self._writer.submit(consumer.publish_and_commit, outputs, offsets)
         self._in_flight = (future, offsets, emitted, dead, sealed)
 
     async def _settle_commit(self) -> None:
@@ -437,3 +454,15 @@ class Worker:
         if self.stats.first_commit_monotonic is None:
             self.stats.first_commit_monotonic = time.monotonic()
             logger.info("first round committed: %d events in, %d out", self.stats.events_in, emitted)
+
+
+def _done_now(func: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> Future[None]:
+    """Call ``func`` here and now, its outcome in a future as the writer thread would give it."""
+    future: Future[None] = Future()
+    try:
+        func(*args, **kwargs)
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(None)
+    return future
