@@ -11,6 +11,7 @@ concurrent processors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -546,12 +547,7 @@ class Executor:
         assert policy is not None
         events = batch.events
         name = processor.name
-        failure_at: Failure | None = None
-        if policy.key is event_id:
-            # Routed positions hold decoded events, never None.
-            hashes = default_key_hashes(name, [events[p] for p in positions])  # type: ignore[misc]
-        else:
-            hashes, failure_at, positions = self._custom_key_hashes(policy.key, name, events, positions)
+        hashes, failure_at, positions = self._key_hashes(policy.key, name, events, positions)
         seen = store.seen(hashes, policy.ttl_s)
         journal = _KeyJournal(store, self.outbox)
         if not seen and len(set(hashes)) == len(hashes):
@@ -590,11 +586,17 @@ class Executor:
         return failure if failure is not None else failure_at
 
     @staticmethod
-    def _custom_key_hashes(
+    def _key_hashes(
         key_of: Callable[[Event], str], name: str, events: Sequence[dict[str, Any] | None], positions: list[int]
     ) -> tuple[list[int], Failure | None, list[int]]:
-        """Key hashes from a processor's own key function; where it raises, the events before run and that one
-        fails like a call: (hashes, that failure, the positions before it)."""
+        """The key hashes of the events at ``positions``: (hashes, failure, positions). Where a key function raises,
+        the events before that one run and it fails like a call: the failure, and the positions before it."""
+        if key_of is event_id:
+            # The default key, for the whole batch in one loop; an event whose key cannot be hashed (an id no
+            # decoder lets through) is found and failed alone below.
+            with contextlib.suppress(Exception):
+                # Routed positions hold decoded events, never None.
+                return default_key_hashes(name, [events[p] for p in positions]), None, positions  # type: ignore[misc]
         hash_key = key_hasher(name)
         hashes = []
         for n, position in enumerate(positions):

@@ -74,6 +74,11 @@ _JOURNAL_START_BYTES = 1 << 20
 # Journal records: a kind byte and the key hash; "done" adds the time and what the invocation emitted, framed
 # (_DONE) or, in journals of earlier versions, as JSON (_DONE_JSON).
 _BEGIN, _ABANDON, _DONE, _DONE_JSON = b"b", b"a", b"D", b"d"
+# A record that covers bytes left over when the journal moves its records to the top; readers pass over it (as
+# over any record too short to hold a key, which is what a skip record of fewer than 5 bytes is).
+_SKIP = b"s"
+# A gap of 1 to 3 bytes cannot hold a skip record (its length alone takes 4): no move then, until a later commit.
+_GAPS_TOO_SHORT = range(1, 4)
 _JOURNAL_KEY = struct.Struct("<cQ")
 _JOURNAL_TIME = struct.Struct("<q")
 _DONE_HEAD = struct.Struct("<cQqI")  # kind, key hash, time, number of outputs
@@ -359,7 +364,7 @@ class _Journal:
             # Nothing left: write from the top again.
             self._base += self._used
             self._start = self._used = 0
-        elif pending <= self._start:
+        elif pending <= self._start and self._start - pending not in _GAPS_TOO_SHORT:
             self._move_pending_to_top(pending)
             return
         self._map[: _JOURNAL_HEADER.size] = _JOURNAL_HEADER.pack(self._start, self._used)
@@ -367,11 +372,28 @@ class _Journal:
     def _move_pending_to_top(self, pending: int) -> None:
         """Copy the records that still matter to the top, so the journal reuses its pages: a worker always has a
         round in flight when one commits, so the journal is seldom empty, and writing ever further on would touch
-        (and fault in) a fresh page every few records. The copy does not overlap the original, which the header
-        points at until the copy is complete; the header then changes one 8-byte field at a time, start first,
-        so a crash in between leaves it counting stale committed records as well (harmless), never too few."""
+        (and fault in) a fresh page every few records.
+
+        A crash may stop this anywhere; each state it can leave reads right (`records` starts at the header's
+        start, always a record's beginning):
+
+        1. the header's start moved up to the records that still matter (what releasing always writes);
+        2. the copy under way or done: the header points at the originals, which the copy does not overlap;
+        3. a skip record now fills the gap between the copy and the originals;
+        4. start set to the top: the copy, the skip record, then the originals are read, each record twice,
+           which leaves every key as once (its last record decides);
+        5. the end set to the copy's: the copy alone.
+        """
         journal, top = self._map, _JOURNAL_HEADER.size
+        gap = self._start - pending
+        # One 8-byte field at a time: a store is not torn, but two may be split by a crash.
+        struct.pack_into("<Q", journal, 0, self._start)
         journal.move(top, top + self._start, pending)
+        if gap:
+            skip = top + pending
+            _RECORD_LENGTH.pack_into(journal, skip, gap - _RECORD_LENGTH.size)
+            if gap > _RECORD_LENGTH.size:
+                journal[skip + _RECORD_LENGTH.size] = _SKIP[0]
         struct.pack_into("<Q", journal, 0, 0)
         struct.pack_into("<Q", journal, 8, pending)
         self._base += self._start
@@ -403,11 +425,11 @@ class _Journal:
             return []
         first, used = _JOURNAL_HEADER.unpack_from(data)
         end = min(len(data), _JOURNAL_HEADER.size + used)
-        position, found = _JOURNAL_HEADER.size, []
+        # The header's start is always where a record begins (what lies before it may have been overwritten).
+        position, found = _JOURNAL_HEADER.size + first, []
         while position + _RECORD_LENGTH.size <= end:
             (length,) = _RECORD_LENGTH.unpack_from(data, position)
-            if position - _JOURNAL_HEADER.size >= first:
-                found.append(data[position + _RECORD_LENGTH.size : position + _RECORD_LENGTH.size + length])
+            found.append(data[position + _RECORD_LENGTH.size : position + _RECORD_LENGTH.size + length])
             position += _RECORD_LENGTH.size + length
         return found
 
@@ -488,22 +510,24 @@ class FileIdempotencyStore(IdempotencyStore):
 
     # -- journals of workers that died --------------------------------------------------------------------------
 
-    def _recover_journals(self, names: Sequence[str]) -> None:
+    def _recover_journals(self, names: Sequence[str]) -> bool:
         """Take over what the journals of dead workers say: begun-but-not-done keys are in doubt (written to the key
         segment at once, so every worker knows); done-but-uncommitted keys keep their outputs, to emit again when
         the event comes back (they become committed keys with that round), and are adopted (see the module
         docstring). Files adopted by workers that died since are recovered the same way. ``names``: a listing of
-        the store's directory."""
+        the store's directory. True when a file listed was gone when read: another worker recovered it."""
         dead = sorted(
             self.directory / name
             for name in names
             if (_is_journal(name) or _is_adopted(name)) and not _owner_alive(name)
         )
+        vanished = False
         for path in dead:
             now_ms = _now_ms()
             try:
                 data = path.read_bytes()
             except FileNotFoundError:  # another worker recovered it since the listing
+                vanished = True
                 continue
             begun: dict[int, int] = {}
             done = _done_records(data, begun, now_ms)
@@ -519,14 +543,19 @@ class FileIdempotencyStore(IdempotencyStore):
         for name in names:
             if name.startswith("adopted-") and name.endswith(".mm.tmp") and not _owner_alive(name):
                 (self.directory / name).unlink(missing_ok=True)  # an adoption its worker did not live to finish
+        return vanished
 
     def _catch_up(self) -> None:
         """Learn what other workers made known: keys they committed or found in doubt (their segments), the journals
-        of workers that died (recovered here if nobody has yet), and the records live workers adopted. A few
-        directory listing, once per batch."""
+        of workers that died (recovered here if nobody has yet), and the records live workers adopted. One
+        directory listing, once per batch (two when another worker recovers a journal at the same moment)."""
         names = os.listdir(self.directory)
         self._read_key_files(names)
-        self._recover_journals(names)
+        if self._recover_journals(names):
+            # Another worker recovered a journal between the listing and its reading. It writes what it learned
+            # (its adopted file, its segment's doubts) before it deletes the journal: look again to see it.
+            names = os.listdir(self.directory)
+            self._read_key_files(names)
         for name in names:
             if not _is_adopted(name):
                 continue

@@ -6,6 +6,7 @@ import itertools
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +182,19 @@ def test_a_crash_before_a_round_commits_loses_no_idempotent_output(
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "outputs: [0, 1, 2] committed: {0: 3}" in resumed.stdout
+
+
+def test_a_default_idempotency_key_that_cannot_be_hashed_fails_its_event_alone() -> None:
+    # No decoder lets a lone surrogate through, but the batch's default keys are hashed in one loop: one bad key
+    # must fail its own event, the ones before it run, as a failing key function does.
+    from eventbus.app.policies import event_id
+    from eventbus.runtime.execution import Executor
+    from eventbus.runtime.idempotency import key_hash
+
+    events: list[dict[str, Any] | None] = [{"source": "s", "id": "1"}, {"source": "s", "id": "a\udc80"}, None]
+    hashes, failure, positions = Executor._key_hashes(event_id, "p", events, [0, 1])
+    assert hashes == [key_hash("p", "s\x1f1")]
+    assert failure is not None
+    assert failure.index == 1
+    assert "UnicodeEncodeError" in str(failure.error)
+    assert positions == [0]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import builtins
 import os
+import signal
 import struct
 import subprocess
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +327,50 @@ def test_rounds_sealed_before_the_journal_moves_its_records_still_release_only_t
     taken_over.close()
 
 
+@pytest.mark.parametrize(
+    "stores_before_the_kill", [0, 1, 2], ids=["before any header store", "copied, start not yet 0", "start 0, end not"]
+)
+def test_a_worker_killed_while_its_journal_moves_records_to_the_top_loses_none(
+    tmp_path: Path, stores_before_the_kill: int
+) -> None:
+    # The move copies the pending records to the top, writes a skip record over the gap, then sets the header's
+    # two fields one at a time: SIGKILL the worker before the header store numbered ``stores_before_the_kill``.
+    marker = tmp_path / "killed-inside-the-move"
+    done, in_flight = hashes_of("c", "c-in-flight")
+    outputs = [("out", Message(b"c" * 300, b"k"))]
+    pid = os.fork()
+    if pid == 0:  # the worker
+        stores = [0]
+
+        def pack_into(fmt: str, buffer: Any, offset: int, *values: Any) -> None:
+            if stores[0] == stores_before_the_kill:
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+            stores[0] += 1
+            struct.pack_into(fmt, buffer, offset, *values)
+
+        # The header's stores go through struct.pack_into; Struct objects (the records) are left as they are.
+        counting = types.SimpleNamespace(pack_into=pack_into, Struct=struct.Struct)
+        idempotency.struct = counting  # type: ignore[attr-defined,assignment]
+        store = FileIdempotencyStore(tmp_path, retention_s=3600)
+        run_round(store, ["a"], b"a" * 100)
+        first = store.seal()
+        run_round(store, ["b"], b"b" * 2000)
+        store.committed(first)  # what is pending is longer than what was released: no move
+        second = store.seal()
+        store.begin(done)
+        store.record(done, outputs, then_begin=in_flight)
+        store.committed(second)  # the third round, short, moves to the top
+        os._exit(0)  # not reached: killed inside the move
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status)
+    assert marker.exists(), "the worker was killed inside the move"
+
+    taken_over = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert taken_over.seen([done, in_flight], 3600) == {done: outputs, in_flight: IN_DOUBT}
+    taken_over.close()
+
+
 def test_the_journal_reuses_its_space_while_rounds_overlap_and_a_crash_still_finds_the_round_in_flight(
     tmp_path: Path,
 ) -> None:
@@ -422,3 +468,30 @@ def test_a_running_worker_recovers_a_dead_workers_journal_itself_when_it_is_firs
     assert running.seen([h], 3600) == {h: OUTPUTS}
     assert len(adopted_files(tmp_path)) == 1, "adopted, so a crash of this worker does not lose it"
     running.close()
+
+
+def test_a_journal_another_worker_recovers_while_this_one_looks_is_still_learned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looking = FileIdempotencyStore(tmp_path, retention_s=3600)
+    other = FileIdempotencyStore(tmp_path, retention_s=3600)
+    done, begun = hashes_of("done", "begun")
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    dead.begin(done)
+    dead.record(done, OUTPUTS, then_begin=begun)
+    dead.close()  # as a crash leaves it: the journal stays
+
+    read_bytes = Path.read_bytes
+    raced: list[Path] = []
+
+    def recovered_by_the_other_first(path: Path) -> bytes:
+        if path.name.startswith("journal-") and not raced:
+            raced.append(path)
+            other.seen([], 3600)  # between this worker's listing and its read, the other one recovers the journal
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", recovered_by_the_other_first)
+    assert looking.seen([done, begun], 3600) == {done: OUTPUTS, begun: IN_DOUBT}
+    assert raced, "the race happened"
+    looking.close()
+    other.close()
