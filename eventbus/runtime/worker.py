@@ -422,9 +422,10 @@ class Worker:
         # The idempotency keys recorded in this round count only once its commit lands.
         sealed = self._idempotency.seal() if self._idempotency is not None else None
         if self._local_calls:
-            future = _done_now(consumer.publish_and_commit, outputs, offsets)
-        else:
-            future = self._writer.submit(consumer.publish_and_commit, outputs, offsets)
+            self._in_flight = (_done_now(consumer.publish_and_commit, outputs, offsets), offsets, emitted, dead, sealed)
+            await self._settle_commit()  # done already: record it now, not at the next checkpoint
+            return
+        future = self._writer.submit(consumer.publish_and_commit, outputs, offsets)
         self._in_flight = (future, offsets, emitted, dead, sealed)
 
     async def _settle_commit(self) -> None:
