@@ -195,10 +195,11 @@ class Worker:
         return asyncio.get_running_loop().run_in_executor(self._reader, lambda: func(*args, **kwargs))
 
     def _on_revoke(self, lost: frozenset[TopicPartition]) -> None:
-        # Runs on the reader thread inside a poll, before the partitions are released. The poll may have started
-        # while the round before it was still being handed to the writer: wait for that (bounded), so its commit
-        # lands before the partitions move instead of being refused after; then let the commit in flight land
-        # (the writer thread finishes it on its own) and hand the loss to the processing thread.
+        # Runs inside a poll, before the partitions are released: on the reader thread, or on the worker's own
+        # thread when the log's calls are local (there is then nothing to wait for below). A read-ahead poll may
+        # have started while the round before it was still being handed to the writer: wait for that (bounded),
+        # so its commit lands before the partitions move instead of being refused after; then let the commit in
+        # flight land (the writer thread finishes it on its own) and hand the loss to the processing thread.
         self._handed_over.wait(_HANDOVER_WAIT_S)
         in_flight = self._in_flight
         if in_flight is not None:
@@ -277,12 +278,16 @@ class Worker:
         settings = self.settings
         executor = self._executor
         prefetched: asyncio.Future[list[RecordBatch]] | None = None
+        found_records = False
         while not self._stopping:
             started = time.monotonic()
             if prefetched is not None:
                 batches, prefetched = await prefetched, None
             else:
-                batches = await self._poll(consumer, self._poll_timeout())  # 1
+                # After a round that found records, look again without waiting, as the read-ahead poll does: an
+                # empty answer then means caught up (the idle check, a held commit) at once.
+                batches = await self._poll(consumer, 0.0 if found_records else self._poll_timeout())  # 1
+            found_records = bool(batches)
             self._apply_revocations()
             now = time.monotonic()
             if batches:
@@ -322,6 +327,9 @@ class Worker:
         if self._local_calls:
             batches = consumer.poll(max_records, 0.0)
             if batches or timeout_s <= 0:
+                # Nothing below may await (sync processors, commits held for the commit interval): let the event
+                # loop's other tasks (projections, HTTP, signal handlers) have a turn each round.
+                await asyncio.sleep(0)
                 return batches
         return await self._read(consumer.poll, max_records, timeout_s)
 

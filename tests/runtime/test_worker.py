@@ -418,6 +418,56 @@ def test_a_stop_commits_the_rounds_held_for_the_commit_interval(tmp_path: Path) 
     log.close()
 
 
+def test_other_tasks_on_the_event_loop_get_a_turn_every_round_while_commits_are_held(tmp_path: Path) -> None:
+    # Projections, the HTTP server and signal handlers share the worker's event loop. With a sync processor, the
+    # embedded log's calls made inline and commits held for the interval, nothing in a round waits on anything.
+    from eventbus.runtime import Worker, WorkerSettings, run_coroutine
+
+    log = SQLiteLog(tmp_path / "log.db")
+    app = App("t")
+    turns = 0
+    turns_seen: set[int] = set()
+
+    @app.processor("in")
+    def count(event: Event) -> None:
+        turns_seen.add(turns)
+
+    TestBus(log=log).publish("in", *(Event("n", {"n": n}) for n in range(200)))
+    worker = Worker(app, log, WorkerSettings(max_poll_records=10, commit_interval_ms=60_000.0, until_idle=True))
+
+    async def main() -> None:
+        async def another_task() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(another_task())
+        await worker.run()
+        other.cancel()
+
+    run_coroutine(main())
+    assert len(turns_seen) >= 19, "the other task ran between every two of the 20 rounds"
+    log.close()
+
+
+def test_a_worker_run_until_idle_stops_once_caught_up_without_waiting_for_records(tmp_path: Path) -> None:
+    import time
+
+    from eventbus.runtime import Worker, WorkerSettings, run_coroutine
+
+    log = SQLiteLog(tmp_path / "log.db")
+    app = App("t")
+    app.processor("in")(lambda event: None)
+    TestBus(log=log).publish("in", *(Event("n", {"n": n}) for n in range(30)))
+    worker = Worker(app, log, WorkerSettings(max_poll_records=10, until_idle=True, idle_poll_s=30.0))
+    started = time.monotonic()
+    run_coroutine(worker.run())
+    assert time.monotonic() - started < 15, "it did not wait out a 30 s poll for records that are not coming"
+    assert log.committed("t", "in") == {0: 30}
+    log.close()
+
+
 def test_a_negative_commit_interval_is_refused() -> None:
     from eventbus.errors import ConfigurationError
     from eventbus.runtime import Worker, WorkerSettings
