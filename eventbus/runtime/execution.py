@@ -23,7 +23,7 @@ from typing import Any
 
 from eventbus.app.policies import event_id
 from eventbus.app.processor import Processor
-from eventbus.backends.base import Message, TopicPartition
+from eventbus.backends.base import TopicPartition
 from eventbus.errors import ProcessorError
 from eventbus.event import Event, InvalidEventError
 from eventbus.observability import metrics
@@ -31,7 +31,7 @@ from eventbus.publisher import EventEncoder
 from eventbus.runtime.breaker import Breaker
 from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter, replayed_from
 from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
-from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, default_key_hashes, key_hasher
+from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, KeyJournal, default_key_hashes, key_hasher
 from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
 from eventbus.runtime.lane import Attempts, Item, Lane, event_of, format_traceback
 from eventbus.runtime.outbox import Outbox, OutputError
@@ -63,44 +63,6 @@ _NEVER_RETRIED = (InvalidEventError, OutputError, IdempotencyKeyError)
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class _KeyJournal:
-    """Journals the invocations of one run of new events under their idempotency keys.
-
-    An invocation's *done* record is written together with the next one's *begin*, just before the next call (or
-    when the run ends): one journal write per event. A crash in between leaves the first begun and not done, in
-    doubt, as a crash just after its call returned always did."""
-
-    __slots__ = ("_done", "_outbox", "_store", "hashes")
-
-    def __init__(self, store: IdempotencyStore, outbox: Outbox) -> None:
-        self._store = store
-        self._outbox = outbox
-        self.hashes: list[int] = []
-        self._done: tuple[int, list[tuple[str, Message]]] | None = None
-
-    def begin(self, index: int) -> None:
-        done = self._done
-        if done is None:
-            self._store.begin(self.hashes[index])
-        else:
-            self._done = None
-            self._store.record(done[0], done[1], then_begin=self.hashes[index])
-
-    def done(self, index: int, mark: int) -> None:
-        self._done = (self.hashes[index], self._outbox.since(mark))
-
-    def abandon(self, index: int) -> None:
-        self.finish()
-        self._store.abandon(self.hashes[index])
-
-    def finish(self) -> None:
-        """Write the last done record of the run."""
-        done = self._done
-        if done is not None:
-            self._done = None
-            self._store.record(*done)
 
 
 class Executor:
@@ -549,7 +511,7 @@ class Executor:
         name = processor.name
         hashes, failure_at, positions = self._key_hashes(policy.key, name, events, positions)
         seen = store.seen(hashes, policy.ttl_s)
-        journal = _KeyJournal(store, self.outbox)
+        journal = store.journal(self.outbox)
         if not seen and len(set(hashes)) == len(hashes):
             # The common case: every event new, none twice in the batch.
             failure = await self._run_new(processor, batch, positions, hashes, 0, len(hashes), journal)
@@ -618,24 +580,21 @@ class Executor:
         hashes: list[int],
         start: int,
         stop: int,
-        journal: _KeyJournal,
+        journal: KeyJournal,
     ) -> Failure | None:
         """Invoke the idempotent processor on ``positions[start:stop]``, none of them seen before."""
         if start == stop:
             return None
         journal.hashes = hashes[start:stop]
         run = positions[start:stop]
-        try:
-            if processor.is_async:
-                failure = await call_each_async(
-                    processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
-                )
-            else:
-                failure = call_each(
-                    processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
-                )
-        finally:
-            journal.finish()
+        if processor.is_async:
+            failure = await call_each_async(
+                processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
+            )
+        else:
+            failure = call_each(
+                processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
+            )
         return None if failure is None else Failure(start + failure.index, failure.error)
 
     # -- failures -----------------------------------------------------------------------------------------------

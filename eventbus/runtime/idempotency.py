@@ -33,11 +33,12 @@ A key seen and committed earlier is skipped without emitting anything: its outpu
 
 from __future__ import annotations
 
-import functools
+import array
 import hashlib
 import mmap
 import os
 import struct
+import sys
 import time
 import uuid
 import weakref
@@ -46,12 +47,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from eventbus.backends.base import Message
 from eventbus.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from eventbus.runtime.outbox import Outbox
 
 Outputs = list[tuple[str, Message]]
 
@@ -69,6 +73,7 @@ Seen = dict[int, "Outputs | InDoubt"]
 
 _KEY_RECORD = struct.Struct("<Qq")  # key hash, recorded at (ms; negative when in doubt)
 _JOURNAL_HEADER = struct.Struct("<QQ")  # where the records not yet committed start, where the records end
+_JOURNAL_HEADER_BYTES = _JOURNAL_HEADER.size
 _RECORD_LENGTH = struct.Struct("<I")
 _JOURNAL_START_BYTES = 1 << 20
 # Journal records: a kind byte and the key hash; "done" adds the time and what the invocation emitted, framed
@@ -87,7 +92,9 @@ _OUTPUT_HEAD = struct.Struct("<Iiii")
 _DONE_ONE_HEAD = struct.Struct("<cQqIIiii")  # _DONE_HEAD then one _OUTPUT_HEAD
 # Records as the journal holds them, length first: built in one pack, written in one copy.
 _FRAMED_KEY = struct.Struct("<IcQ")
-_FRAMED_DONE_ONE_HEAD = struct.Struct("<IcQqIIiii")
+_FRAMED_BEGIN_THEN_DONE_ONE_HEADS = struct.Struct("<IcQIcQqIIiii")  # a framed begin, then a framed _DONE_ONE_HEAD
+_JOURNAL_KEY_BYTES = _JOURNAL_KEY.size
+_DONE_ONE_HEAD_BYTES = _DONE_ONE_HEAD.size
 
 
 def key_hash(processor: str, key: str) -> int:
@@ -176,22 +183,19 @@ def _framed_done_record(h: int, at_ms: int, outputs: Outputs, then_begin: int | 
     """The journal's record of an invocation that returned (its key, when, and its outputs), length first; then,
     when given, the begin record of the next invocation, so that both take one write."""
     begin = b"" if then_begin is None else _FRAMED_KEY.pack(_JOURNAL_KEY.size, _BEGIN, then_begin)
-    if len(outputs) == 1:
-        topic, message = outputs[0]
-        key, value = message.key, message.value
-        if key is not None and value is not None and not message.headers:
-            # One plain output per event, the common case: heads in one pack, framed as frame_outputs does.
-            name = _topic_bytes(topic)
-            length = _DONE_ONE_HEAD.size + len(name) + len(key) + len(value)
-            head = _FRAMED_DONE_ONE_HEAD.pack(length, _DONE, h, at_ms, 1, len(name), len(key), len(value), 0)
-            return b"".join((head, name, key, value, begin))
     record = _DONE_HEAD.pack(_DONE, h, at_ms, len(outputs)) + frame_outputs(outputs)
     return b"".join((_RECORD_LENGTH.pack(len(record)), record, begin))
 
 
-@functools.lru_cache(maxsize=1024)
-def _topic_bytes(topic: str) -> bytes:
-    return topic.encode()
+def _key_records(hashes: Sequence[int], times: Sequence[int]) -> bytes:
+    """`_KEY_RECORD` records of keys and their (non-negative) times: two array conversions and a join of their
+    bytes, rather than a pack per key."""
+    records = array.array("Q", bytes(16 * len(hashes)))
+    records[0::2] = array.array("Q", hashes)
+    records[1::2] = array.array("Q", times)
+    if sys.byteorder == "big":
+        records.byteswap()
+    return records.tobytes()
 
 
 def _framed_key_record(kind: bytes, h: int) -> bytes:
@@ -279,6 +283,92 @@ class IdempotencyStore(ABC):
     def close(self) -> None:  # noqa: B027
         """Release files."""
 
+    def journal(self, outbox: Outbox) -> KeyJournal:
+        """A journal for one run of new events' invocations, their outputs emitted to ``outbox``."""
+        return KeyJournal(self, outbox)
+
+
+class KeyJournal:
+    """Journals one run of new events' invocations under their idempotency keys (`hashes`, by index in the run),
+    told of each by `call_each` (see `eventbus.runtime.invoke.InvocationJournal`).
+
+    An invocation's *done* record is written together with the next one's *begin*, just before the next call (or
+    when the run ends): one journal write per event. A crash in between leaves the first begun and not done, in
+    doubt, as a crash just after its call returned always did."""
+
+    __slots__ = ("_mark", "_outbox", "_store", "hashes")
+
+    def __init__(self, store: IdempotencyStore, outbox: Outbox) -> None:
+        self._store = store
+        self._outbox = outbox
+        self.hashes: list[int] = []
+        # The outbox's count when the invocation under way began: what it emits comes after.
+        self._mark = 0
+
+    def begin(self, index: int) -> None:
+        outbox = self._outbox
+        if index:
+            self._store.record(self.hashes[index - 1], outbox.since(self._mark), then_begin=self.hashes[index])
+        else:
+            self._store.begin(self.hashes[0])
+        self._mark = outbox.count
+
+    def end(self, index: int) -> None:
+        self._store.record(self.hashes[index], self._outbox.since(self._mark))
+
+    def abandon(self, index: int) -> None:
+        self._store.abandon(self.hashes[index])
+
+
+class _FileKeyJournal(KeyJournal):
+    """`KeyJournal` for the file store, with the common case written out: one plain output per invocation. The
+    calls this saves were most of what idempotency cost an event."""
+
+    __slots__ = ("_append", "_keys", "_note_hash", "_note_time")
+
+    def __init__(self, store: FileIdempotencyStore, outbox: Outbox) -> None:
+        super().__init__(store, outbox)
+        # What `_remember` and the journal's append reach, looked up once per run rather than once per event.
+        self._append = store._journal.append
+        self._keys = store._keys
+        self._note_hash = store._open_hashes.append
+        self._note_time = store._open_times.append
+
+    def begin(self, index: int) -> None:
+        outbox = self._outbox
+        count = outbox.count
+        if index and count - self._mark == 1:
+            topic = outbox.trail[-1]
+            value, key, headers, _, _ = outbox.messages[topic][-1]  # unpacked at once: faster than three getattrs
+            if key is not None and value is not None and not headers:
+                h = self.hashes[index - 1]
+                now_ms = _time_ns() // 1_000_000
+                name = topic.encode()
+                # This begin, then the done record of the one before, framed as `_framed_done_record` frames it:
+                # every head in one pack, both records in one write.
+                heads = _FRAMED_BEGIN_THEN_DONE_ONE_HEADS.pack(
+                    _JOURNAL_KEY_BYTES,
+                    _BEGIN,
+                    self.hashes[index],
+                    _DONE_ONE_HEAD_BYTES + len(name) + len(key) + len(value),
+                    _DONE,
+                    h,
+                    now_ms,
+                    1,
+                    len(name),
+                    len(key),
+                    len(value),
+                    0,
+                )
+                self._append(b"".join((heads, name, key, value)))
+                # What `_remember` does, written out for the same reason.
+                self._keys[h] = now_ms
+                self._note_hash(h)
+                self._note_time(now_ms)
+                self._mark = count
+                return
+        super().begin(index)
+
 
 class MemoryIdempotencyStore(IdempotencyStore):
     """Keys in a dict, for the memory log (whose events do not outlive the process either)."""
@@ -346,15 +436,15 @@ class _Journal:
     def append(self, framed: bytes) -> None:
         """Append records, each already preceded by its length; the header counts them only once every byte is
         in place."""
-        start = _JOURNAL_HEADER.size + self._used
-        end = start + len(framed)
+        used = self._used + len(framed)
+        end = _JOURNAL_HEADER_BYTES + used
         if end > self._size:
             self._grow(end)
         journal = self._map
-        journal[start:end] = framed
+        journal[end - len(framed) : end] = framed
         # The header moves last: a record cut short by a crash is never counted.
-        self._used = end - _JOURNAL_HEADER.size
-        _JOURNAL_HEADER.pack_into(journal, 0, self._start, self._used)
+        self._used = used
+        _JOURNAL_HEADER.pack_into(journal, 0, self._start, used)
 
     def release_to(self, position: int) -> None:
         """Records before ``position`` no longer matter (their round committed, or was given up)."""
@@ -474,7 +564,10 @@ class FileIdempotencyStore(IdempotencyStore):
         self._segment_max_bytes = self.SEGMENT_MAX_BYTES
         self._mtime_slack_ms = int(self.MTIME_SLACK_S * 1000)
         self._keys: dict[int, int] = {}
-        self._expiry: deque[tuple[int, int]] = deque()
+        # Keys in the order they were recorded, for expiry: two queues of ints rather than one of pairs, which
+        # spares a tuple per key (and the garbage collector's visits to it) on the hot path.
+        self._expiry_times: deque[int] = deque()
+        self._expiry_hashes: deque[int] = deque()
         self._recovered: dict[int, Outputs] = {}
         # Files of done records adopted from dead workers (see the module docstring): the keys each still holds
         # uncommitted and its newest record's time; and per key, its record (to know it again if a round that
@@ -536,7 +629,7 @@ class FileIdempotencyStore(IdempotencyStore):
             doubts = []
             for h, at_ms in begun.items():
                 self._keys[h] = -at_ms
-                self._expiry.append((at_ms, h))
+                self._expire_later(at_ms, h)
                 doubts.append(_KEY_RECORD.pack(h, -at_ms))
             self._write_keys(b"".join(doubts))
             path.unlink(missing_ok=True)
@@ -570,7 +663,7 @@ class FileIdempotencyStore(IdempotencyStore):
             for h, (at_ms, outputs) in _done_records(data).items():
                 if h not in self._keys:  # committed or in doubt already: that says more
                     self._keys[h] = at_ms
-                    self._expiry.append((at_ms, h))
+                    self._expire_later(at_ms, h)
                     self._recovered[h] = outputs
 
     def _adopt(self, done: dict[int, tuple[int, Outputs]]) -> None:
@@ -587,7 +680,7 @@ class FileIdempotencyStore(IdempotencyStore):
         staging.replace(path)
         for h, (at_ms, outputs) in done.items():
             self._keys[h] = at_ms
-            self._expiry.append((at_ms, h))
+            self._expire_later(at_ms, h)
             self._recovered[h] = outputs
             self._adopted_records[h] = (at_ms, outputs)
         self._adopted[path] = (set(done), max(at_ms for at_ms, _ in done.values()))
@@ -641,7 +734,7 @@ class FileIdempotencyStore(IdempotencyStore):
         return f"keys-{self._name}-{self._segment_seq}.bin"
 
     def _take_key_records(self, data: bytes, oldest_ms: int) -> None:
-        keys, expiry = self._keys, self._expiry
+        keys = self._keys
         for h, at_ms in _KEY_RECORD.iter_unpack(data):
             if abs(at_ms) < oldest_ms:
                 continue
@@ -650,7 +743,7 @@ class FileIdempotencyStore(IdempotencyStore):
             known = keys.get(h)
             if known is None or abs(at_ms) > abs(known) or (at_ms < 0 and abs(at_ms) == abs(known)):
                 keys[h] = at_ms
-                expiry.append((abs(at_ms), h))
+                self._expire_later(abs(at_ms), h)
 
     def _read_key_files(self, names: Sequence[str]) -> None:
         """Read what other processes' key segments gained since the last look (all of them at start-up).
@@ -742,10 +835,9 @@ class FileIdempotencyStore(IdempotencyStore):
         oldest_ms = _now_ms() - int(ttl_s * 1000)
         found: Seen = {}
         known = self._keys
-        for h in hashes:
-            at_ms = known.get(h)
-            if at_ms is None:
-                continue
+        # Most keys of a batch are new: the intersection finds the few known ones without a loop in Python.
+        for h in known.keys() & hashes:
+            at_ms = known[h]
             if at_ms < 0:
                 found[h] = IN_DOUBT
             elif at_ms >= oldest_ms:
@@ -768,16 +860,30 @@ class FileIdempotencyStore(IdempotencyStore):
     def record(self, h: int, outputs: Outputs, then_begin: int | None = None) -> None:
         now_ms = _now_ms()
         self._journal.append(_framed_done_record(h, now_ms, outputs, then_begin))
+        self._remember(h, now_ms)
+
+    def _remember(self, h: int, now_ms: int) -> None:
+        """A key recorded in the journal: known from now on, and part of the round until it is sealed."""
         self._keys[h] = now_ms
         self._open_hashes.append(h)
         self._open_times.append(now_ms)
 
+    def _expire_later(self, at_ms: int, h: int) -> None:
+        self._expiry_times.append(at_ms)
+        self._expiry_hashes.append(h)
+
+    def journal(self, outbox: Outbox) -> KeyJournal:
+        return _FileKeyJournal(self, outbox)
+
     def seal(self) -> Round:
-        hashes, times = self._open_hashes, self._open_times
-        self._open_hashes, self._open_times = [], []
+        # The lists are emptied, not replaced: journals hold their bound methods.
+        hashes, times = tuple(self._open_hashes), self._open_times[:]
+        self._open_hashes.clear()
+        self._open_times.clear()
         # Per round rather than per key: the keys' records and their places in the expiry queue.
-        self._expiry.extend(zip(times, hashes, strict=True))
-        return Round(b"".join(map(_KEY_RECORD.pack, hashes, times)), tuple(hashes), self._journal.position)
+        self._expiry_times.extend(times)
+        self._expiry_hashes.extend(hashes)
+        return Round(_key_records(hashes, times), hashes, self._journal.position)
 
     def committed(self, sealed: Round) -> None:
         # Keys become shared knowledge only now that their round's outputs are in the log; the journal keeps the
@@ -799,19 +905,21 @@ class FileIdempotencyStore(IdempotencyStore):
         self._journal.release_to(sealed.journal_end)
 
     def _maintain(self) -> None:
-        names = os.listdir(self.directory)
-        self._read_key_files(names)
+        # What other workers wrote is read before every lookup (`_catch_up`); here only what is periodic.
         now = time.monotonic()
         if now >= self._next_recovery:
             self._next_recovery = now + self.RECOVERY_INTERVAL_S
+            names = os.listdir(self.directory)
+            self._read_key_files(names)
             self._recover_journals(names)
             self._delete_expired_segments()
             if self._adopted:
                 self._settle_adopted(())
         oldest_ms = _now_ms() - self._retention_ms
-        expiry = self._expiry
-        while expiry and expiry[0][0] < oldest_ms:
-            _, h = expiry.popleft()
+        times, hashes = self._expiry_times, self._expiry_hashes
+        while times and times[0] < oldest_ms:
+            times.popleft()
+            h = hashes.popleft()
             at_ms = self._keys.get(h)
             if at_ms is not None and abs(at_ms) < oldest_ms:
                 del self._keys[h]
@@ -824,8 +932,11 @@ class FileIdempotencyStore(IdempotencyStore):
         self._delete_own_expired_segments()
 
 
+_time_ns = time.time_ns
+
+
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return _time_ns() // 1_000_000
 
 
 def _is_key_file(file_name: str) -> bool:

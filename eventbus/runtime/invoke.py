@@ -44,13 +44,14 @@ class Failure:
 
 
 class InvocationJournal(Protocol):
-    """Told of each invocation of `call_each` by its index among the positions (idempotent processors)."""
+    """Told of each invocation of `call_each` by its index among the positions (idempotent processors). What an
+    invocation emits is in the outbox from its `begin` on."""
 
     def begin(self, index: int) -> None:
-        """The invocation is about to start."""
+        """The invocation is about to start; the one before it, if any, returned (one call per event, not two)."""
 
-    def done(self, index: int, mark: int) -> None:
-        """It returned; what it emitted is in the outbox from ``mark`` on."""
+    def end(self, index: int) -> None:
+        """The invocation, the last, returned."""
 
     def abandon(self, index: int) -> None:
         """It raised (or its outputs were refused): it will be tried again."""
@@ -162,13 +163,13 @@ def call_each(
             result = func(*args) if timeout_s is None else call_with_time_limit(func, args, timeout_s)
             if result is not None:
                 add_result(result, to, attrs, name)
-            if journal is not None:
-                journal.done(index, mark)
     except Exception as exc:
         outbox.rollback(mark)
         if journal is not None:
             journal.abandon(index)
         return Failure(index, exc)
+    if journal is not None and positions:
+        journal.end(index)
     return None
 
 
@@ -202,13 +203,13 @@ async def call_each_async(
                 result = await await_with_time_limit(func(make(attrs)), timeout_s)
             if result is not None:
                 add_result(result, to, attrs, name)
-            if journal is not None:
-                journal.done(index, mark)
     except Exception as exc:
         outbox.rollback(mark)
         if journal is not None:
             journal.abandon(index)
         return Failure(index, exc)
+    if journal is not None and positions:
+        journal.end(index)
     return None
 
 

@@ -26,7 +26,7 @@ _MAX_CHECKED_TOPICS = 4096
 
 
 class Outbox:
-    __slots__ = ("_encode", "_encoders", "_source", "_trail", "count", "messages")
+    __slots__ = ("_encode", "_encoders", "_source", "count", "messages", "trail")
 
     def __init__(self, default_source: str, encode: EventEncoder) -> None:
         self._source = default_source
@@ -34,8 +34,9 @@ class Outbox:
         # Per-topic encoders when some topics are Avro; None (one encoder for every topic) otherwise.
         self._encoders = encode if isinstance(encode, Encoders) else None
         self.messages: dict[str, list[Message]] = {}
-        # The topic of every message, in the order added: what `rollback` and `since` walk back through.
-        self._trail: list[str] = []
+        # The topic of every message, in the order added: what `rollback` and `since` walk back through (and the
+        # idempotency journal, for the one output most invocations emit).
+        self.trail: list[str] = []
         self.count = 0
 
     def add(self, event: Event | object, topic: str | None, parent: dict[str, Any] | None, processor: str) -> None:
@@ -84,7 +85,7 @@ class Outbox:
             self.messages[topic] = [message]
         else:
             bucket.append(message)
-        self._trail.append(topic)
+        self.trail.append(topic)
         self.count += 1
 
     def add_result(self, result: object, topic: str | None, parent: dict[str, Any] | None, processor: str) -> None:
@@ -105,15 +106,15 @@ class Outbox:
     def rollback(self, mark: int) -> None:
         """Forget everything added since ``count`` was ``mark`` (the outputs of an invocation that failed)."""
         while self.count > mark:
-            self.messages[self._trail.pop()].pop()
+            self.messages[self.trail.pop()].pop()
             self.count -= 1
 
     def since(self, mark: int) -> list[tuple[str, Message]]:
         """What was added since ``count`` was ``mark``, in order."""
         if self.count - mark == 1:  # the common case: one event out per event in
-            topic = self._trail[-1]
+            topic = self.trail[-1]
             return [(topic, self.messages[topic][-1])]
-        added = self._trail[mark:]
+        added = self.trail[mark:]
         seen: dict[str, int] = {}
         result = []
         for topic in reversed(added):
@@ -124,5 +125,5 @@ class Outbox:
 
     def take(self) -> dict[str, list[Message]]:
         messages, self.messages, self.count = self.messages, {}, 0
-        self._trail = []
+        self.trail = []
         return messages

@@ -19,6 +19,7 @@ import pytest
 from eventbus.backends.base import Message
 from eventbus.runtime import idempotency
 from eventbus.runtime.idempotency import IN_DOUBT, FileIdempotencyStore, key_hash
+from eventbus.runtime.outbox import Outbox
 from tests.conftest import PYTHON, REPO
 
 RECORD_BYTES = 16
@@ -296,6 +297,61 @@ def test_each_shape_of_outputs_comes_back_from_a_dead_workers_journal(
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
     expected: dict[int, Any] = {done: outputs, following: IN_DOUBT} if then_begin else {done: outputs}
     assert store.seen([done, following], 3600) == expected
+    store.close()
+
+
+SHAPES_OF_OUTPUTS: list[Any] = [
+    [("payments", Message(b'{"id":"p-1"}', b"customer-7"))],  # one plain output: the journal's written-out case
+    [("payments", Message(b"", b""))],
+    [("payments", Message(b'{"id":"p-1"}', None))],
+    [("payments", Message(None, b"k"))],
+    [("payments", Message(b"v", b"k", (("h", b"1"),)))],
+    [],
+    OUTPUTS,
+]
+
+
+def test_a_run_journaled_as_call_each_tells_it_comes_back_from_a_dead_workers_journal(tmp_path: Path) -> None:
+    """Through `KeyJournal` as `call_each` drives it: each invocation's outputs, of every shape, come back; the one
+    that was under way is in doubt; one that failed is neither."""
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    outbox = Outbox("test", lambda attrs: Message(b""))
+    keys = [f"event-{n}" for n in range(len(SHAPES_OF_OUTPUTS) + 2)]
+    hashes = hashes_of(*keys)
+    journal = dead.journal(outbox)
+    journal.hashes = hashes
+    for index, outputs in enumerate(SHAPES_OF_OUTPUTS):
+        journal.begin(index)
+        for topic, message in outputs:
+            outbox.add_message(topic, message)
+    failed, under_way = len(SHAPES_OF_OUTPUTS), len(SHAPES_OF_OUTPUTS) + 1
+    journal.begin(failed)
+    journal.abandon(failed)
+    journal.hashes = hashes[under_way:]  # a new run, as after a failure that is retried later
+    journal.begin(0)
+    dead.close()  # killed in the middle of the last one: nothing committed
+
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    expected: dict[int, Any] = dict(zip(hashes, SHAPES_OF_OUTPUTS, strict=False))
+    expected[hashes[under_way]] = IN_DOUBT
+    assert store.seen(hashes, 3600) == expected
+    store.close()
+
+
+def test_a_run_that_ends_journals_its_last_invocation_as_done(tmp_path: Path) -> None:
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    outbox = Outbox("test", lambda attrs: Message(b""))
+    hashes = hashes_of("first", "last")
+    journal = dead.journal(outbox)
+    journal.hashes = hashes
+    for index, h in enumerate(hashes):
+        journal.begin(index)
+        outbox.add_message("out", Message(str(h).encode(), b"k"))
+    journal.end(len(hashes) - 1)
+    dead.close()
+
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert store.seen(hashes, 3600) == {h: [("out", Message(str(h).encode(), b"k"))] for h in hashes}
     store.close()
 
 
