@@ -188,8 +188,9 @@ def _framed_done_record(h: int, at_ms: int, outputs: Outputs, then_begin: int | 
 
 
 def _key_records(hashes: Sequence[int], times: Sequence[int]) -> bytes:
-    """`_KEY_RECORD` records of keys and their (non-negative) times: two array conversions and a join of their
-    bytes, rather than a pack per key."""
+    """`_KEY_RECORD` records of keys and their times: two array conversions rather than a pack per key. The times
+    of a round are when its keys were done, never negative (only doubts are, and they are written apart); a
+    negative one would raise OverflowError here rather than be written wrong."""
     records = array.array("Q", bytes(16 * len(hashes)))
     records[0::2] = array.array("Q", hashes)
     records[1::2] = array.array("Q", times)
@@ -294,7 +295,8 @@ class KeyJournal:
 
     An invocation's *done* record is written together with the next one's *begin*, just before the next call (or
     when the run ends): one journal write per event. A crash in between leaves the first begun and not done, in
-    doubt, as a crash just after its call returned always did."""
+    doubt, as a crash just after its call returned always did. A run never holds one key twice (the executor
+    splits runs at a repeated key): the two records of a write may then come in either order."""
 
     __slots__ = ("_mark", "_outbox", "_store", "hashes")
 

@@ -140,7 +140,8 @@ def call_each(
 ) -> Failure | None:
     """A sync processor over the events at ``positions``, in order, stopping at the first failure.
 
-    ``journal`` (idempotent processors) hears of each invocation before it starts and after it returns."""
+    ``journal`` (idempotent processors) hears of each invocation before anything of it runs, its argument built
+    included (its `begin` is what says the one before returned), and of how the run ends."""
     func, to, name, timeout_s = processor.func, processor.to, processor.name, processor.timeout_s
     make = argument_factory(processor)
     add_result = outbox.add_result
@@ -151,6 +152,8 @@ def call_each(
             attrs = events[position]
             assert attrs is not None
             mark = outbox.count
+            if journal is not None:
+                journal.begin(index)
             if processor.wants_context:
                 args: tuple[Any, ...] = (
                     make(attrs),
@@ -158,8 +161,6 @@ def call_each(
                 )
             else:
                 args = (make(attrs),)
-            if journal is not None:
-                journal.begin(index)
             result = func(*args) if timeout_s is None else call_with_time_limit(func, args, timeout_s)
             if result is not None:
                 add_result(result, to, attrs, name)

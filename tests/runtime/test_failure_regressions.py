@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from eventbus import App, BatchItemFailures, Event, Idempotency, Retry
+from eventbus import App, BatchItemFailures, Event, Idempotency, Retry, event_type
 from eventbus.backends.memory import MemoryLog
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import ConfigurationError, PartitionRevokedError
@@ -198,3 +199,36 @@ def test_a_default_idempotency_key_that_cannot_be_hashed_fails_its_event_alone()
     assert failure.index == 1
     assert "UnicodeEncodeError" in str(failure.error)
     assert positions == [0]
+
+
+@event_type("regression.order", topic="orders")
+@dataclass
+class _Order:
+    order_id: str
+    amount: float
+
+
+@pytest.mark.parametrize("driver", ["memory", "sqlite"])
+def test_an_event_before_one_whose_argument_cannot_be_built_is_still_known_as_done(driver: str, tmp_path: Path) -> None:
+    # The journal learns that an invocation returned when the next one begins: the next one must begin before its
+    # argument is built, or an argument that fails to build loses the done record of the event before it.
+    log = MemoryLog(f"regression-{driver}") if driver == "memory" else SQLiteLog(tmp_path / "events.db")
+    bus = TestBus(log=log)
+    app = App("billing")
+    charged: list[str] = []
+
+    @app.processor("orders", to="charges", idempotency=Idempotency())
+    def charge(order: _Order) -> Event:
+        charged.append(order.order_id)
+        return Event("charged", {"order_id": order.order_id})
+
+    good = Event("regression.order", {"order_id": "o-1", "amount": 1.0}, id="evt-1")
+    unfit = Event("regression.order", {"order_id": "o-2"}, id="evt-2")  # no amount: no _Order can be built
+    bus.publish("orders", good, unfit)
+    bus.run(app)
+    assert charged == ["o-1"]
+    assert len(bus.dead_letters("orders.dlq")) == 1
+    bus.publish("orders", Event("regression.order", {"order_id": "o-1", "amount": 1.0}, id="evt-1"))
+    bus.run(app)
+    assert charged == ["o-1"], "a duplicate of evt-1 ran again: its key was never recorded"
+    assert len(bus.data("charges")) == 1

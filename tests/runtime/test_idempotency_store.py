@@ -171,6 +171,22 @@ def test_two_workers_on_one_directory_see_each_others_keys_across_rotations(
         store.close()
 
 
+def test_a_worker_learns_what_another_committed_at_its_next_lookup_whatever_its_recovery_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Commits read nothing of other workers (only the periodic recovery lists the directory); lookups do.
+    monkeypatch.setattr(FileIdempotencyStore, "RECOVERY_INTERVAL_S", 3600.0)
+    first = FileIdempotencyStore(tmp_path, retention_s=3600)
+    second = FileIdempotencyStore(tmp_path, retention_s=3600)
+    commit(second)
+    for n in range(3):
+        from_first = commit(first, f"a{n}")
+        assert set(second.seen(from_first, 3600)) == set(from_first)
+        commit(second)
+    first.close()
+    second.close()
+
+
 def test_an_in_doubt_key_outlives_rotations_and_the_expiry_of_older_segments(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]
 ) -> None:
