@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import mmap
 import os
 import struct
@@ -89,12 +90,13 @@ _JOURNAL_TIME = struct.Struct("<q")
 _DONE_HEAD = struct.Struct("<cQqI")  # kind, key hash, time, number of outputs
 # Per output: lengths of its topic (UTF-8), key, value (-1: None) and headers (JSON, 0: none), then those bytes.
 _OUTPUT_HEAD = struct.Struct("<Iiii")
-_DONE_ONE_HEAD = struct.Struct("<cQqIIiii")  # _DONE_HEAD then one _OUTPUT_HEAD
+# The common case in one record: an invocation done with one output (no headers, key and value set), then the next
+# one's begin. Kind, key hash, time, next key hash, lengths of the output's topic (UTF-8), key and value, then those.
+_DONE_ONE = b"N"
+_DONE_ONE_THEN_BEGIN = struct.Struct("<cQqQIii")
 # Records as the journal holds them, length first: built in one pack, written in one copy.
 _FRAMED_KEY = struct.Struct("<IcQ")
-_FRAMED_BEGIN_THEN_DONE_ONE_HEADS = struct.Struct("<IcQIcQqIIiii")  # a framed begin, then a framed _DONE_ONE_HEAD
-_JOURNAL_KEY_BYTES = _JOURNAL_KEY.size
-_DONE_ONE_HEAD_BYTES = _DONE_ONE_HEAD.size
+_FRAMED_DONE_ONE_THEN_BEGIN = struct.Struct("<IcQqQIii")
 
 
 def key_hash(processor: str, key: str) -> int:
@@ -219,6 +221,17 @@ def _done_records(
         elif kind == _ABANDON:
             if begun is not None:
                 begun.pop(h, None)
+        elif kind == _DONE_ONE:
+            _, _, at_ms, then, name_length, key_length, value_length = _DONE_ONE_THEN_BEGIN.unpack_from(raw)
+            position = _DONE_ONE_THEN_BEGIN.size
+            topic = raw[position : position + name_length].decode()
+            position += name_length
+            key = raw[position : position + key_length]
+            value = raw[position + key_length : position + key_length + value_length]
+            done[h] = (at_ms, [(topic, Message(value, key))])
+            if begun is not None:
+                begun.pop(h, None)
+                begun[then] = now_ms
         elif kind in (_DONE, _DONE_JSON):
             if begun is not None:
                 begun.pop(h, None)
@@ -323,18 +336,27 @@ class KeyJournal:
 
 
 class _FileKeyJournal(KeyJournal):
-    """`KeyJournal` for the file store, with the common case written out: one plain output per invocation. The
-    calls this saves were most of what idempotency cost an event."""
+    """`KeyJournal` for the file store, with the common case written out: one plain output per invocation, whose done
+    record and the next invocation's begin go as one compact record (`_DONE_ONE_THEN_BEGIN`) in one copy.
 
-    __slots__ = ("_append", "_keys", "_note_hash", "_note_time")
+    The run's keys become known to the store (`FileIdempotencyStore.seen`) when the run ends, all at once: nothing
+    looks them up before, and a run that ends in an exception other than a failed call takes its worker down with
+    it (the journal then tells the next worker what was done). Per event, the journal write is all that is left."""
+
+    __slots__ = ("_file_store", "_journal", "_now_ms", "_topic", "_topic_bytes", "_topic_fixed")
 
     def __init__(self, store: FileIdempotencyStore, outbox: Outbox) -> None:
         super().__init__(store, outbox)
-        # What `_remember` and the journal's append reach, looked up once per run rather than once per event.
-        self._append = store._journal.append
-        self._keys = store._keys
-        self._note_hash = store._open_hashes.append
-        self._note_time = store._open_times.append
+        self._journal = store._journal
+        self._file_store = store
+        # The run's keys are recorded at the time it starts: a clock read per run, not per event. A key then counts
+        # as recorded up to one run's duration early, which shortens its retention window by as much.
+        self._now_ms = _time_ns() // 1_000_000
+        # The topic most outputs go to, its name encoded once, and the length of a compact record to it without
+        # the output's key and value.
+        self._topic = ""
+        self._topic_bytes = b""
+        self._topic_fixed = 0
 
     def begin(self, index: int) -> None:
         outbox = self._outbox
@@ -343,33 +365,55 @@ class _FileKeyJournal(KeyJournal):
             topic = outbox.trail[-1]
             value, key, headers, _, _ = outbox.messages[topic][-1]  # unpacked at once: faster than three getattrs
             if key is not None and value is not None and not headers:
-                h = self.hashes[index - 1]
-                now_ms = _time_ns() // 1_000_000
-                name = topic.encode()
-                # This begin, then the done record of the one before, framed as `_framed_done_record` frames it:
-                # every head in one pack, both records in one write.
-                heads = _FRAMED_BEGIN_THEN_DONE_ONE_HEADS.pack(
-                    _JOURNAL_KEY_BYTES,
-                    _BEGIN,
-                    self.hashes[index],
-                    _DONE_ONE_HEAD_BYTES + len(name) + len(key) + len(value),
-                    _DONE,
-                    h,
-                    now_ms,
-                    1,
-                    len(name),
-                    len(key),
-                    len(value),
-                    0,
+                if topic is not self._topic:
+                    self._topic_bytes = topic.encode()
+                    self._topic_fixed = _DONE_ONE_THEN_BEGIN.size + len(self._topic_bytes)
+                    self._topic = topic
+                hashes = self.hashes
+                framed = b"".join(
+                    (
+                        _FRAMED_DONE_ONE_THEN_BEGIN.pack(
+                            self._topic_fixed + len(key) + len(value),
+                            _DONE_ONE,
+                            hashes[index - 1],
+                            self._now_ms,
+                            hashes[index],
+                            len(self._topic_bytes),
+                            len(key),
+                            len(value),
+                        ),
+                        self._topic_bytes,
+                        key,
+                        value,
+                    )
                 )
-                self._append(b"".join((heads, name, key, value)))
-                # What `_remember` does, written out for the same reason.
-                self._keys[h] = now_ms
-                self._note_hash(h)
-                self._note_time(now_ms)
+                # `_Journal.append`, written out: a call less per event.
+                journal = self._journal
+                used = journal._used + len(framed)
+                end = _JOURNAL_HEADER_BYTES + used
+                if end > journal._size:
+                    journal._grow(end)
+                journal._map[end - len(framed) : end] = framed
+                journal._used = used
+                journal._header[1] = used
                 self._mark = count
                 return
-        super().begin(index)
+        if index:
+            framed = _framed_done_record(
+                self.hashes[index - 1], self._now_ms, outbox.since(self._mark), then_begin=self.hashes[index]
+            )
+        else:
+            framed = _framed_key_record(_BEGIN, self.hashes[0])
+        self._journal.append(framed)
+        self._mark = count
+
+    def end(self, index: int) -> None:
+        self._journal.append(_framed_done_record(self.hashes[index], self._now_ms, self._outbox.since(self._mark)))
+        self._file_store.remember(self.hashes[: index + 1], self._now_ms)
+
+    def abandon(self, index: int) -> None:
+        self._journal.append(_framed_key_record(_ABANDON, self.hashes[index]))
+        self._file_store.remember(self.hashes[:index], self._now_ms)
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
@@ -412,6 +456,27 @@ def memory_store_for(log: object) -> MemoryIdempotencyStore:
     return store
 
 
+class _LittleEndianWords:
+    """The journal header's words on a big-endian host, where a native view would write them the wrong way round."""
+
+    def __init__(self, journal: mmap.mmap) -> None:
+        self._journal = journal
+
+    def __setitem__(self, index: int, value: int) -> None:
+        struct.pack_into("<Q", self._journal, 8 * index, value)
+
+    def release(self) -> None:
+        pass
+
+
+def _header_words(journal: mmap.mmap) -> memoryview | _LittleEndianWords:
+    """The journal header's two fields (start, end) as 8-byte words: an append updates one with an item assignment,
+    which costs a third of a `pack_into`."""
+    if sys.byteorder == "little":
+        return memoryview(journal)[:_JOURNAL_HEADER_BYTES].cast("Q")
+    return _LittleEndianWords(journal)
+
+
 class _Journal:
     """An append-only, memory-mapped record file: a header (start, used), then length-prefixed records.
 
@@ -425,6 +490,7 @@ class _Journal:
         self._size = _JOURNAL_START_BYTES
         os.ftruncate(self._fd, self._size)
         self._map = mmap.mmap(self._fd, self._size)
+        self._header = _header_words(self._map)
         self._start = 0
         self._used = 0
         # The position of the file's first record: what was appended before it, and moved out of the way.
@@ -442,11 +508,11 @@ class _Journal:
         end = _JOURNAL_HEADER_BYTES + used
         if end > self._size:
             self._grow(end)
-        journal = self._map
-        journal[end - len(framed) : end] = framed
-        # The header moves last: a record cut short by a crash is never counted.
+        self._map[end - len(framed) : end] = framed
+        # The header moves last: a record cut short by a crash is never counted. Only its end changes here (the
+        # start moves in `release_to`), in one aligned 8-byte store.
         self._used = used
-        _JOURNAL_HEADER.pack_into(journal, 0, self._start, used)
+        self._header[1] = used
 
     def release_to(self, position: int) -> None:
         """Records before ``position`` no longer matter (their round committed, or was given up)."""
@@ -494,9 +560,11 @@ class _Journal:
     def _grow(self, needed: int) -> None:
         while self._size < needed:
             self._size *= 2
+        self._header.release()  # a map with views of it cannot be closed
         self._map.close()
         os.ftruncate(self._fd, self._size)
         self._map = mmap.mmap(self._fd, self._size)
+        self._header = _header_words(self._map)
 
     @property
     def pending(self) -> bool:
@@ -504,6 +572,7 @@ class _Journal:
 
     def close(self) -> None:
         keep = self.pending
+        self._header.release()
         self._map.close()
         os.close(self._fd)
         if not keep:
@@ -869,6 +938,12 @@ class FileIdempotencyStore(IdempotencyStore):
         self._keys[h] = now_ms
         self._open_hashes.append(h)
         self._open_times.append(now_ms)
+
+    def remember(self, hashes: Sequence[int], now_ms: int) -> None:
+        """`_remember` for the keys of a run, journaled done: a few calls per run rather than three per key."""
+        self._keys.update(dict.fromkeys(hashes, now_ms))
+        self._open_hashes.extend(hashes)
+        self._open_times.extend(itertools.repeat(now_ms, len(hashes)))
 
     def _expire_later(self, at_ms: int, h: int) -> None:
         self._expiry_times.append(at_ms)

@@ -371,6 +371,50 @@ def test_a_run_that_ends_journals_its_last_invocation_as_done(tmp_path: Path) ->
     store.close()
 
 
+def test_a_runs_keys_are_known_to_its_own_store_once_it_ends_or_fails_and_go_with_its_round(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    outbox = Outbox("test", lambda attrs: Message(b""))
+    first, second = hashes_of("a", "b", "c"), hashes_of("d", "e", "f")
+    journal = store.journal(outbox)
+    journal.hashes = first
+    for index in range(len(first)):
+        journal.begin(index)
+        outbox.add_message("out", Message(b"v", b"k"))
+    journal.end(len(first) - 1)
+    journal.hashes = second
+    for index in range(2):
+        journal.begin(index)
+        outbox.add_message("out", Message(b"v", b"k"))
+    journal.abandon(1)  # the second of this run raised: only the first is done
+
+    # Known as handled in this round: nothing to emit again, the outputs are in the round's outbox.
+    assert store.seen(first + second, 3600) == {h: [] for h in first + second[:1]}
+    assert set(store.seal().hashes) == set(first + second[:1])
+    store.close()
+
+
+def test_a_journal_that_outgrows_its_first_mapping_comes_back_whole(tmp_path: Path) -> None:
+    """Killed in the middle of its last invocation, after its journal grew: every other one is done."""
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    outbox = Outbox("test", lambda attrs: Message(b""))
+    value = b"x" * 4096
+    count = 3 * idempotency._JOURNAL_START_BYTES // len(value)
+    hashes = hashes_of(*(f"event-{n}" for n in range(count)))
+    journal = dead.journal(outbox)
+    journal.hashes = hashes
+    for index in range(count):
+        journal.begin(index)
+        outbox.add_message("out", Message(value + str(index).encode(), b"k"))
+    assert dead._journal.path.stat().st_size > idempotency._JOURNAL_START_BYTES
+    dead.close()
+
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    expected: dict[int, Any] = {h: [("out", Message(value + str(n).encode(), b"k"))] for n, h in enumerate(hashes)}
+    expected[hashes[-1]] = IN_DOUBT
+    assert store.seen(hashes, 3600) == expected
+    store.close()
+
+
 def run_round(store: FileIdempotencyStore, keys: list[str], value: bytes) -> list[int]:
     """Record ``keys`` (each emitting ``value``) as one run, without committing it."""
     hashes = hashes_of(*keys)
