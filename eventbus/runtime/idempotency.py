@@ -343,15 +343,12 @@ class _FileKeyJournal(KeyJournal):
     looks them up before, and a run that ends in an exception other than a failed call takes its worker down with
     it (the journal then tells the next worker what was done). Per event, the journal write is all that is left."""
 
-    __slots__ = ("_file_store", "_journal", "_now_ms", "_topic", "_topic_bytes", "_topic_fixed")
+    __slots__ = ("_file_store", "_journal", "_topic", "_topic_bytes", "_topic_fixed")
 
     def __init__(self, store: FileIdempotencyStore, outbox: Outbox) -> None:
         super().__init__(store, outbox)
         self._journal = store._journal
         self._file_store = store
-        # The run's keys are recorded at the time it starts: a clock read per run, not per event. A key then counts
-        # as recorded up to one run's duration early, which shortens its retention window by as much.
-        self._now_ms = _time_ns() // 1_000_000
         # The topic most outputs go to, its name encoded once, and the length of a compact record to it without
         # the output's key and value.
         self._topic = ""
@@ -376,7 +373,7 @@ class _FileKeyJournal(KeyJournal):
                             self._topic_fixed + len(key) + len(value),
                             _DONE_ONE,
                             hashes[index - 1],
-                            self._now_ms,
+                            _time_ns() // 1_000_000,
                             hashes[index],
                             len(self._topic_bytes),
                             len(key),
@@ -400,20 +397,24 @@ class _FileKeyJournal(KeyJournal):
                 return
         if index:
             framed = _framed_done_record(
-                self.hashes[index - 1], self._now_ms, outbox.since(self._mark), then_begin=self.hashes[index]
+                self.hashes[index - 1], _now_ms(), outbox.since(self._mark), then_begin=self.hashes[index]
             )
         else:
             framed = _framed_key_record(_BEGIN, self.hashes[0])
         self._journal.append(framed)
         self._mark = count
 
+    # The run's keys count from when it ends: never earlier than any of them was done, so a long run does not
+    # shorten their retention window (it lengthens it by at most the run's duration).
+
     def end(self, index: int) -> None:
-        self._journal.append(_framed_done_record(self.hashes[index], self._now_ms, self._outbox.since(self._mark)))
-        self._file_store.remember(self.hashes[: index + 1], self._now_ms)
+        now_ms = _now_ms()
+        self._journal.append(_framed_done_record(self.hashes[index], now_ms, self._outbox.since(self._mark)))
+        self._file_store.remember(self.hashes[: index + 1], now_ms)
 
     def abandon(self, index: int) -> None:
         self._journal.append(_framed_key_record(_ABANDON, self.hashes[index]))
-        self._file_store.remember(self.hashes[:index], self._now_ms)
+        self._file_store.remember(self.hashes[:index], _now_ms())
 
 
 class MemoryIdempotencyStore(IdempotencyStore):

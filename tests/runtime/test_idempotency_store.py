@@ -393,6 +393,32 @@ def test_a_runs_keys_are_known_to_its_own_store_once_it_ends_or_fails_and_go_wit
     store.close()
 
 
+def test_a_run_longer_than_the_window_keeps_the_keys_done_within_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four invocations of 25 s each, a 60 s window: a key counts from when it was done (or later), never from
+    when its run or batch began, live and after a crash."""
+    clock_ns = [1_700_000_000 * 10**9]
+    monkeypatch.setattr(idempotency, "_time_ns", lambda: clock_ns[0])
+    dead = FileIdempotencyStore(tmp_path, retention_s=60)
+    outbox = Outbox("test", lambda attrs: Message(b""))
+    hashes = hashes_of("a", "b", "c", "d")
+    journal = dead.journal(outbox)
+    journal.hashes = hashes
+    for index in range(len(hashes)):
+        journal.begin(index)
+        clock_ns[0] += 25 * 10**9
+        outbox.add_message("out", Message(b"v%d" % index, b"k"))
+    journal.end(len(hashes) - 1)
+    assert set(dead.seen(hashes, 60)) == set(hashes)
+    dead.close()  # killed before its commit
+
+    store = FileIdempotencyStore(tmp_path, retention_s=60)
+    # b, c and d were done 50, 25 and 0 s ago; a, done 75 s ago, is past the window.
+    assert set(store.seen(hashes, 60)) == set(hashes[1:])
+    store.close()
+
+
 def test_a_journal_that_outgrows_its_first_mapping_comes_back_whole(tmp_path: Path) -> None:
     """Killed in the middle of its last invocation, after its journal grew: every other one is done."""
     dead = FileIdempotencyStore(tmp_path, retention_s=3600)
