@@ -46,7 +46,7 @@ def encode_event(attrs: dict[str, Any]) -> Message:
 def encode_event_binary(attrs: dict[str, Any]) -> Message:
     """The record of a complete event in binary mode: attributes as ce_* headers, the data as the value."""
     headers, value = encode_binary(attrs)
-    return Message(value, partition_key(attrs), headers)
+    return keyed_message(value, partition_key(attrs), headers)
 
 
 EventEncoder = Callable[[dict[str, Any]], Message]

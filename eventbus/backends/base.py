@@ -46,9 +46,9 @@ class Message(NamedTuple):
 _new_tuple = tuple.__new__
 
 
-def keyed_message(value: bytes | None, key: bytes | None) -> Message:
-    """``Message(value, key)``, built the fast way: NamedTuple construction goes through Python code."""
-    return _new_tuple(Message, (value, key, None, None, None))
+def keyed_message(value: bytes | None, key: bytes | None, headers: Headers | None = None) -> Message:
+    """``Message(value, key, headers)``, built the fast way: NamedTuple construction goes through Python code."""
+    return _new_tuple(Message, (value, key, headers, None, None))
 
 
 class Record(NamedTuple):
