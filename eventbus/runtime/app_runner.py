@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from eventbus.app import App
 from eventbus.backends.base import Log
 from eventbus.errors import ConfigurationError
-from eventbus.runtime.worker import Worker, WorkerSettings, WorkerStats
+from eventbus.runtime.worker import Worker, WorkerSettings, WorkerStats, ensure_declared_topics
 
 if TYPE_CHECKING:
     from eventbus.projections.runner import ProjectionRunner
@@ -70,6 +70,10 @@ class AppRunner:
             if self.http_port is not None:
                 from eventbus.http import serve
 
+                # Before the first request: an event posted to a declared topic that did not exist yet would
+                # otherwise create it with the log's default partition count, and the worker would then refuse
+                # to start on it.
+                await asyncio.get_running_loop().run_in_executor(None, ensure_declared_topics, self.app, self.log)
                 http = await serve(self.app, self.log, self.http_port)
             return await self._run()
         finally:

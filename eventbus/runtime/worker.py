@@ -115,6 +115,17 @@ class WorkerStats:
     round_latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
+def ensure_declared_topics(app: App, log: Log) -> None:
+    """Create the topics ``app`` declares, with their partition counts; an existing one must have its count."""
+    for spec in app.topics.values():
+        info = log.ensure_topic(spec.name, spec.partitions)
+        if info.partitions != spec.partitions:
+            raise ConfigurationError(
+                f"app {app.name!r} declares topic {spec.name!r} with {spec.partitions} partitions but it "
+                f"exists with {info.partitions}; a topic's partition count cannot change"
+            )
+
+
 class Worker:
     def __init__(self, app: App, log: Log, settings: WorkerSettings | None = None) -> None:
         if not app.processors:
@@ -256,13 +267,7 @@ class Worker:
         return self.stats
 
     def _ensure_topics(self) -> None:
-        for spec in self.app.topics.values():
-            info = self.log.ensure_topic(spec.name, spec.partitions)
-            if info.partitions != spec.partitions:
-                raise ConfigurationError(
-                    f"app {self.app.name!r} declares topic {spec.name!r} with {spec.partitions} partitions but it "
-                    f"exists with {info.partitions}; a topic's partition count cannot change"
-                )
+        ensure_declared_topics(self.app, self.log)
         for topic in self._dispatcher.topics:
             self.log.ensure_topic(topic)
         if self.log.auto_create:
