@@ -26,6 +26,7 @@ from eventbus.codecs import AvroDataDecoder
 from eventbus.errors import PartitionRevokedError
 from eventbus.projections.fold import Folder
 from eventbus.projections.store import ProjectionStore, VersionChangedError, open_store
+from eventbus.runtime.gc_policy import collector_for_rounds
 from eventbus.runtime.worker import WorkerSettings
 
 logger = logging.getLogger("eventbus.projections")
@@ -76,7 +77,8 @@ class ProjectionRunner:
                 self.store_url,
                 ",".join(self.projection.topics),
             )
-            await self._loop(store, consumer, folder)
+            with collector_for_rounds(self.settings.gc_young_threshold):
+                await self._loop(store, consumer, folder)
         finally:
             if consumer is not None:
                 await self._call(consumer.close)

@@ -1,4 +1,4 @@
-"""The garbage collector while workers run.
+"""The garbage collector while workers (and projection runners) run.
 
 A worker's round decodes thousands of events and builds their outputs; those containers live until the round is
 written, then die together by reference counting. CPython's cyclic collector, by default, runs a young
@@ -7,9 +7,9 @@ older generations, whose collections then walk them again along with everything 
 (modules, the app, the router's tables). Measured on W1 (200,000 events through the embedded log), that was 5 to
 8% of the worker's time.
 
-While at least one worker runs, the process's start-up heap is frozen (`gc.freeze`: never walked again) and the
-young generation's threshold is raised above what a round keeps alive. Cycles are still collected, only less
-often. The previous settings come back when the last worker stops.
+While at least one worker or projection runner runs, the process's start-up heap is frozen (`gc.freeze`: never
+walked again) and the young generation's threshold is raised above what a round keeps alive. Cycles are still
+collected, only less often. The previous settings come back when the last one stops.
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
-"""The garbage collector while workers run: tuned for the run, as it was before once the last worker stops."""
+"""The garbage collector while workers and projections run: tuned for the run, as it was before once the last
+one stops."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+from pathlib import Path
 
 from eventbus import App, Event
+from eventbus.backends.memory import MemoryLog
+from eventbus.projections import View
+from eventbus.publisher import Publisher
+from eventbus.runtime import AppRunner, WorkerSettings
 from eventbus.runtime.gc_policy import collector_for_rounds
 from eventbus.testing import TestBus
 
@@ -72,3 +78,22 @@ def test_two_workers_in_one_event_loop_leave_the_collector_as_they_found_it() ->
     assert all(young >= 50_000 and frozen > 0 for young, frozen in seen)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_projection_folds_with_the_collector_tuned_too(tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    seen: list[tuple[int, int]] = []
+    app = App("gc")
+    counts = app.projection("counts", topics="in", store=f"sqlite:///{tmp_path}/store.db")
+
+    @counts.on("x")
+    def count(event: Event, view: View) -> None:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+
+    log = MemoryLog()
+    Publisher(log).publish("in", Event("x", {}))
+    asyncio.run(AppRunner(app, log, WorkerSettings(until_idle=True, idle_poll_s=0.0)).run())
+    [(young, frozen)] = seen
+    assert young == max(50_000, before[0])
+    assert frozen > 0
+    assert gc.get_threshold() == before
