@@ -403,7 +403,7 @@ class Executor:
             metrics.failed_attempt(processor.name, error)
         breaker = self.breakers.get(index)
         if breaker is not None:
-            breaker.failed(now)
+            breaker.failed(time.monotonic())  # open for open_s from the failure, not from the start of the round
         if lane.attempts is None:
             lane.attempts = Attempts.first(first_error, now_ms)
         else:
@@ -611,7 +611,7 @@ class Executor:
         metrics.failed_attempt(processor.name, error)
         breaker = self.breakers.get(index)
         if breaker is not None:
-            breaker.failed(now)
+            breaker.failed(time.monotonic())  # open for open_s from the failure, not from the start of the round
         if lane.attempts is None:
             lane.attempts = Attempts.first(error, now_ms)
         else:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from eventbus import App, BatchItemFailures, Event, Idempotency, Retry, event_type
+from eventbus import App, BatchItemFailures, CircuitBreaker, Event, Idempotency, Retry, event_type
 from eventbus.backends.memory import MemoryLog
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import ConfigurationError, PartitionRevokedError
@@ -232,3 +232,29 @@ def test_an_event_before_one_whose_argument_cannot_be_built_is_still_known_as_do
     bus.run(app)
     assert charged == ["o-1"], "a duplicate of evt-1 ran again: its key was never recorded"
     assert len(bus.data("charges")) == 1
+
+
+def test_a_breaker_stays_open_for_open_s_after_a_slow_call_failed() -> None:
+    """Counted from the failure, not from the start of the round that made the call: a call that took 0.2 s before
+    failing does not shorten a 0.3 s open period to 0.1 s."""
+    app = App("t")
+    ends: list[float] = []
+    starts: list[float] = []
+
+    @app.processor(
+        "in",
+        breaker=CircuitBreaker("slow-api", failure_threshold=1, window_s=10, open_s=0.3),
+        retry=Retry(max_attempts=5, initial_delay_ms=1, max_delay_ms=1),
+    )
+    def call(event: Event) -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 1:
+            time.sleep(0.2)
+            ends.append(time.monotonic())
+            raise ConnectionError("slow-api timed out")
+
+    bus = TestBus()
+    bus.publish_data("in", "x", [{}])
+    bus.run(app)
+    assert len(starts) == 2
+    assert starts[1] - ends[0] >= 0.3
