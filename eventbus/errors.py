@@ -15,6 +15,7 @@ __all__ = [
     "EventbusError",
     "InvalidEventError",
     "PartitionRevokedError",
+    "PositionMovedError",
     "ProcessorError",
     "TopicNotFoundError",
 ]
@@ -49,6 +50,11 @@ class TopicNotFoundError(BackendError, KeyError):
 
 class PartitionRevokedError(BackendError):
     """A commit was refused because this worker no longer owns the partition (another member took it over)."""
+
+
+class PositionMovedError(BackendError):
+    """A group's committed position was not where a tool expected it: something else moved it meanwhile (another
+    replay of the same dead-letter topic, a reset). Nothing of the refused step was done."""
 
 
 class ProcessorError(EventbusError):

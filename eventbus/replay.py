@@ -8,13 +8,16 @@ dead-lettered since; ``from_beginning`` sends everything again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventbus.backends.base import Log, Message, TopicPartition
+import orjson
+
+from eventbus.backends.base import Log, Message, RecordBatch, TopicPartition
 from eventbus.codecs import decode_record
-from eventbus.errors import ConfigurationError, DecodeError, EventbusError
+from eventbus.errors import ConfigurationError, DecodeError, EventbusError, PositionMovedError, TopicNotFoundError
 from eventbus.runtime.dead_letter import REPLAYED, failure_of, strip_failure_headers
 
 REPLAY_BATCH = 500
@@ -26,19 +29,38 @@ class GroupBusyError(EventbusError):
 
 @dataclass
 class DeadLetterGroup:
-    """Dead letters that failed the same way."""
+    """Dead letters that failed the same way: one error class, in one processor, with one message once the
+    values that vary from event to event (numbers, ids) are left out of it."""
 
     error_class: str
-    message: str
+    message: str  # the message with its varying parts as <n>, <id>, <hex>
     processor: str
     count: int = 0
+    examples: list[str] = field(default_factory=list)  # a few of the messages as they were
     origin_topics: set[str] = field(default_factory=set)
     first_failure: str = ""
     last_failure: str = ""
 
 
+_EXAMPLES = 3
+# What varies between messages of one failure, most specific first: UUIDs, long hex strings, numbers.
+_VARYING = (
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<id>"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{12,}\b"), "<hex>"),
+    (re.compile(r"-?\d+(?:\.\d+)?"), "<n>"),
+)
+
+
+def message_template(message: str) -> str:
+    """``message`` with the parts that differ from event to event replaced, so that its failures group."""
+    for pattern, placeholder in _VARYING:
+        message = pattern.sub(placeholder, message)
+    return message
+
+
 def summarize_dead_letters(log: Log, topic: str) -> list[DeadLetterGroup]:
-    """The dead letters of ``topic`` grouped by error class, message and processor, most frequent first."""
+    """The dead letters of ``topic`` grouped by error class, processor and message template, most frequent
+    first."""
     groups: dict[tuple[str, str, str], DeadLetterGroup] = {}
     for state in log.watermarks(topic):
         position = state.start_offset
@@ -49,11 +71,14 @@ def summarize_dead_letters(log: Log, topic: str) -> list[DeadLetterGroup]:
             position = batch.next_offset
             for headers in batch.headers:
                 failure = failure_of(headers)
-                key = (failure.get("error.class", "?"), failure.get("error.message", ""), failure.get("processor", "?"))
+                message = failure.get("error.message", "")
+                key = (failure.get("error.class", "?"), message_template(message), failure.get("processor", "?"))
                 group = groups.get(key)
                 if group is None:
                     group = groups[key] = DeadLetterGroup(*key)
                 group.count += 1
+                if len(group.examples) < _EXAMPLES and message not in group.examples:
+                    group.examples.append(message)
                 group.origin_topics.add(failure.get("origin.topic", "?"))
                 first, last = failure.get("failure.first", ""), failure.get("failure.last", "")
                 group.first_failure = min(group.first_failure or first, first)
@@ -65,11 +90,18 @@ def summarize_dead_letters(log: Log, topic: str) -> list[DeadLetterGroup]:
 class ReplayReport:
     replayed: int = 0
     filtered_out: int = 0
+    # Dead letters an earlier filtered replay had already sent, not sent again.
+    already_replayed: int = 0
     by_topic: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
 
 
 Progress = Callable[[int, int], None]
+
+
+def ledger_topic(topic: str) -> str:
+    """Where replays of the dead-letter topic ``topic`` note the dead letters they sent past one they left out."""
+    return f"{topic}.replayed"
 
 
 def replay_dead_letters(
@@ -83,7 +115,14 @@ def replay_dead_letters(
     progress: Progress | None = None,
 ) -> ReplayReport:
     """Re-publish the dead letters of ``topic`` (those matching ``pattern``, if given) to where they came from,
-    or to ``to``. ``progress(done, total)`` is called after each batch."""
+    or to ``to``. ``progress(done, total)`` is called after each batch.
+
+    The replay position (group ``<topic>.replay``) only moves over dead letters that were sent: one that a filter
+    leaves out stays to be replayed later, and what is sent past it is noted in ``<topic>.replayed`` so that a
+    later replay does not send it again. Each batch's sends, notes and position go in one step that is refused
+    (`PositionMovedError`, nothing of it sent) if the position moved since the replay read it: two replays of one
+    topic at once cannot both send the same dead letters. On the embedded logs that step is one transaction, so a
+    replay killed at any point sends nothing twice."""
     matcher = None
     if pattern is not None:
         from eventbus.routing import InvalidPatternError, compile_pattern
@@ -92,51 +131,159 @@ def replay_dead_letters(
             matcher = compile_pattern(pattern)
         except InvalidPatternError as exc:
             raise ConfigurationError(f"--filter: invalid pattern: {exc}") from None
-    group = f"{topic}.replay"
-    committed = {} if from_beginning else log.committed(group, topic)
+    if to is not None and not log.auto_create:
+        log.topic(to)
+    replay = _Replay(log, topic, to, matcher, dry_run)
+    committed = log.committed(replay.group, topic)
     states = log.watermarks(topic)
-    starts = {s.partition: max(s.start_offset, committed.get(s.partition, 0)) for s in states}
+    starts = {
+        s.partition: s.start_offset if from_beginning else max(s.start_offset, committed.get(s.partition, 0))
+        for s in states
+    }
+    sent_before = {} if from_beginning else _noted(log, replay.ledger, starts)
     total = sum(s.end_offset - starts[s.partition] for s in states)
-    report = ReplayReport(dry_run=dry_run)
     done = 0
     for state in states:
+        tp = TopicPartition(topic, state.partition)
+        held = committed.get(state.partition)
+        noted = sent_before.get(state.partition, set())
         position = starts[state.partition]
+        # Where the replay position can move: past every dead letter up to the first one this run leaves out.
+        frontier: int | None = None
         while position < state.end_offset:
             batch = log.read(topic, state.partition, position, REPLAY_BATCH)
             if not batch.offsets:
                 break
-            outgoing: dict[str, list[Message]] = {}
-            for record in batch.records():
-                target = to or failure_of(record.headers).get("origin.topic")
-                if not target:
-                    raise ConfigurationError(
-                        f"{topic}[{record.partition}]@{record.offset} has no eventbus.origin.topic header; "
-                        "say where to send it with --to"
-                    )
-                if matcher is not None and not _matches(matcher, record.value, record.headers):
-                    report.filtered_out += 1
-                    continue
-                replayed = (REPLAYED, f"{topic}/{record.partition}/{record.offset}".encode())
-                outgoing.setdefault(target, []).append(
-                    Message(record.value, record.key, (*(strip_failure_headers(record.headers) or ()), replayed))
-                )
-            if not dry_run:
-                for target, messages in outgoing.items():
-                    log.append(target, messages)
-                log.commit(group, {TopicPartition(topic, state.partition): batch.next_offset})
-            for target, messages in outgoing.items():
-                report.by_topic[target] = report.by_topic.get(target, 0) + len(messages)
-                report.replayed += len(messages)
+            outgoing, frontier = replay.sort_out(batch, noted, frontier)
+            # Never backwards: a replay from the beginning leaves a position that is further on where it was.
+            reached = batch.next_offset if frontier is None else frontier
+            if held is not None and reached <= held:
+                replay.send(outgoing, {}, {tp: held})
+            else:
+                replay.send(outgoing, {tp: reached}, {tp: held})
+                held = reached
             done += len(batch.offsets)
             position = batch.next_offset
             if progress is not None:
                 progress(done, total)
-    return report
+    return replay.report
 
 
-def _matches(matcher: Any, value: bytes | None, headers: Any) -> bool:
+class _Replay:
+    """One replay of a dead-letter topic: what it sends where, and what it has sent."""
+
+    def __init__(self, log: Log, topic: str, to: str | None, matcher: Any, dry_run: bool) -> None:
+        self.log, self.topic, self.to, self.matcher = log, topic, to, matcher
+        self.group = f"{topic}.replay"
+        self.ledger = ledger_topic(topic)
+        self.report = ReplayReport(dry_run=dry_run)
+        self._known_targets: set[str] = set() if to is None else {to}
+        self._avro: Any = None
+        if matcher is not None:
+            from eventbus.codecs.avro import reading_decoder
+
+            self._avro = reading_decoder(log)
+
+    def sort_out(
+        self, batch: RecordBatch, noted: set[int], frontier: int | None
+    ) -> tuple[dict[str, list[Message]], int | None]:
+        """The messages to send for ``batch``, by target (the ledger's note included), and the offset of the
+        first dead letter this replay has left out so far (None: none yet)."""
+        outgoing: dict[str, list[Message]] = {}
+        sent_past_frontier: list[int] = []
+        report = self.report
+        for record in batch.records():
+            if record.offset in noted:
+                report.already_replayed += 1
+                continue
+            target = self.to or failure_of(record.headers).get("origin.topic")
+            if not target:
+                raise ConfigurationError(
+                    f"{self.topic}[{record.partition}]@{record.offset} has no eventbus.origin.topic header; "
+                    "say where to send it with --to"
+                )
+            if self.matcher is not None and not _matches(self.matcher, record.value, record.headers, self._avro):
+                report.filtered_out += 1
+                if frontier is None:
+                    frontier = record.offset
+                continue
+            if target not in self._known_targets and not self.log.auto_create:
+                _check_target(self.log, target, self.topic, record.partition, record.offset)
+                self._known_targets.add(target)
+            if frontier is not None:
+                sent_past_frontier.append(record.offset)
+            replayed = (REPLAYED, f"{self.topic}/{record.partition}/{record.offset}".encode())
+            outgoing.setdefault(target, []).append(
+                Message(record.value, record.key, (*(strip_failure_headers(record.headers) or ()), replayed))
+            )
+        for target, messages in outgoing.items():
+            report.by_topic[target] = report.by_topic.get(target, 0) + len(messages)
+            report.replayed += len(messages)
+        if sent_past_frontier:
+            note = orjson.dumps({"partition": batch.partition, "offsets": sent_past_frontier})
+            outgoing[self.ledger] = [Message(note)]
+        return outgoing, frontier
+
+    def send(
+        self,
+        outgoing: dict[str, list[Message]],
+        offsets: dict[TopicPartition, int],
+        expected: dict[TopicPartition, int | None],
+    ) -> None:
+        if self.report.dry_run:
+            return
+        if self.ledger in outgoing and self.ledger not in self._known_targets:
+            self.log.ensure_topic(self.ledger, 1)
+            self._known_targets.add(self.ledger)
+        try:
+            self.log.append_and_commit(outgoing, self.group, offsets, expected)
+        except PositionMovedError as exc:
+            raise PositionMovedError(
+                f"replaying {self.topic}: {exc} (another replay of it running?); nothing of this batch was sent, "
+                "run the replay again to go on from where it is now"
+            ) from None
+
+
+def _noted(log: Log, ledger: str, starts: dict[int, int]) -> dict[int, set[int]]:
+    """Per partition of the dead-letter topic, the offsets (from ``starts`` on) that earlier replays noted as
+    sent in ``ledger``."""
+    noted: dict[int, set[int]] = {}
     try:
-        attrs = decode_record(value, strip_failure_headers(headers))
+        states = log.watermarks(ledger)
+    except TopicNotFoundError:
+        return noted
+    for state in states:
+        position = state.start_offset
+        while position < state.end_offset:
+            batch = log.read(ledger, state.partition, position, REPLAY_BATCH)
+            if not batch.offsets:
+                break
+            position = batch.next_offset
+            for value in batch.values:
+                try:
+                    note = orjson.loads(value or b"")
+                    partition, offsets = note["partition"], note["offsets"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # not a note of ours: nothing to skip for it
+                start = starts.get(partition)
+                if start is not None:
+                    noted.setdefault(partition, set()).update(o for o in offsets if o >= start)
+    return noted
+
+
+def _check_target(log: Log, target: str, topic: str, partition: int, offset: int) -> None:
+    try:
+        log.topic(target)
+    except TopicNotFoundError:
+        raise ConfigurationError(
+            f"{topic}[{partition}]@{offset} came from topic {target!r}, which does not exist any more; "
+            f"create it, or send the dead letters elsewhere with --to"
+        ) from None
+
+
+def _matches(matcher: Any, value: bytes | None, headers: Any, avro: Any) -> bool:
+    try:
+        attrs = decode_record(value, strip_failure_headers(headers), avro)
     except DecodeError:
         return False
     return bool(matcher.matches(attrs))

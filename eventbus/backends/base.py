@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from eventbus.errors import TopicNotFoundError
+from eventbus.errors import PositionMovedError, TopicNotFoundError
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -275,6 +275,28 @@ class Log(ABC):
     def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
         """Set a group's offsets unconditionally (administrative resets; members use `Consumer.commit`)."""
 
+    def append_and_commit(
+        self,
+        outputs: Mapping[str, Sequence[Message]],
+        group: str,
+        offsets: Mapping[TopicPartition, int],
+        expected: Mapping[TopicPartition, int | None],
+    ) -> None:
+        """Append ``outputs`` and set ``group``'s offsets, as a tool that is not a member of the group does (a
+        dead-letter replay), provided the group's committed offsets are still ``expected`` (None: never
+        committed); else `PositionMovedError`, before anything is appended.
+
+        The embedded logs do it all in one transaction. Here (Kafka) the check, the appends and the commit are
+        separate steps: a crash between the appends and the commit leaves the outputs without the commit (they
+        are sent again by the next attempt, as a worker's are), and two tools racing within one step can both
+        pass the check."""
+        check_position(group, self.committed, expected)
+        for topic, messages in outputs.items():
+            if messages:
+                self.append(topic, messages)
+        if offsets:
+            self.commit(group, offsets)
+
     @abstractmethod
     def groups(self) -> list[str]:
         """Every group with committed offsets."""
@@ -372,3 +394,23 @@ class ConsumerSettings:
                 f"max_poll_interval_s must be at least session_timeout_s ({self.session_timeout_s} s), "
                 f"got {self.max_poll_interval_s}"
             )
+
+
+def check_position(
+    group: str, committed: Callable[[str, str], Mapping[int, int]], expected: Mapping[TopicPartition, int | None]
+) -> None:
+    """`PositionMovedError` unless ``group``'s committed offsets (``committed(group, topic)``) are ``expected``."""
+    by_topic: dict[str, Mapping[int, int]] = {}
+    for tp, offset in expected.items():
+        offsets = by_topic.get(tp.topic)
+        if offsets is None:
+            offsets = by_topic[tp.topic] = committed(group, tp.topic)
+        now = offsets.get(tp.partition)
+        if now != offset:
+            raise PositionMovedError(
+                f"group {group!r} moved on {tp}: from {_position_text(offset)} to {_position_text(now)}"
+            )
+
+
+def _position_text(offset: int | None) -> str:
+    return "no committed offset" if offset is None else f"offset {offset}"

@@ -19,6 +19,7 @@ from eventbus.backends.base import (
     RecordBatch,
     TopicInfo,
     TopicPartition,
+    check_position,
     check_topic_name,
     partition_for_key,
 )
@@ -180,6 +181,27 @@ class MemoryLog(EmbeddedLog):
     def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
         with self._lock:
             self._group(group).offsets.update(offsets)
+
+    def append_and_commit(
+        self,
+        outputs: Mapping[str, Sequence[Message]],
+        group: str,
+        offsets: Mapping[TopicPartition, int],
+        expected: Mapping[TopicPartition, int | None],
+    ) -> None:
+        with self._lock:
+            check_position(group, self._committed_locked, expected)
+            for topic in outputs:  # every target first: a missing one refuses the whole step
+                self._topic_partitions(topic)
+            for topic, messages in outputs.items():
+                if messages:
+                    self._append_locked(topic, messages)
+            self._group(group).offsets.update(offsets)
+            self._appended.notify_all()
+
+    def _committed_locked(self, group: str, topic: str) -> dict[int, int]:
+        offsets = self._group(group).offsets
+        return {tp.partition: offset for tp, offset in offsets.items() if tp.topic == topic}
 
     def groups(self) -> list[str]:
         with self._lock:

@@ -34,6 +34,7 @@ from eventbus.backends.base import (
     RecordBatch,
     TopicInfo,
     TopicPartition,
+    check_position,
     check_topic_name,
     partition_for_key,
 )
@@ -438,6 +439,31 @@ class SQLiteLog(EmbeddedLog):
     def commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
         with self._transaction() as db:
             self._write_offsets(db, group, offsets)
+
+    def append_and_commit(
+        self,
+        outputs: Mapping[str, Sequence[Message]],
+        group: str,
+        offsets: Mapping[TopicPartition, int],
+        expected: Mapping[TopicPartition, int | None],
+    ) -> None:
+        # One transaction: the check sees what no other writer can change before the commit.
+        with self._transaction() as db:
+
+            def committed(group: str, topic: str) -> dict[int, int]:
+                topic_id, _ = self._lookup(topic)
+                rows = db.execute(
+                    "SELECT partition, next_offset FROM group_offsets WHERE group_name = ? AND topic_id = ?",
+                    (group, topic_id),
+                ).fetchall()
+                return dict(rows)
+
+            check_position(group, committed, expected)
+            for topic, messages in outputs.items():
+                if messages:
+                    self._append_in(db, topic, messages)
+            if offsets:
+                self._write_offsets(db, group, offsets)
 
     def _write_offsets(self, db: sqlite3.Connection, group: str, offsets: Mapping[TopicPartition, int]) -> None:
         now_ms = _now_ms()

@@ -53,6 +53,9 @@ def handle_list(args: argparse.Namespace) -> int:
     for group in groups:
         origins = ", ".join(sorted(group.origin_topics))
         print(f"\n{group.count:>8}  {group.error_class}: {group.message}")
+        if group.examples != [group.message]:
+            for example in group.examples:
+                print(f"          e.g. {example}")
         print(f"          processor {group.processor}, from {origins}")
         print(f"          first {group.first_failure}, last {group.last_failure}")
     return EXIT_OK
@@ -84,7 +87,10 @@ def handle_replay(args: argparse.Namespace) -> int:
         )
     verb = "would replay" if report.dry_run else "replayed"
     targets = ", ".join(f"{n} to {t}" for t, n in sorted(report.by_topic.items())) or "nothing"
-    print(f"{verb} {report.replayed} event(s): {targets}; {report.filtered_out} left out by the filter")
+    summary = f"{verb} {report.replayed} event(s): {targets}; {report.filtered_out} left out by the filter"
+    if report.already_replayed:
+        summary += f"; {report.already_replayed} sent by an earlier filtered replay, not sent again"
+    print(summary)
     return EXIT_OK
 
 

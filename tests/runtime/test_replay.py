@@ -11,10 +11,19 @@ from pathlib import Path
 import pytest
 
 from eventbus import App, Event, Retry
+from eventbus import replay as replay_module
 from eventbus.backends.base import Log, Message
 from eventbus.backends.kafka.log import KafkaLog
+from eventbus.backends.memory import MemoryLog
 from eventbus.backends.sqlite import SQLiteLog
-from eventbus.replay import GroupBusyError, replay_dead_letters, reset_group, summarize_dead_letters
+from eventbus.errors import ConfigurationError, PositionMovedError, TopicNotFoundError
+from eventbus.replay import (
+    GroupBusyError,
+    message_template,
+    replay_dead_letters,
+    reset_group,
+    summarize_dead_letters,
+)
 from eventbus.runtime.dead_letter import PREFIX, REPLAYED, replayed_from
 from eventbus.testing import TestBus
 from tests.conftest import ALL_DRIVERS, PYTHON, REPO, open_log
@@ -88,17 +97,94 @@ def test_replay_filter_dry_run_to_and_from_beginning(log: Log) -> None:
     assert again.replayed == 8
 
 
+def test_a_filtered_replay_leaves_what_it_left_out_for_later_and_never_sends_anything_twice(log: Log) -> None:
+    bus = TestBus(log=log)
+    bus.publish("orders", *(Event("order", {"n": n, "big": n % 2 == 0}) for n in range(8)))
+    app, _ = failing_app(set(range(8)))
+    bus.run(app)
+    big = replay_dead_letters(bus.log, "orders.dlq", pattern={"data": {"big": [True]}}, to="orders.retry")
+    assert (big.replayed, big.filtered_out) == (4, 4)
+    again = replay_dead_letters(bus.log, "orders.dlq", pattern={"data": {"big": [True]}}, to="orders.retry")
+    assert (again.replayed, again.already_replayed) == (0, 3), "the first big one is behind the position"
+    rest = replay_dead_letters(bus.log, "orders.dlq", to="orders.retry")
+    assert (rest.replayed, rest.filtered_out, rest.already_replayed) == (4, 0, 3)
+    assert sorted(e.data["n"] for e in bus.events("orders.retry")) == list(range(8))
+    assert replay_dead_letters(bus.log, "orders.dlq", to="orders.retry").replayed == 0
+
+
+def test_a_replay_refuses_to_go_on_once_another_replay_of_the_same_topic_moved_its_position(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = TestBus(log=log)
+    bus.publish("orders", *(Event("order", {"n": n}) for n in range(6)))
+    app, _ = failing_app(set(range(6)))
+    bus.run(app)
+    monkeypatch.setattr(replay_module, "REPLAY_BATCH", 2)
+    second: list[int] = []
+
+    def run_another_replay(done: int, total: int) -> None:
+        if not second:
+            second.append(replay_dead_letters(bus.log, "orders.dlq", to="orders.retry").replayed)
+
+    with pytest.raises(PositionMovedError, match=r"orders.dlq.*another replay of it running"):
+        replay_dead_letters(bus.log, "orders.dlq", to="orders.retry", progress=run_another_replay)
+    assert second == [4]
+    assert sorted(e.data["n"] for e in bus.events("orders.retry")) == list(range(6)), "each sent once"
+
+
+def test_a_replay_step_that_fails_sends_nothing_of_its_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with SQLiteLog(tmp_path / "events.db") as log:
+        bus = TestBus(log=log)
+        bus.publish("orders", *(Event("order", {"n": n}) for n in range(3)))
+        app, _ = failing_app({0, 1, 2})
+        bus.run(app)
+        log.create_topic("orders.retry")
+
+        def crash(*args: object) -> None:
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(log, "_write_offsets", crash)
+        with pytest.raises(OSError, match="disk gone"):
+            replay_dead_letters(log, "orders.dlq", to="orders.retry")
+        monkeypatch.undo()
+        assert bus.events("orders.retry") == [], "the sends went with the position that could not be written"
+        assert replay_dead_letters(log, "orders.dlq", to="orders.retry").replayed == 3
+
+
+def test_a_dead_letter_whose_topic_is_gone_stops_the_replay_before_anything_of_its_batch_is_sent() -> None:
+    log = MemoryLog("replay-to-a-gone-topic")
+    log.auto_create = False
+    log.create_topic("orders")
+    log.create_topic("orders.dlq")
+    failed = ((f"{PREFIX}origin.topic", b"orders"),)
+    gone = ((f"{PREFIX}origin.topic", b"payments"),)
+    log.append("orders.dlq", [Message(b"{}", headers=failed), Message(b"{}", headers=gone)])
+    with pytest.raises(ConfigurationError, match=r"orders.dlq\[0\]@1 came from topic 'payments'.*--to"):
+        replay_dead_letters(log, "orders.dlq")
+    assert log.watermarks("orders")[0].end_offset == 0
+    with pytest.raises(TopicNotFoundError, match=r"orders\.typo"):
+        replay_dead_letters(log, "orders.dlq", to="orders.typo")
+
+
 def test_summaries_group_dead_letters_by_error(log: Log) -> None:
     bus = TestBus(log=log)
     bus.publish("orders", *(Event("order", {"n": n}) for n in range(6)))
     app, _ = failing_app({1, 3, 4})
     bus.run(app)
     groups = summarize_dead_letters(bus.log, "orders.dlq")
-    assert [(g.error_class, g.message, g.count) for g in groups] == [
-        ("KeyError", f"'no customer for order {n}'", 1) for n in (1, 3, 4)
-    ]
+    assert [(g.error_class, g.message, g.count) for g in groups] == [("KeyError", "'no customer for order <n>'", 3)]
+    assert groups[0].examples == [f"'no customer for order {n}'" for n in (1, 3, 4)]
     assert all(g.origin_topics == {"orders"} for g in groups)
     assert all(g.first_failure <= g.last_failure for g in groups)
+
+
+def test_failure_messages_group_without_the_values_that_vary_per_event() -> None:
+    assert message_template("no customer for order 42") == "no customer for order <n>"
+    assert message_template("amount -3.5 below 0") == "amount <n> below <n>"
+    assert message_template("event 0193e1a2-aaaa-7bbb-8ccc-0123456789ab seen") == "event <id> seen"
+    assert message_template("digest 9f86d081884c7d65 wrong") == "digest <hex> wrong"
+    assert message_template("payment declined") == "payment declined"
+    assert message_template("deadbeefcafe is a word") == "deadbeefcafe is a word", "hex needs a digit"
 
 
 def test_reset_group_by_offset_and_by_time_and_refused_while_it_runs(log: Log) -> None:
@@ -134,8 +220,9 @@ def test_the_dlq_and_replay_commands(log: Log, subprocess_env: dict[str, str]) -
 
     listed = eventbus("dlq", "list", "orders.dlq", "--broker", url, cwd=REPO, env=subprocess_env)
     assert listed.returncode == 0, listed.stderr
-    assert "orders.dlq: 3 dead letter(s), 3 kind(s) of failure" in listed.stdout
-    assert "KeyError: 'no customer for order 0'" in listed.stdout
+    assert "orders.dlq: 3 dead letter(s), 1 kind(s) of failure" in listed.stdout
+    assert "3  KeyError: 'no customer for order <n>'" in listed.stdout
+    assert "e.g. 'no customer for order 0'" in listed.stdout
 
     dry = eventbus("dlq", "replay", "orders.dlq", "--dry-run", "--broker", url, cwd=REPO, env=subprocess_env)
     assert "would replay 3 event(s): 3 to orders" in dry.stdout
