@@ -18,7 +18,7 @@ import orjson
 from eventbus.backends.base import Log, Message, RecordBatch, TopicPartition
 from eventbus.codecs import decode_record
 from eventbus.errors import ConfigurationError, DecodeError, EventbusError, PositionMovedError, TopicNotFoundError
-from eventbus.runtime.dead_letter import REPLAYED, failure_of, strip_failure_headers
+from eventbus.runtime.dead_letter import DECODER, REPLAY_TARGET, REPLAYED, failure_of, strip_failure_headers
 
 REPLAY_BATCH = 500
 
@@ -112,10 +112,15 @@ def replay_dead_letters(
     pattern: dict[str, Any] | str | None = None,
     dry_run: bool = False,
     from_beginning: bool = False,
+    all_processors: bool = False,
     progress: Progress | None = None,
 ) -> ReplayReport:
     """Re-publish the dead letters of ``topic`` (those matching ``pattern``, if given) to where they came from,
     or to ``to``. ``progress(done, total)`` is called after each batch.
+
+    Sent back to where it came from, a dead letter is for the processor (or projection) that gave up on it alone
+    (its first header, `REPLAY_TARGET`, names it): the others of its topic handled the original. With
+    ``all_processors``, or sent elsewhere with ``to``, it is for every processor and projection that reads it.
 
     The replay position (group ``<topic>.replay``) only moves over dead letters that were sent: one that a filter
     leaves out stays to be replayed later, and what is sent past it is noted in ``<topic>.replayed`` so that a
@@ -133,7 +138,7 @@ def replay_dead_letters(
             raise ConfigurationError(f"--filter: invalid pattern: {exc}") from None
     if to is not None and not log.auto_create:
         log.topic(to)
-    replay = _Replay(log, topic, to, matcher, dry_run)
+    replay = _Replay(log, topic, to, matcher, dry_run, targeted=to is None and not all_processors)
     committed = log.committed(replay.group, topic)
     states = log.watermarks(topic)
     starts = {
@@ -172,8 +177,9 @@ def replay_dead_letters(
 class _Replay:
     """One replay of a dead-letter topic: what it sends where, and what it has sent."""
 
-    def __init__(self, log: Log, topic: str, to: str | None, matcher: Any, dry_run: bool) -> None:
+    def __init__(self, log: Log, topic: str, to: str | None, matcher: Any, dry_run: bool, targeted: bool) -> None:
         self.log, self.topic, self.to, self.matcher = log, topic, to, matcher
+        self.targeted = targeted
         self.group = f"{topic}.replay"
         self.ledger = ledger_topic(topic)
         self.report = ReplayReport(dry_run=dry_run)
@@ -213,9 +219,12 @@ class _Replay:
             if frontier is not None:
                 sent_past_frontier.append(record.offset)
             replayed = (REPLAYED, f"{self.topic}/{record.partition}/{record.offset}".encode())
-            outgoing.setdefault(target, []).append(
-                Message(record.value, record.key, (*(strip_failure_headers(record.headers) or ()), replayed))
-            )
+            headers = (*(strip_failure_headers(record.headers) or ()), replayed)
+            if self.targeted:
+                processor = failure_of(record.headers).get("processor")
+                if processor and processor != DECODER:
+                    headers = ((REPLAY_TARGET, processor.encode()), *headers)
+            outgoing.setdefault(target, []).append(Message(record.value, record.key, headers))
         for target, messages in outgoing.items():
             report.by_topic[target] = report.by_topic.get(target, 0) + len(messages)
             report.replayed += len(messages)

@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     replay.add_argument(
         "--from-beginning", action="store_true", help="replay everything, not only what earlier replays left"
     )
+    replay.add_argument(
+        "--all-processors",
+        action="store_true",
+        help="send each to every processor and projection of its topic, not only to the one that gave up on it",
+    )
     replay.set_defaults(handler=handle_replay)
 
     position = sub.add_parser("replay", help="move a consumer group's position on a topic")
@@ -83,6 +88,7 @@ def handle_replay(args: argparse.Namespace) -> int:
             pattern=args.filter,
             dry_run=args.dry_run,
             from_beginning=args.from_beginning,
+            all_processors=args.all_processors,
             progress=progress,
         )
     verb = "would replay" if report.dry_run else "replayed"

@@ -22,7 +22,7 @@ from eventbus.event import Event, from_builtins
 from eventbus.observability import metrics
 from eventbus.projections.store import Changes, ProjectionGapError, ProjectionStore
 from eventbus.projections.view import View
-from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter
+from eventbus.runtime.dead_letter import DECODER, REPLAY_TARGET, GiveUp, dead_letter, replay_target
 from eventbus.runtime.lane import format_traceback
 
 logger = logging.getLogger("eventbus.projections")
@@ -42,6 +42,8 @@ class Folder:
     ) -> None:
         self.projection = projection
         self._avro = avro
+        # What a replayed record for this projection names (its dead letters' processor).
+        self._replay_name = f"projection:{projection.name}"
         self.store = store
         self.version = version
         self.log = log
@@ -114,7 +116,14 @@ class Folder:
                 if structured:
                     attrs = decode_structured(values[position])
                 else:
-                    attrs = decode_record(values[position], headers[position], self._avro)
+                    record_headers = headers[position]
+                    if (
+                        record_headers
+                        and record_headers[0][0] == REPLAY_TARGET
+                        and replay_target(record_headers) != self._replay_name
+                    ):
+                        continue  # replayed for a processor or another projection: folded as the original
+                    attrs = decode_record(values[position], record_headers, self._avro)
             except DecodeError as exc:
                 now_ms = time.time_ns() // 1_000_000
                 self._dead_letter(batch, position, GiveUp(DECODER, exc, format_traceback(exc), 1, now_ms, now_ms))

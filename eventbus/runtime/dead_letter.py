@@ -27,6 +27,9 @@ ORIGIN_TOPIC = "eventbus.origin.topic"
 ORIGIN_PARTITION = "eventbus.origin.partition"
 ORIGIN_OFFSET = "eventbus.origin.offset"
 REPLAYED = "eventbus.replayed"
+# On a replayed record, the one processor (or "projection:<name>") it is for: the others of its topic handled the
+# original already. The replay puts it first among the headers, so readers look at one header, not all of them.
+REPLAY_TARGET = "eventbus.replay.target"
 
 MAX_MESSAGE_CHARS = 2000
 DECODER = "(decoder)"
@@ -60,6 +63,13 @@ def strip_failure_headers(headers: Headers | None) -> Headers | None:
         return None
     kept = tuple((k, v) for k, v in headers if not k.startswith(PREFIX))
     return kept or None
+
+
+def replay_target(headers: Headers | None) -> str | None:
+    """The processor or projection a replayed record is for (see `REPLAY_TARGET`); None: for every one."""
+    if headers and headers[0][0] == REPLAY_TARGET:
+        return headers[0][1].decode("utf-8", "replace")
+    return None
 
 
 def replayed_from(headers: Headers | None) -> str | None:

@@ -16,6 +16,7 @@ from eventbus.codecs import AvroDataDecoder, decode_record
 from eventbus.codecs.structured import decode_structured
 from eventbus.errors import DecodeError
 from eventbus.routing import Router
+from eventbus.runtime.dead_letter import REPLAY_TARGET, replay_target
 
 
 class PoisonRecordError(DecodeError):
@@ -71,6 +72,7 @@ class Dispatcher:
                         route.router = Router()
                     route.router.add(processor.pattern, index)
         self._routes = routes
+        self._index_by_name = {processor.name: index for index, processor in enumerate(self.processors)}
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -96,9 +98,27 @@ class Dispatcher:
                         targets[index] = [position]
                     else:
                         bucket.append(position)
+        if targets and any(batch.headers):
+            targets = self._narrow_replays(batch, targets)
         return RoutedBatch(
             batch.topic, batch.partition, batch.offsets, events, targets, batch.next_offset, batch, poison
         )
+
+    def _narrow_replays(self, batch: RecordBatch, targets: dict[int, list[int]]) -> dict[int, list[int]]:
+        """``targets`` without the replayed records that are for another processor (or a projection): the
+        processors that handled the original need not see it again."""
+        only: dict[int, int | None] = {}
+        for position, headers in enumerate(batch.headers):
+            if headers and headers[0][0] == REPLAY_TARGET:
+                only[position] = self._index_by_name.get(replay_target(headers) or "")
+        if not only:
+            return targets
+        narrowed: dict[int, list[int]] = {}
+        for index, positions in targets.items():
+            kept = [p for p in positions if only.get(p, index) == index]
+            if kept:
+                narrowed[index] = kept
+        return narrowed
 
     def _decode(self, batch: RecordBatch) -> tuple[list[dict[str, Any] | None], list[tuple[int, DecodeError]]]:
         events: list[dict[str, Any] | None] = []

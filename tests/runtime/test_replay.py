@@ -17,6 +17,7 @@ from eventbus.backends.kafka.log import KafkaLog
 from eventbus.backends.memory import MemoryLog
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import ConfigurationError, PositionMovedError, TopicNotFoundError
+from eventbus.projections import ProjectionReader, View
 from eventbus.replay import (
     GroupBusyError,
     message_template,
@@ -24,7 +25,7 @@ from eventbus.replay import (
     reset_group,
     summarize_dead_letters,
 )
-from eventbus.runtime.dead_letter import PREFIX, REPLAYED, replayed_from
+from eventbus.runtime.dead_letter import PREFIX, REPLAY_TARGET, REPLAYED, replay_target, replayed_from
 from eventbus.testing import TestBus
 from tests.conftest import ALL_DRIVERS, PYTHON, REPO, open_log
 
@@ -73,7 +74,8 @@ def test_replay_brings_every_dead_letter_back_through_the_fixed_processor(log: L
     assert [e.id for e in replayed] == [originals[n].id for n in (2, 5, 7)], "the event ids are kept"
     for record, dead_offset in zip(bus.log.read("orders", 0, 10, 10).records(), range(3), strict=True):
         names = [name for name, _ in record.headers or ()]
-        assert not any(n.startswith(PREFIX) for n in names if n != REPLAYED), "failure headers removed"
+        assert not any(n.startswith(PREFIX) for n in names if n not in (REPLAYED, REPLAY_TARGET)), "failures removed"
+        assert replay_target(record.headers) == "failing_app.<locals>.apply", "for the processor that gave up"
         assert replayed_from(record.headers) == f"orders.dlq/0/{dead_offset}", "marked as replayed, and from where"
 
     fixed, applied_after = failing_app(set())
@@ -95,6 +97,53 @@ def test_replay_filter_dry_run_to_and_from_beginning(log: Log) -> None:
     assert [e.data["n"] for e in bus.events("orders.retry")] == [5, 6, 7]
     again = replay_dead_letters(bus.log, "orders.dlq", to="orders.retry", from_beginning=True)
     assert again.replayed == 8
+
+
+def shop(store_url: str, *, charge_fails: set[int]) -> tuple[App, dict[str, list[int]]]:
+    """Two processors and a projection on one topic; ``charge`` fails on the orders in ``charge_fails``."""
+    app = App("shop")
+    seen: dict[str, list[int]] = {"notify": [], "charge": []}
+
+    @app.processor("orders")
+    def notify(event: Event) -> None:
+        seen["notify"].append(event.data["n"])
+
+    @app.processor("orders", retry=Retry(max_attempts=1))
+    def charge(event: Event) -> None:
+        if event.data["n"] in charge_fails:
+            raise ConnectionError("payment service down")
+        seen["charge"].append(event.data["n"])
+
+    orders = app.projection("orders_seen", topics="orders", store=store_url)
+
+    @orders.on("order")
+    def count(event: Event, view: View) -> None:
+        key = str(event.data["n"])
+        view[key] = {"times": (view.get(key) or {"times": 0})["times"] + 1}
+
+    return app, seen
+
+
+def test_a_replayed_dead_letter_goes_to_the_processor_that_gave_up_on_it_alone(log: Log, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/views.db"
+    bus = TestBus(log=log)
+    bus.publish("orders", *(Event("order", {"n": n}) for n in range(4)))
+    failing, seen = shop(store, charge_fails={2})
+    bus.run(failing)
+    assert (seen["notify"], seen["charge"]) == ([0, 1, 2, 3], [0, 1, 3])
+
+    assert replay_dead_letters(bus.log, "orders.dlq").replayed == 1
+    fixed, seen = shop(store, charge_fails=set())
+    bus.run(fixed)
+    assert seen == {"notify": [], "charge": [2]}, "notify handled the original already"
+    with ProjectionReader(store, "orders_seen") as reader:
+        assert [(reader.get(str(n)).value or {}).get("times") for n in range(4)] == [1, 1, 1, 1], "folded once"
+
+    everyone = replay_dead_letters(bus.log, "orders.dlq", from_beginning=True, all_processors=True)
+    assert everyone.replayed == 1
+    again, seen = shop(store, charge_fails=set())
+    bus.run(again)
+    assert seen == {"notify": [2], "charge": [2]}
 
 
 def test_a_filtered_replay_leaves_what_it_left_out_for_later_and_never_sends_anything_twice(log: Log) -> None:
