@@ -129,21 +129,28 @@ class EventStore:
         self._backend.append(
             Append(cls.stream_name(), aggregate.id, aggregate.version, rows, cls.topic, messages, snapshot)
         )
-        if snapshot is None:
-            for event in completed:
-                aggregate.apply(event)
+        # Only once the append stands: a failed save leaves the aggregate as it was, so it can be retried.
+        for event in completed:
+            aggregate.apply(event)
         aggregate.version = new_version
         self._backend.relay(RELAY_BATCH)
         return completed
 
     @staticmethod
     def _snapshot_after(aggregate: Aggregate, events: list[Event], new_version: int) -> tuple[int, bytes] | None:
-        every = type(aggregate).snapshot_every
+        """The snapshot to store with ``events`` when they cross a ``snapshot_every`` boundary: the state after
+        exactly them, computed on a copy rebuilt as `load` would (the aggregate is untouched until the append
+        stands)."""
+        cls = type(aggregate)
+        every = cls.snapshot_every
         if not every or new_version // every == aggregate.version // every:
             return None
+        after = cls(aggregate.id)
+        after.restore(orjson.loads(orjson.dumps(aggregate.snapshot())))
+        after.version = aggregate.version
         for event in events:
-            aggregate.apply(event)
-        return new_version, orjson.dumps(aggregate.snapshot())
+            after.apply(event)
+        return new_version, orjson.dumps(after.snapshot())
 
     def relay(self, limit: int = RELAY_BATCH) -> int:
         """Publish what the outbox still holds (after a crash, or when the log was unreachable)."""

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     headers BYTEA
 );
 """
-# One relay at a time per database keeps the outbox published in order.
+# One relay at a time per database keeps the outbox published in order. A relay finding it taken waits for it: the
+# holder may have read the outbox before the waiting save committed, and would leave its rows behind.
 _RELAY_LOCK = "eventbus.eventstore.relay"
 
 
@@ -50,6 +51,9 @@ def _decode_headers(blob: bytes | None) -> Headers | None:
 
 
 class PostgresEvents(EventStoreBackend):
+    # How long a relay waits for another one to finish before giving up (the rows then stay in the outbox).
+    relay_wait_s = 30.0
+
     def __init__(self, url: str, log: Log) -> None:
         import psycopg
 
@@ -137,7 +141,16 @@ class PostgresEvents(EventStoreBackend):
         def work(cursor: Any) -> int:
             cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (_RELAY_LOCK,))
             if not cursor.fetchone()[0]:
-                return 0  # another relay is publishing; it will take these rows too
+                # Another relay is publishing, but what it read may predate this save's commit, and nothing else
+                # would relay these rows until some later save: wait for it (bounded), then publish what it left.
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", (f"{round(self.relay_wait_s * 1000)}ms",))
+                try:
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_RELAY_LOCK,))
+                except self._psycopg.errors.LockNotAvailable:
+                    raise BackendError(
+                        f"event store {redacted(self.url)}: another relay held the outbox for over "
+                        f"{self.relay_wait_s:g} s; the events are saved but not yet published: call relay() later"
+                    ) from None
             cursor.execute("SELECT seq, topic, key, value, headers FROM event_outbox ORDER BY seq LIMIT %s", (limit,))
             rows = cursor.fetchall()
             if not rows:
