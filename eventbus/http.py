@@ -4,18 +4,24 @@
 - ``GET /projections/NAME?field=value&limit=N`` — rows whose fields equal the values (a value is read as JSON when
   it parses, so ``balance=100`` is a number and ``owner=ada`` a string).
 - Both take ``after=TOPIC/PARTITION/OFFSET`` (repeatable) and ``timeout_s``: the read waits until the projection
-  has folded past that event — read-your-writes, with the position a publish returned.
+  has folded past that event — read-your-writes, with the position a publish returned. ``timeout_s`` is a finite
+  number of seconds >= 0 (default 5, at most 30); a wait that runs out answers 504. At most
+  ``MAX_CONCURRENT_WAITS`` reads wait at once; more answer 503 with ``Retry-After``.
 - ``POST /topics/TOPIC`` — publish one CloudEvent, in structured mode (``application/cloudevents+json``) or binary
   mode (``ce-*`` headers, the body as data); answers 201 with ``{"id", "topic", "partition", "offset"}``.
 - ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
 
 Served by aiohttp on the worker's own event loop; store and log calls run on a thread so they never hold it up.
+A read waiting for a position sleeps on the event loop, not on a thread, and looks at the position on a small pool
+of its own: however many reads wait, ingress and /metrics keep the shared executor's threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -31,6 +37,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("eventbus.http")
 
 MAX_WAIT_S = 30.0
+MAX_CONCURRENT_WAITS = 64
+WAIT_THREADS = 2
+WAIT_RETRY_AFTER_S = 1
 MAX_BODY_BYTES = 1 << 20
 
 
@@ -54,6 +63,16 @@ def _parse_after(values: list[str]) -> list[tuple[TopicPartition, int]]:
     return found
 
 
+def _parse_timeout(text: str) -> float:
+    try:
+        timeout_s = float(text)
+    except ValueError:
+        raise ValueError(f"timeout_s={text!r}: expected a number of seconds") from None
+    if not math.isfinite(timeout_s) or timeout_s < 0:
+        raise ValueError(f"timeout_s={text!r}: expected a finite number of seconds >= 0")
+    return min(timeout_s, MAX_WAIT_S)
+
+
 def _field_value(text: str) -> object:
     try:
         return orjson.loads(text)
@@ -66,6 +85,8 @@ class HttpService:
         self.app = app
         self.log = log
         self._readers: dict[str, Any] = {}
+        self._waiting = 0
+        self._wait_executor: ThreadPoolExecutor | None = None
 
     def _reader(self, name: str) -> Any:
         reader = self._readers.get(name)
@@ -75,6 +96,29 @@ class HttpService:
 
     async def _in_thread(self, func: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    async def _folded(self, reader: Any, tp: TopicPartition, offset: int) -> bool:
+        # Its own pool: a slow store holds up waiting reads, never ingress or /metrics on the shared executor.
+        if self._wait_executor is None:
+            self._wait_executor = ThreadPoolExecutor(WAIT_THREADS, thread_name_prefix="eventbus-http-wait")
+        return bool(await asyncio.get_running_loop().run_in_executor(self._wait_executor, reader.folded, tp, offset))
+
+    async def _wait_for(self, reader: Any, tp: TopicPartition, offset: int, deadline: float) -> bool:
+        """`ProjectionReader.wait_for` on the event loop: sleeps between looks without holding a thread."""
+        loop = asyncio.get_running_loop()
+        pause = 0.005
+        while not await self._folded(reader, tp, offset):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.1)
+        return True
+
+    async def _close(self, application: web.Application) -> None:
+        if self._wait_executor is not None:
+            self._wait_executor.shutdown(wait=False, cancel_futures=True)
+            self._wait_executor = None
 
     def routes(self) -> web.Application:
         from aiohttp import web
@@ -86,6 +130,7 @@ class HttpService:
         application.router.add_get("/projections/{name}", self.query)
         application.router.add_get("/projections/{name}/{key}", self.get)
         application.router.add_post("/topics/{topic}", self.publish)
+        application.on_cleanup.append(self._close)
         return application
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -106,14 +151,24 @@ class HttpService:
             return _problem(404, f"no projection {name!r} (this app has: {', '.join(sorted(self.app.projections))})")
         try:
             after = _parse_after(request.query.getall("after", []))
-            timeout_s = min(float(request.query.get("timeout_s", "5")), MAX_WAIT_S)
+            timeout_s = _parse_timeout(request.query.get("timeout_s", "5"))
         except ValueError as exc:
             return _problem(400, str(exc))
+        if not after:
+            return None
+        if self._waiting >= MAX_CONCURRENT_WAITS:
+            response = _problem(503, f"{self._waiting} reads are already waiting for a position; retry shortly")
+            response.headers["Retry-After"] = str(WAIT_RETRY_AFTER_S)
+            return response
         reader = self._reader(name)
-        for tp, offset in after:
-            folded = await self._in_thread(reader.wait_for, tp, offset, timeout_s)
-            if not folded:
-                return _problem(504, f"projection {name!r} had not folded {tp}@{offset} within {timeout_s:g} s")
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        self._waiting += 1
+        try:
+            for tp, offset in after:
+                if not await self._wait_for(reader, tp, offset, deadline):
+                    return _problem(504, f"projection {name!r} had not folded {tp}@{offset} within {timeout_s:g} s")
+        finally:
+            self._waiting -= 1
         return None
 
     async def get(self, request: web.Request) -> web.Response:

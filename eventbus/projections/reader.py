@@ -7,6 +7,7 @@ its own write (`wait_for`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,14 +57,24 @@ class ProjectionReader:
         rows = self.store.query(self.name, version, equals or {}, limit)
         return Read([{"key": key, "value": orjson.loads(text)} for key, text in rows], position)
 
+    def folded(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether the event at ``offset`` of ``tp`` is folded (one look at the position, no waiting)."""
+        return self.position().get(tp, 0) > offset
+
     def wait_for(self, tp: TopicPartition, offset: int, timeout_s: float) -> bool:
-        """Wait until the event at ``offset`` of ``tp`` is folded; False if ``timeout_s`` passes first."""
+        """Wait until the event at ``offset`` of ``tp`` is folded; False if ``timeout_s`` passes first.
+
+        ``timeout_s`` must be a finite number >= 0 (ValueError otherwise): a NaN deadline would never pass.
+        """
+        if not math.isfinite(timeout_s) or timeout_s < 0:
+            raise ValueError(f"timeout_s={timeout_s!r}: expected a finite number of seconds >= 0")
         deadline = time.monotonic() + timeout_s
         pause = 0.005
-        while self.position().get(tp, 0) <= offset:
-            if time.monotonic() >= deadline:
+        while not self.folded(tp, offset):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return False
-            time.sleep(pause)
+            time.sleep(min(pause, remaining))
             pause = min(pause * 2, 0.1)
         return True
 
