@@ -22,6 +22,7 @@ from eventbus.projections.store import (
     ProjectionStore,
     VersionChangedError,
     check_projection_name,
+    stale_version,
 )
 
 _SCHEMA = """
@@ -118,6 +119,9 @@ class PostgresStore(ProjectionStore):
         def work(cursor: Any) -> None:
             cursor.execute("SELECT current FROM projection_versions WHERE projection = %s FOR UPDATE", (projection,))
             current = int(cursor.fetchone()[0])
+            if version <= current:
+                # Compare-and-set under the row lock: an older rebuild finishing last must not swap back.
+                raise stale_version(projection, version, current)
             cursor.execute("UPDATE projection_versions SET current = %s WHERE projection = %s", (version, projection))
             # The version just replaced stays one swap longer: a worker or reader still on it finds its rows
             # until it notices the swap at its next write.

@@ -1,6 +1,10 @@
 """Rebuilding a projection blue/green: fold a new version from the start of the log beside the live one, then
 make it current in one transaction. Reads keep coming from the live version until the swap; a worker folding the
-live version notices the swap at its next write and carries on from the new version's checkpoints."""
+live version notices the swap at its next write and carries on from the new version's checkpoints.
+
+Two rebuilds of one projection may overlap (each folds its own, newer version); the swap only ever moves to a newer
+version, so the one that started last wins and the other fails with `StaleVersionError`, leaving the newer version
+current."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from eventbus.app.projection import Projection, resolve_store_url
 from eventbus.backends.base import Log, TopicPartition
 from eventbus.codecs import AvroDataDecoder
 from eventbus.projections.fold import Folder
-from eventbus.projections.store import ProjectionStore, open_store
+from eventbus.projections.store import ProjectionStore, VersionChangedError, open_store, stale_version
 
 READ_BATCH = 2000
 Progress = Callable[[int, int], None]
@@ -31,9 +35,17 @@ def rebuild(
     try:
         version = store.create_version(projection.name)
         folder = Folder(projection, store, version, log, avro)
-        asyncio.run(_catch_up(folder, log, projection, progress))
-        # Fold what arrived while catching up, then swap; a live worker continues from here.
-        asyncio.run(_catch_up(folder, log, projection, None))
+        try:
+            asyncio.run(_catch_up(folder, log, projection, progress))
+            # Fold what arrived while catching up, then swap; a live worker continues from here.
+            asyncio.run(_catch_up(folder, log, projection, None))
+        except VersionChangedError:
+            current = store.current_version(projection.name)
+            if current >= version:
+                # Another rebuild of this projection swapped in a newer version meanwhile: this one is dropped.
+                raise stale_version(projection.name, version, current) from None
+            raise
+        # Refused (StaleVersionError) unless this version is still newer than the current one.
         store.make_current(projection.name, version)
         return version
     finally:

@@ -20,6 +20,7 @@ from eventbus.projections.store import (
     ProjectionStore,
     VersionChangedError,
     check_projection_name,
+    stale_version,
 )
 
 _SCHEMA = """
@@ -157,6 +158,9 @@ class SQLiteStore(ProjectionStore):
                 (current,) = db.execute(
                     "SELECT current FROM projection_versions WHERE projection = ?", (projection,)
                 ).fetchone()
+                if version <= current:
+                    # Compare-and-set under the write lock: an older rebuild finishing last must not swap back.
+                    raise stale_version(projection, version, current)
                 db.execute("UPDATE projection_versions SET current = ? WHERE projection = ?", (version, projection))
                 # The version just replaced stays one swap longer: a worker or reader still on it finds its rows
                 # until it notices the swap at its next write.

@@ -32,6 +32,20 @@ class CheckpointMovedError(VersionChangedError):
     what this worker folded from the old checkpoint is dropped and it reads the partition again."""
 
 
+class StaleVersionError(VersionChangedError):
+    """A version is not newer than the projection's current one, so it is not made current: another rebuild of
+    the same projection swapped in a newer version while this one ran (its work is dropped, the newer one stays)."""
+
+
+def stale_version(projection: str, version: int, current: int) -> StaleVersionError:
+    """The error for making ``version`` current when ``current`` is: a swap only ever moves to a newer version."""
+    if version == current:
+        why = "it is already current"
+    else:
+        why = f"version {current} is current and newer (another rebuild of it finished first)"
+    return StaleVersionError(f"projection {projection!r}: version {version} is not made current: {why}")
+
+
 class ProjectionGapError(EventbusError):
     """A projection's checkpoint points at events the log no longer holds: folding on would skip them."""
 
@@ -74,7 +88,8 @@ class ProjectionStore(ABC):
 
     @abstractmethod
     def make_current(self, projection: str, version: int) -> None:
-        """Swap reads and live folding to ``version`` and drop the previous one, in one transaction."""
+        """Swap reads and live folding to ``version`` and drop the previous one, in one transaction;
+        `StaleVersionError` (and nothing changes) unless ``version`` is newer than the current version."""
 
     @abstractmethod
     def checkpoints(self, projection: str, version: int) -> Checkpoints: ...

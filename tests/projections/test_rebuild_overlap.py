@@ -1,0 +1,98 @@
+"""Two rebuilds of one projection overlapping: the one that started first must not swap the projection back to its
+older version when it finishes last (that deleted the newer version's checkpoints and the live worker then folded
+every event a second time on top of the rows)."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from eventbus import App, Event
+from eventbus.backends.base import TopicPartition
+from eventbus.projections import ProjectionReader, View
+from eventbus.projections import rebuild as rebuild_module
+from eventbus.projections.rebuild import rebuild
+from eventbus.projections.store import Changes, ProjectionStore, StaleVersionError
+from eventbus.testing import TestBus
+
+TP0 = TopicPartition("accounts", 0)
+
+
+def bank_app(store_url: str) -> App:
+    app = App("bank")
+    balances = app.projection("balances", topics="accounts", store=store_url)
+
+    @balances.on("dep")
+    def deposited(event: Event, view: View) -> None:
+        row = view.get(event.data["a"], {"balance": 0})
+        row["balance"] += event.data["n"]
+        view[event.data["a"]] = row
+
+    return app
+
+
+def deposits(count: int, amount: int = 10) -> list[Event]:
+    return [Event("dep", {"a": "acc-1", "n": amount}, partitionkey="acc-1") for _ in range(count)]
+
+
+@pytest.mark.parametrize("refused_at", ["swap", "write"])
+def test_an_older_rebuild_finishing_last_is_refused_and_the_newer_version_stays_current(
+    store_url: str, refused_at: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if refused_at == "write":
+        # Rebuild A still has batches to write after B swapped in: its next write is refused.
+        monkeypatch.setattr(rebuild_module, "READ_BATCH", 2)
+    bus = TestBus()
+    app = bank_app(store_url)
+    projection = app.projections["balances"]
+    bus.publish("accounts", *deposits(5))
+    bus.run(app)
+
+    versions: dict[str, int] = {}
+
+    def run_b() -> None:
+        versions["b"] = rebuild(projection, bus.log)
+
+    def a_progress(done: int, total: int) -> None:
+        # Rebuild A has created its version and written a batch; rebuild B starts after it and finishes first.
+        if "b" not in versions:
+            thread = threading.Thread(target=run_b)
+            thread.start()
+            thread.join()
+
+    with pytest.raises(StaleVersionError, match=r"projection 'balances': version 2 .*version 3 is current"):
+        rebuild(projection, bus.log, progress=a_progress)
+    assert versions["b"] == 3
+
+    with ProjectionReader(store_url, "balances") as reader:
+        assert reader.store.current_version("balances") == 3
+        assert reader.store.checkpoints("balances", 3) == {TP0: 5}, "B's checkpoints survive A's refused swap"
+        assert reader.get("acc-1").value == {"balance": 50}
+    bus.publish("accounts", *deposits(2, amount=1))
+    bus.run(app)  # the live worker goes on from version 3's checkpoints, folding only the new events
+    with ProjectionReader(store_url, "balances") as reader:
+        assert reader.store.current_version("balances") == 3
+        assert reader.get("acc-1").value == {"balance": 52}
+    # A later rebuild still works, and cleans up behind the refused one.
+    assert rebuild(projection, bus.log) == 4
+    with ProjectionReader(store_url, "balances") as reader:
+        assert reader.get("acc-1").value == {"balance": 52}
+
+
+def test_a_swap_to_an_older_or_the_current_version_is_refused_and_changes_nothing(store: ProjectionStore) -> None:
+    live = store.current_version("balances")
+    older = store.create_version("balances")
+    newer = store.create_version("balances")
+    for version, n in ((live, 1), (older, 2), (newer, 3)):
+        store.write("balances", version, Changes({"a": orjson.dumps({"n": n}).decode()}, frozenset(), {TP0: n}))
+    store.make_current("balances", newer)
+
+    with pytest.raises(StaleVersionError, match=r"projection 'balances': version 2 .*version 3 is current"):
+        store.make_current("balances", older)
+    with pytest.raises(StaleVersionError, match=r"projection 'balances': version 3 .*already current"):
+        store.make_current("balances", newer)
+    assert store.current_version("balances") == newer
+    assert store.checkpoints("balances", newer) == {TP0: 3}
+    assert orjson.loads(store.fetch("balances", newer, ["a"])["a"]) == {"n": 3}
