@@ -100,7 +100,22 @@ def _format_time(value: str | datetime) -> str:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if not isinstance(value, str) or not value:
         raise InvalidEventError(f"time: expected RFC 3339 text or a datetime, got {value!r}")
+    if value != _last_checked_time[0]:
+        if _RFC3339.fullmatch(value) is None:
+            raise InvalidEventError(f"time: expected RFC 3339 text (e.g. 2026-11-23T10:00:00Z), got {value!r}")
+        text = value.upper().replace("Z", "+00:00")
+        if text[17:19] == "60":
+            text = f"{text[:17]}59{text[19:]}"  # a leap second: RFC 3339 allows it, datetime does not
+        try:
+            datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise InvalidEventError(f"time: {value!r} is not a valid RFC 3339 time ({exc})") from None
+        _last_checked_time[0] = value  # events built in a loop often share their time
     return value
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+_last_checked_time = [""]
 
 
 def _check_text(name: str, value: object) -> str:

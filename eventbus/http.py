@@ -7,8 +7,10 @@
   has folded past that event — read-your-writes, with the position a publish returned. ``timeout_s`` is a finite
   number of seconds >= 0 (default 5, at most 30); a wait that runs out answers 504. At most
   ``MAX_CONCURRENT_WAITS`` reads wait at once; more answer 503 with ``Retry-After``.
-- ``POST /topics/TOPIC`` — publish one CloudEvent, in structured mode (``application/cloudevents+json``) or binary
-  mode (``ce-*`` headers, the body as data); answers 201 with ``{"id", "topic", "partition", "offset"}``.
+- ``POST /topics/TOPIC`` — publish one CloudEvent, in structured mode (``application/cloudevents+json``, or plain
+  JSON) or binary mode (``ce-*`` headers, percent-decoded, the body as data); answers 201 with ``{"id", "topic",
+  "partition", "offset"}``. Batch mode (``application/cloudevents-batch+json``, up to 1,000 events) answers a list
+  of those. Other media types answer 415; a topic that does not exist (and the app does not declare) 404.
 - ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
 
 Served by aiohttp on the worker's own event loop; store and log calls run on a thread so they never hold it up.
@@ -23,12 +25,13 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import orjson
 
 from eventbus.app import App
 from eventbus.backends.base import Log, TopicPartition
-from eventbus.errors import ConfigurationError, EventbusError, InvalidEventError
+from eventbus.errors import ConfigurationError, EventbusError, InvalidEventError, TopicNotFoundError
 from eventbus.observability import metrics
 
 if TYPE_CHECKING:
@@ -202,45 +205,95 @@ class HttpService:
         topic = request.match_info["topic"]
         try:
             check_topic_name(topic)
+        except ValueError as exc:
+            return _problem(400, str(exc))
+        if topic not in self.app.topics:
+            # Ingress faces clients the app does not control: it publishes to topics that exist, never makes one.
+            try:
+                await self._in_thread(self.log.topic, topic)
+            except TopicNotFoundError:
+                return _problem(404, f"no topic {topic!r}")
+        try:
             body = await request.read()
-            event = _event_from_request(request.headers, body, event_from_json)
+            events = _events_from_request(request.headers, body, event_from_json)
+        except UnsupportedMediaTypeError as exc:
+            return _problem(415, str(exc))
         except (ValueError, InvalidEventError) as exc:
             return _problem(400, str(exc))
         publisher = Publisher(self.log, source=f"/{self.app.name}/http")
-        position = await self._in_thread(publisher.publish, topic, event)
+        if isinstance(events, list):
+            positions = await self._in_thread(publisher.publish_many, topic, events)
+            placed = [
+                {"id": event.id, "topic": p.topic, "partition": p.partition, "offset": p.offset}
+                for event, p in zip(events, positions, strict=True)
+            ]
+            return _json(placed, 201)
+        position = await self._in_thread(publisher.publish, topic, events)
         return _json(
-            {"id": event.id, "topic": position.topic, "partition": position.partition, "offset": position.offset},
+            {"id": events.id, "topic": position.topic, "partition": position.partition, "offset": position.offset},
             201,
         )
 
 
-def _event_from_request(headers: Any, body: bytes, from_json: Any) -> Any:
-    """A CloudEvent from an HTTP request, in structured or binary mode (the CloudEvents HTTP binding)."""
+class UnsupportedMediaTypeError(ValueError):
+    """A request body in a media type ingress does not take."""
+
+
+_STRUCTURED = "application/cloudevents+json"
+_BATCH = "application/cloudevents-batch+json"
+_PLAIN_JSON = frozenset({"application/json", "text/json", ""})
+MAX_BATCH_EVENTS = 1000
+
+
+def _events_from_request(headers: Any, body: bytes, from_json: Any) -> Any:
+    """The CloudEvent of an HTTP request in structured or binary mode, or the list of them in batch mode (the
+    CloudEvents HTTP binding). A body without ``ce-*`` headers in plain JSON is taken as a structured event."""
     content_type = headers.get("Content-Type", "")
-    if content_type.startswith("application/cloudevents+json") or not any(
-        name.lower().startswith("ce-") for name in headers
-    ):
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"body is not JSON: {exc}") from None
-        return from_json(parsed)
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == _BATCH:
+        parsed = _json_body(body)
+        if not isinstance(parsed, list):
+            raise ValueError(f"a batch ({_BATCH}) is a JSON array of CloudEvents, got {type(parsed).__name__}")
+        if not 0 < len(parsed) <= MAX_BATCH_EVENTS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_EVENTS} events, got {len(parsed)}")
+        events = []
+        for index, item in enumerate(parsed):
+            try:
+                events.append(from_json(item))
+            except InvalidEventError as exc:
+                raise InvalidEventError(f"event {index} of the batch: {exc}") from None
+        return events
+    binary = any(name.lower().startswith("ce-") for name in headers)
+    if media == _STRUCTURED or (not binary and media in _PLAIN_JSON):
+        return from_json(_json_body(body))
+    if not binary:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {content_type!r}: send a CloudEvent as {_STRUCTURED}, as a batch ({_BATCH}), or in "
+            "binary mode (its attributes in ce-* headers)"
+        )
+    # Binary mode: header values are percent-encoded where they are not printable ASCII.
     attrs: dict[str, Any] = {
-        name.lower()[3:]: value for name, value in headers.items() if name.lower().startswith("ce-")
+        name.lower()[3:]: unquote(value, errors="strict")
+        for name, value in headers.items()
+        if name.lower().startswith("ce-")
     }
     if content_type:
         attrs["datacontenttype"] = content_type
     if body:
-        if "json" in content_type or not content_type:
-            try:
-                attrs["data"] = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"body is not JSON: {exc}") from None
+        if media.endswith("json") or not content_type:
+            attrs["data"] = _json_body(body)
         else:
             import base64
 
             attrs["data_base64"] = base64.b64encode(body).decode("ascii")
     return from_json(attrs)
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
 
 
 async def serve(app: App, log: Log, port: int, host: str = "0.0.0.0") -> Any:  # noqa: S104 - a server's default

@@ -52,6 +52,9 @@ def test_commands_become_balances_and_overdrafts_are_rejected(tmp_path: Path, mo
     ]
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310 - loopback
@@ -144,9 +147,12 @@ def test_write_then_read_over_http_from_a_running_worker(tmp_path: Path, subproc
         assert "TOPIC/PARTITION/OFFSET" in problem["error"]
         status, problem = http("GET", f"{base}/projections/balances/acc-1?after=accounts/0/999999&timeout_s=0.2")
         assert status == 504
-        status, problem = http("POST", f"{base}/topics/account-commands", {"data": "no type"})
+        status, problem = http("POST", f"{base}/topics/account-commands", {"data": "no type"}, JSON)
         assert status == 400
         assert "type: required attribute is missing" in problem["error"]
+        status, problem = http("POST", f"{base}/topics/account-commands", {"type": "x"})  # a form, as urllib says
+        assert status == 415
+        assert "application/x-www-form-urlencoded" in problem["error"]
         status, text = http("GET", f"{base}/metrics")
         assert status == 200
         assert "eventbus_events_processed_total" in text
