@@ -2,7 +2,8 @@
 
 - ``GET /projections/NAME/KEY`` — one row: ``{"key", "value", "position"}`` (404 when there is none).
 - ``GET /projections/NAME?field=value&limit=N`` — rows whose fields equal the values (a value is read as JSON when
-  it parses, so ``balance=100`` is a number and ``owner=ada`` a string).
+  it parses, so ``balance=100`` is a number and ``owner=ada`` a string), types included; ``field=null`` matches a
+  field that is null or missing. A list or object to compare with answers 400.
 - Both take ``after=TOPIC/PARTITION/OFFSET`` (repeatable) and ``timeout_s``: the read waits until the projection
   has folded past that event — read-your-writes, with the position a publish returned. ``timeout_s`` is a finite
   number of seconds >= 0 (default 5, at most 30); a wait that runs out answers 504. At most

@@ -202,11 +202,20 @@ class PostgresStore(ProjectionStore):
         self._run(work)
 
     def query(self, projection: str, version: int, equals: Mapping[str, object], limit: int) -> list[tuple[str, str]]:
+        # Containment is JSON equality for the scalars a query holds (`ProjectionReader.query` checks); null
+        # matches a missing field too, as on SQLite.
+        present = {field: value for field, value in equals.items() if value is not None}
+        clauses, params = ["doc @> %s::jsonb"], [orjson.dumps(present).decode()]
+        for field in equals:
+            if equals[field] is None:
+                clauses.append("(NOT doc ? %s OR doc -> %s = 'null'::jsonb)")
+                params.extend([field, field])
+
         def work(cursor: Any) -> list[tuple[str, str]]:
             cursor.execute(
-                f"SELECT key, doc::text FROM {rows_table(projection, version)} WHERE doc @> %s::jsonb"
+                f"SELECT key, doc::text FROM {rows_table(projection, version)} WHERE {' AND '.join(clauses)}"
                 ' ORDER BY key COLLATE "C" LIMIT %s',
-                (orjson.dumps(dict(equals)).decode(), limit),
+                (*params, limit),
             )
             return [(k, d) for k, d in cursor.fetchall()]
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from eventbus.backends.base import TopicPartition
+from eventbus.errors import ConfigurationError
 from eventbus.projections.store import ProjectionStore, open_store
 
 DEFAULT_LIMIT = 100
@@ -52,7 +53,12 @@ class ProjectionReader:
         return Read(None if text is None else orjson.loads(text), position)
 
     def query(self, equals: Mapping[str, object] | None = None, *, limit: int = DEFAULT_LIMIT) -> Read:
-        """Rows whose top-level fields equal ``equals``, by key: a list of ``{"key": ..., "value": ...}``."""
+        """Rows whose top-level fields equal ``equals``, by key: a list of ``{"key": ..., "value": ...}``.
+
+        Values are compared as JSON, types included (``1`` is not ``True``, ``"1"`` is not ``1``); ``None`` matches
+        a field that is null or missing. Only strings, numbers, booleans and ``None`` can be compared."""
+        for field, value in (equals or {}).items():
+            _check_query(field, value)
         version, position = self._version_and_position()
         rows = self.store.query(self.name, version, equals or {}, limit)
         return Read([{"key": key, "value": orjson.loads(text)} for key, text in rows], position)
@@ -100,3 +106,14 @@ class ProjectionReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _check_query(field: str, value: object) -> None:
+    if not field.replace("_", "").isalnum():
+        raise ConfigurationError(f"query field {field!r}: use letters, digits and '_'")
+    if value is not None and not isinstance(value, str | int | float):
+        raise ConfigurationError(
+            f"query field {field!r}: compare with a string, number, boolean or null, not {type(value).__name__}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(f"query field {field!r}: {value} is not a JSON number")

@@ -245,12 +245,20 @@ class SQLiteStore(ProjectionStore):
         clauses: list[str] = []
         params: list[object] = []
         for field, value in equals.items():
+            path = json_path(field)
+            # JSON equality, types included (1 is not true, "1" is not 1); null matches a missing field too.
             if value is None:
                 clauses.append("json_extract(doc, ?) IS NULL")
-                params.append(json_path(field))
+                params.append(path)
+            elif isinstance(value, bool):
+                clauses.append("json_type(doc, ?) = ?")
+                params.extend([path, "true" if value else "false"])
+            elif isinstance(value, int | float):
+                clauses.append("json_type(doc, ?) IN ('integer', 'real') AND json_extract(doc, ?) = ?")
+                params.extend([path, path, value])
             else:
-                clauses.append("json_extract(doc, ?) = ?")
-                params.extend([json_path(field), int(value) if isinstance(value, bool) else value])
+                clauses.append("json_type(doc, ?) = 'text' AND json_extract(doc, ?) = ?")
+                params.extend([path, path, value])
         where = " AND ".join(clauses) or "1"
         with self._lock:
             rows = self._db.execute(
