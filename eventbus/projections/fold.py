@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from eventbus.app.projection import Handler, Projection
@@ -39,9 +40,13 @@ class Folder:
         version: int,
         log: Log,
         avro: AvroDataDecoder | None = None,
+        dead_lettered: Mapping[str, set[tuple[int, int]]] | None = None,
     ) -> None:
         self.projection = projection
         self._avro = avro
+        # Per topic, the (partition, offset) of records already in its dead-letter topic from this projection (a
+        # rebuild folds them again): one that fails again is passed over, not retried and dead-lettered twice.
+        self._dead_lettered = dead_lettered or {}
         # What a replayed record for this projection names (its dead letters' processor).
         self._replay_name = f"projection:{projection.name}"
         self.store = store
@@ -125,8 +130,10 @@ class Folder:
                         continue  # replayed for a processor or another projection: folded as the original
                     attrs = decode_record(values[position], record_headers, self._avro)
             except DecodeError as exc:
-                now_ms = time.time_ns() // 1_000_000
-                self._dead_letter(batch, position, GiveUp(DECODER, exc, format_traceback(exc), 1, now_ms, now_ms))
+                if not self._known_dead(batch, offset):
+                    now_ms = time.time_ns() // 1_000_000
+                    why = GiveUp(DECODER, exc, format_traceback(exc), 1, now_ms, now_ms)
+                    self._dead_letter(batch, position, why)
                 continue
             handler = handlers.get(attrs["type"])
             if handler is None:
@@ -135,7 +142,8 @@ class Folder:
                 handler.func(self._argument(handler, attrs), view)
             except Exception as exc:
                 take_writes()  # a failed handler leaves no trace
-                await self._retry(handler, attrs, view, batch, position, exc)
+                if not self._known_dead(batch, offset):
+                    await self._retry(handler, attrs, view, batch, position, exc)
                 continue
             merge(take_writes())
             folded += 1
@@ -190,6 +198,10 @@ class Folder:
             self._merge(view.take_writes())
             self.folded += 1
             return
+
+    def _known_dead(self, batch: RecordBatch, offset: int) -> bool:
+        dead = self._dead_lettered.get(batch.topic)
+        return dead is not None and (batch.partition, offset) in dead
 
     def _merge(self, writes: dict[str, str | None]) -> None:
         cache, puts, deletes = self._cache, self._puts, self._deletes

@@ -16,6 +16,7 @@ from eventbus.backends.base import Log, TopicPartition
 from eventbus.codecs import AvroDataDecoder
 from eventbus.projections.fold import Folder
 from eventbus.projections.store import ProjectionStore, VersionChangedError, open_store, stale_version
+from eventbus.runtime.dead_letter import DECODER, dead_lettered
 
 READ_BATCH = 2000
 Progress = Callable[[int, int], None]
@@ -34,7 +35,10 @@ def rebuild(
     store = store or open_store(resolve_store_url(projection.store))
     try:
         version = store.create_version(projection.name)
-        folder = Folder(projection, store, version, log, avro)
+        # What the live projection dead-lettered is in the dead-letter topics already: fails again, passed over.
+        ours = {f"projection:{projection.name}", DECODER}
+        dead = {topic: dead_lettered(log, topic, ours) for topic in projection.topics}
+        folder = Folder(projection, store, version, log, avro, dead)
         try:
             asyncio.run(_catch_up(folder, log, projection, progress))
             # Fold what arrived while catching up, then swap; a live worker continues from here.

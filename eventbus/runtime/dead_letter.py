@@ -11,9 +11,11 @@ which is what an idempotent processor needs to run an event it holds in doubt.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from eventbus.backends.base import Headers, Message, RecordBatch
+from eventbus.backends.base import Headers, Log, Message, RecordBatch
+from eventbus.errors import TopicNotFoundError
 
 PREFIX = "eventbus."
 ERROR_CLASS = "eventbus.error.class"
@@ -107,4 +109,30 @@ def failure_of(headers: Headers | None) -> dict[str, str]:
     for name, value in headers or ():
         if name.startswith(PREFIX):
             found[name[len(PREFIX) :]] = value.decode("utf-8", "replace")
+    return found
+
+
+def dead_lettered(log: Log, topic: str, processors: Collection[str]) -> set[tuple[int, int]]:
+    """The (partition, offset) of each record of ``topic`` that ``processors`` dead-lettered to ``<topic>.dlq``
+    (read whole: for a rebuild, which folds the topic again and must not dead-letter its records twice)."""
+    found: set[tuple[int, int]] = set()
+    dlq = f"{topic}.dlq"
+    try:
+        states = log.watermarks(dlq)
+    except TopicNotFoundError:
+        return found
+    for state in states:
+        position = state.start_offset
+        while position < state.end_offset:
+            batch = log.read(dlq, state.partition, position, 1000)
+            if not batch.offsets:
+                break
+            position = batch.next_offset
+            for headers in batch.headers:
+                failure = failure_of(headers)
+                if failure.get("processor") in processors and failure.get("origin.topic") == topic:
+                    try:
+                        found.add((int(failure["origin.partition"]), int(failure["origin.offset"])))
+                    except (KeyError, ValueError):
+                        continue  # not a dead letter of ours
     return found

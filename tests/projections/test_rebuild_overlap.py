@@ -5,12 +5,14 @@ every event a second time on top of the rows)."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import orjson
 import pytest
 
-from eventbus import App, Event
-from eventbus.backends.base import TopicPartition
+from eventbus import App, Event, Retry
+from eventbus.backends.base import Message, TopicPartition
+from eventbus.backends.sqlite import SQLiteLog
 from eventbus.projections import ProjectionReader, View
 from eventbus.projections import rebuild as rebuild_module
 from eventbus.projections.rebuild import rebuild
@@ -96,3 +98,39 @@ def test_a_swap_to_an_older_or_the_current_version_is_refused_and_changes_nothin
     assert store.current_version("balances") == newer
     assert store.checkpoints("balances", newer) == {TP0: 3}
     assert orjson.loads(store.fetch("balances", newer, ["a"])["a"]) == {"n": 3}
+
+
+def test_a_rebuild_does_not_dead_letter_again_what_the_live_projection_did(tmp_path: Path) -> None:
+    log = SQLiteLog(tmp_path / "events.db")
+    app = App("bank")
+    store = f"sqlite:///{tmp_path}/p.db"
+    retry = Retry(max_attempts=2, initial_delay_ms=1)
+    balances = app.projection("balances", topics="accounts", store=store, retry=retry)
+    refused: set[int] = {-1}
+
+    @balances.on("dep")
+    def dep(event: Event, view: View) -> None:
+        if event.data["n"] in refused:
+            raise ValueError("negative")
+        view[event.data["a"]] = event.data
+
+    def dead_letters() -> int:
+        return sum(s.end_offset for s in log.watermarks("accounts.dlq"))
+
+    bus = TestBus(log=log)
+    bus.publish("accounts", Event("dep", {"a": "x", "n": 1}), Event("dep", {"a": "y", "n": -1}))
+    log.append("accounts", [Message(b"not json")])
+    bus.run(app)
+    assert dead_letters() == 2, "the failing event and the undecodable record"
+    rebuild(balances, log)
+    rebuild(balances, log)
+    assert dead_letters() == 2, "the rebuilds passed over what is dead-lettered already"
+
+    refused.add(1)  # a handler change that makes another event fail: that one is new, and dead-lettered
+    rebuild(balances, log)
+    assert dead_letters() == 3
+    refused.clear()  # fixed: the rebuild folds what the live projection had dead-lettered
+    rebuild(balances, log)
+    with ProjectionReader(store, "balances") as reader:
+        assert (reader.get("y").value or {}).get("n") == -1
+    log.close()
