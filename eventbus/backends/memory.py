@@ -153,6 +153,19 @@ class MemoryLog(EmbeddedLog):
                 raise TopicNotFoundError(topic)
             return [PartitionState(i, self._starts.get((topic, i), 0), len(p)) for i, p in enumerate(parts)]
 
+    def offsets_for_time(self, topic: str, time_ms: int) -> dict[int, int]:
+        # The first record stamped at or after time_ms, whatever was stamped before it, as Kafka answers.
+        with self._lock:
+            parts = self._partitions.get(topic)
+            if parts is None:
+                raise TopicNotFoundError(topic)
+            found: dict[int, int] = {}
+            for partition, log in enumerate(parts):
+                found[partition] = next(
+                    (o for o, r in enumerate(log) if r is not None and r.timestamp_ms >= time_ms), len(log)
+                )
+            return found
+
     def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
         with self._lock:
             parts = self._partitions.get(topic)

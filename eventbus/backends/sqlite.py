@@ -411,6 +411,21 @@ class SQLiteLog(EmbeddedLog):
             ).fetchall()
         return [PartitionState(partition, start, end) for partition, start, end in rows]
 
+    def offsets_for_time(self, topic: str, time_ms: int) -> dict[int, int]:
+        # The first record stamped at or after time_ms, whatever was stamped before it (a producer's clock can
+        # step back): what Kafka's time index answers. A scan, for a tool, not for the hot path.
+        topic_id, _ = self._lookup(topic)
+        found: dict[int, int] = {}
+        for state in self.watermarks(topic):
+            with self._read_lock:
+                (offset,) = self._reads.execute(
+                    "SELECT MIN(offset) FROM records WHERE topic_id = ? AND partition = ? AND offset >= ?"
+                    " AND timestamp_ms >= ?",
+                    (topic_id, state.partition, state.start_offset, time_ms),
+                ).fetchone()
+            found[state.partition] = state.end_offset if offset is None else offset
+        return found
+
     def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
         topic_id, _ = self._lookup(topic)
         with self._transaction() as db:

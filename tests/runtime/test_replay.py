@@ -254,6 +254,20 @@ def test_reset_group_by_offset_and_by_time_and_refused_while_it_runs(log: Log) -
     assert reset_group(log, "g", "t", offset=0) == {0: 0, 1: 0}
 
 
+@pytest.mark.parametrize("driver", ["memory", "sqlite"])
+def test_a_reset_by_time_finds_the_first_record_stamped_then_even_after_a_clock_stepped_back(
+    driver: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with open_log(driver, request, tmp_path) as log:
+        log.create_topic("t", 1)
+        now_ms = int(time.time() * 1000)
+        stamps = [now_ms - 40_000, now_ms - 20_000, now_ms - 30_000, now_ms - 10_000]  # the clock stepped back once
+        log.append("t", [Message(b"x", partition=0, timestamp_ms=stamp) for stamp in stamps])
+        assert reset_group(log, "g", "t", time_ms=now_ms - 25_000) == {0: 1}
+        assert reset_group(log, "g", "t", time_ms=now_ms - 15_000) == {0: 3}
+        assert reset_group(log, "g", "t", time_ms=now_ms) == {0: 4}
+
+
 def eventbus(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PYTHON, "-m", "eventbus", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60, check=False
