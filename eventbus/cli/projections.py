@@ -15,6 +15,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     status = actions.add_parser("status", help="each projection's version, position and lag")
     rebuild = actions.add_parser("rebuild", help="fold a fresh copy from the start of the log, then swap it in")
     rebuild.add_argument("name", help="the projection to rebuild")
+    rebuild.add_argument(
+        "--dead-letter",
+        action="store_true",
+        help="dead-letter events a handler fails on and go on, as the live projection does (default: stop, and "
+        "keep the current version)",
+    )
     for action in (status, rebuild):
         action.add_argument("--app", required=True, metavar="MODULE[:ATTR]", help="the module declaring them")
         action.add_argument("--broker", help="log URL (default: $EVENTBUS_BROKER or sqlite:///eventbus.db)")
@@ -87,7 +93,7 @@ def handle_rebuild(args: argparse.Namespace) -> int:
 
     with open_log(args.broker) as log:
         avro = LazyAvroDecoder(app.schema_settings, log, lambda: app.schema_set)
-        version = rebuild(projection, log, progress=progress, avro=avro)
+        version = rebuild(projection, log, progress=progress, avro=avro, dead_letter_failures=args.dead_letter)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"projection {args.name}: version {version} is now current")

@@ -18,7 +18,7 @@ from eventbus.app.projection import Handler, Projection
 from eventbus.backends.base import Log, RecordBatch, TopicPartition
 from eventbus.codecs import AvroDataDecoder, decode_record
 from eventbus.codecs.structured import decode_structured
-from eventbus.errors import DecodeError
+from eventbus.errors import DecodeError, EventbusError
 from eventbus.event import Event, from_builtins
 from eventbus.observability import metrics
 from eventbus.projections.store import Changes, ProjectionGapError, ProjectionStore
@@ -32,6 +32,21 @@ logger = logging.getLogger("eventbus.projections")
 CACHE_ROWS = 200_000
 
 
+class HandlerFailedError(EventbusError):
+    """A projection's handler failed on an event, retries included, where dead-lettering it is not wanted."""
+
+    def __init__(
+        self, projection: str, handler: Handler, batch: RecordBatch, position: int, error: Exception, attempts: int
+    ) -> None:
+        where = f"{batch.topic}[{batch.partition}]@{batch.offsets[position]}"
+        name = getattr(handler.func, "__qualname__", repr(handler.func))
+        super().__init__(
+            f"projection {projection!r}: handler {name} failed on {where} after {attempts} attempt(s): "
+            f"{type(error).__name__}: {error}"
+        )
+        self.error = error
+
+
 class Folder:
     def __init__(
         self,
@@ -41,12 +56,16 @@ class Folder:
         log: Log,
         avro: AvroDataDecoder | None = None,
         dead_lettered: Mapping[str, set[tuple[int, int]]] | None = None,
+        dead_letter_failures: bool = True,
     ) -> None:
         self.projection = projection
         self._avro = avro
         # Per topic, the (partition, offset) of records already in its dead-letter topic from this projection (a
         # rebuild folds them again): one that fails again is passed over, not retried and dead-lettered twice.
         self._dead_lettered = dead_lettered or {}
+        # False (a rebuild): a handler that still fails after its retries stops the fold with `HandlerFailedError`
+        # instead of dead-lettering the event, so a broken handler never becomes the current version.
+        self._dead_letter_failures = dead_letter_failures
         # What a replayed record for this projection names (its dead letters' processor).
         self._replay_name = f"projection:{projection.name}"
         self.store = store
@@ -181,6 +200,8 @@ class Folder:
         while True:
             metrics.failed_attempt(f"projection:{self.projection.name}", error)
             if attempt >= policy.max_attempts or not policy.retries(error):
+                if not self._dead_letter_failures:
+                    raise HandlerFailedError(self.projection.name, handler, batch, position, error, attempt)
                 now_ms = time.time_ns() // 1_000_000
                 why = GiveUp(
                     f"projection:{self.projection.name}", error, format_traceback(error), attempt, first_ms, now_ms

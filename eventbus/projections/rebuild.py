@@ -14,11 +14,18 @@ from collections.abc import Callable
 from eventbus.app.projection import Projection, resolve_store_url
 from eventbus.backends.base import Log, TopicPartition
 from eventbus.codecs import AvroDataDecoder
-from eventbus.projections.fold import Folder
+from eventbus.errors import EventbusError
+from eventbus.projections.fold import Folder, HandlerFailedError
 from eventbus.projections.store import ProjectionStore, VersionChangedError, open_store, stale_version
 from eventbus.runtime.dead_letter import DECODER, dead_lettered
 
 READ_BATCH = 2000
+
+
+class RebuildFailedError(EventbusError):
+    """A rebuild stopped before its swap: the projection's current version is unchanged."""
+
+
 Progress = Callable[[int, int], None]
 
 
@@ -29,8 +36,15 @@ def rebuild(
     *,
     progress: Progress | None = None,
     avro: AvroDataDecoder | None = None,
+    dead_letter_failures: bool = False,
 ) -> int:
-    """Fold a fresh version from offset 0, swap it in when it has caught up; returns the new version."""
+    """Fold a fresh version from offset 0, swap it in when it has caught up; returns the new version.
+
+    A handler that fails on an event (retries included) stops the rebuild with `RebuildFailedError` and the
+    current version stays: a rebuild is how a changed handler goes live, and one that breaks on the history must
+    not replace a good read model with an empty one. With ``dead_letter_failures`` such events are dead-lettered
+    and passed over, as the live projection does. Events the live projection dead-lettered already are passed
+    over either way when they fail again."""
     owned = store is None
     store = store or open_store(resolve_store_url(projection.store))
     try:
@@ -38,11 +52,17 @@ def rebuild(
         # What the live projection dead-lettered is in the dead-letter topics already: fails again, passed over.
         ours = {f"projection:{projection.name}", DECODER}
         dead = {topic: dead_lettered(log, topic, ours) for topic in projection.topics}
-        folder = Folder(projection, store, version, log, avro, dead)
+        folder = Folder(projection, store, version, log, avro, dead, dead_letter_failures=dead_letter_failures)
         try:
             asyncio.run(_catch_up(folder, log, projection, progress))
             # Fold what arrived while catching up, then swap; a live worker continues from here.
             asyncio.run(_catch_up(folder, log, projection, None))
+        except HandlerFailedError as exc:
+            current = store.current_version(projection.name)
+            raise RebuildFailedError(
+                f"{exc}; the rebuild stopped and version {current} stays current (fix the handler, or rebuild with "
+                "--dead-letter, dead_letter_failures=True, to dead-letter what it fails on as the live projection does)"
+            ) from exc.error
         except VersionChangedError:
             current = store.current_version(projection.name)
             if current >= version:

@@ -4,6 +4,7 @@ every event a second time on top of the rows)."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from eventbus.backends.base import Message, TopicPartition
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.projections import ProjectionReader, View
 from eventbus.projections import rebuild as rebuild_module
-from eventbus.projections.rebuild import rebuild
+from eventbus.projections.rebuild import RebuildFailedError, rebuild
 from eventbus.projections.store import Changes, ProjectionStore, StaleVersionError
 from eventbus.testing import TestBus
+from tests.conftest import PYTHON
 
 TP0 = TopicPartition("accounts", 0)
 
@@ -100,6 +102,12 @@ def test_a_swap_to_an_older_or_the_current_version_is_refused_and_changes_nothin
     assert orjson.loads(store.fetch("balances", newer, ["a"])["a"]) == {"n": 3}
 
 
+def current_state(store_url: str) -> tuple[int, object]:
+    """The projection's current version and its row ``x``."""
+    with ProjectionReader(store_url, "balances") as reader:
+        return reader.store.current_version("balances"), reader.get("x").value
+
+
 def test_a_rebuild_does_not_dead_letter_again_what_the_live_projection_did(tmp_path: Path) -> None:
     log = SQLiteLog(tmp_path / "events.db")
     app = App("bank")
@@ -126,11 +134,55 @@ def test_a_rebuild_does_not_dead_letter_again_what_the_live_projection_did(tmp_p
     rebuild(balances, log)
     assert dead_letters() == 2, "the rebuilds passed over what is dead-lettered already"
 
-    refused.add(1)  # a handler change that makes another event fail: that one is new, and dead-lettered
-    rebuild(balances, log)
+    refused.add(1)  # a handler change that makes another event fail: the rebuild stops, the live version stays
+    current = current_state(store)
+    with pytest.raises(RebuildFailedError, match=r"handler .*dep failed on accounts\[0\]@0 .*ValueError: negative"):
+        rebuild(balances, log)
+    assert current_state(store) == current, "still the version (and rows) of before"
+    assert dead_letters() == 2
+    rebuild(balances, log, dead_letter_failures=True)  # asked for: dead-lettered as the live projection does
     assert dead_letters() == 3
     refused.clear()  # fixed: the rebuild folds what the live projection had dead-lettered
     rebuild(balances, log)
     with ProjectionReader(store, "balances") as reader:
         assert (reader.get("y").value or {}).get("n") == -1
     log.close()
+
+
+BROKEN_APP = """
+from eventbus import App, Event
+
+app = App("shop")
+totals = app.projection("totals", topics="orders")
+
+
+@totals.on("order")
+def count(event: Event, view) -> None:
+    view[event.data["k"]] = {"n": event.data["count"]}  # the events say "n": this handler breaks on every one
+"""
+
+
+def test_the_rebuild_command_keeps_the_current_version_when_the_handler_breaks(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    (tmp_path / "broken.py").write_text(BROKEN_APP)
+    env = {**subprocess_env, "PYTHONPATH": f"{tmp_path}:{subprocess_env['PYTHONPATH']}"}
+    env["EVENTBUS_STORE"] = f"sqlite:///{tmp_path}/views.db"
+    with SQLiteLog(tmp_path / "events.db") as log:
+        TestBus(log=log).publish("orders", Event("order", {"k": "a", "n": 1}))
+    command = [PYTHON, "-m", "eventbus", "projections", "rebuild", "totals", "--app", "broken"]
+    command += ["--broker", f"sqlite:///{tmp_path}/events.db"]
+
+    stopped = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False)
+    assert stopped.returncode == 1, stopped.stderr
+    assert "handler count failed on orders[0]@0 after 3 attempt(s): KeyError: 'count'" in stopped.stderr
+    assert "stays current" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    with SQLiteLog(tmp_path / "events.db") as log:
+        assert "orders.dlq" not in [t.name for t in log.list_topics()], "nothing dead-lettered"
+
+    asked = subprocess.run(
+        [*command, "--dead-letter"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "is now current" in asked.stdout
