@@ -125,10 +125,14 @@ class PostgresStore(ProjectionStore):
             cursor.execute("UPDATE projection_versions SET current = %s WHERE projection = %s", (version, projection))
             # The version just replaced stays one swap longer: a worker or reader still on it finds its rows
             # until it notices the swap at its next write.
-            for old in range(max(1, current - 1), min(current, version)):
-                cursor.execute(f"DROP TABLE IF EXISTS {rows_table(projection, old)}")
+            # Every other version below the new one goes: the one before it, and those of rebuilds that failed or
+            # were overtaken (their rows were never current).
+            for old in range(1, version):
+                if old != current:
+                    cursor.execute(f"DROP TABLE IF EXISTS {rows_table(projection, old)}")
             cursor.execute(
-                "DELETE FROM projection_checkpoints WHERE projection = %s AND version < %s", (projection, current)
+                "DELETE FROM projection_checkpoints WHERE projection = %s AND version < %s AND version <> %s",
+                (projection, version, current),
             )
 
         self._run(work)

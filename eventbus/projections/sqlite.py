@@ -164,10 +164,14 @@ class SQLiteStore(ProjectionStore):
                 db.execute("UPDATE projection_versions SET current = ? WHERE projection = ?", (version, projection))
                 # The version just replaced stays one swap longer: a worker or reader still on it finds its rows
                 # until it notices the swap at its next write.
-                for old in range(max(1, current - 1), min(current, version)):
-                    db.execute(f"DROP TABLE IF EXISTS {rows_table(projection, old)}")
+                # Every other version below the new one goes: the one before it, and those of rebuilds that failed or
+                # were overtaken (their rows were never current).
+                for old in range(1, version):
+                    if old != current:
+                        db.execute(f"DROP TABLE IF EXISTS {rows_table(projection, old)}")
                 db.execute(
-                    "DELETE FROM projection_checkpoints WHERE projection = ? AND version < ?", (projection, current)
+                    "DELETE FROM projection_checkpoints WHERE projection = ? AND version < ? AND version <> ?",
+                    (projection, version, current),
                 )
             except BaseException:
                 db.execute("ROLLBACK")

@@ -186,3 +186,16 @@ def test_the_rebuild_command_keeps_the_current_version_when_the_handler_breaks(
     )
     assert asked.returncode == 0, asked.stderr
     assert "is now current" in asked.stdout
+
+
+def test_a_swap_drops_the_versions_of_rebuilds_that_never_became_current(store: ProjectionStore) -> None:
+    tp = TopicPartition("accounts", 0)
+    first = store.current_version("balances")
+    abandoned = store.create_version("balances")  # a rebuild that failed: its rows were never current
+    store.write("balances", abandoned, Changes({"x": "{}"}, frozenset(), {tp: 1}, {tp: None}))
+    newest = store.create_version("balances")
+    store.make_current("balances", newest)
+    assert store.checkpoints("balances", abandoned) == {}
+    with pytest.raises(Exception, match=r"(?i)(no such table|does not exist)"):
+        list(store.rows("balances", abandoned))
+    assert list(store.rows("balances", first)) == [], "the version just replaced stays one swap longer"
