@@ -211,11 +211,37 @@ def event_from_json(parsed: object) -> Event:
 
 
 def _key_of(data: object, key_field: str | None) -> str | None:
+    """The partition key of a line's data: its ``key_field``, a string or a number (an integer as its digits).
+
+    Booleans, objects and arrays are refused rather than turned into Python's rendering of them (``True``,
+    ``{'x': 1}``), which no other producer would write for the same key."""
     if key_field is None:
         return None
-    if not isinstance(data, dict) or data.get(key_field) in (None, ""):
+    if not isinstance(data, dict):
+        raise InvalidEventError(
+            f"expected a JSON object (the event's data, with the key field {key_field!r}), got {_json_kind(data)}"
+        )
+    value = data.get(key_field)
+    if value is None or value == "":
         raise InvalidEventError(f"{key_field}: the key field is missing from the data")
-    return str(data[key_field])
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidEventError(f"{key_field}: the key field must be a string or a number, got {_json_kind(value)}")
+    return value if isinstance(value, str) else str(value)
+
+
+def _json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__
 
 
 def publish_lines(

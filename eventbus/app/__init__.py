@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from eventbus.app.context import Context
 from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
-from eventbus.app.processor import FailureOptions, OnFailure, Ordering, Processor, declare_processor
+from eventbus.app.processor import (
+    FailureOptions,
+    OnFailure,
+    Ordering,
+    Processor,
+    bare_decorator_error,
+    declare_processor,
+    is_function,
+)
 from eventbus.app.projection import Projection, declare_projection
 from eventbus.backends.base import Log, check_topic_name
 from eventbus.errors import ConfigurationError
@@ -150,10 +158,10 @@ class App:
         """Declare a read model folded from ``topics`` into ``store`` (a ``sqlite:///`` or ``postgresql://`` URL;
         default ``EVENTBUS_STORE``, else ``sqlite:///eventbus.projections.db``). Add handlers with ``.on(type)``.
         A handler that keeps failing after ``retry`` sends its event to ``<topic>.dlq`` and folding goes on."""
-        if name in self._projections:
-            raise ConfigurationError(f"app {self.name!r}: projection {name!r} is declared twice")
         declared = declare_projection(self.name, name, topics, store, retry)
-        self._projections[name] = declared
+        if declared.name in self._projections:
+            raise ConfigurationError(f"app {self.name!r}: projection {name!r} is declared twice")
+        self._projections[declared.name] = declared
         return declared
 
     @property
@@ -248,6 +256,10 @@ class App:
         seen before. ``breaker`` pauses the processor while a dependency keeps failing. ``concurrency`` runs that
         many invocations at once, keeping order per partition key (``ordering="key"``) or not at all (``"none"``).
         """
+        if is_function(topic):
+            # `@app.processor` without parentheses: the function arrived as the topic, and the name it was declared
+            # under would be bound to `register` below, never subscribed to anything.
+            raise bare_decorator_error("@app.processor needs the topic it reads: @app.processor('orders')", topic)
 
         def register(func: F) -> F:
             declared = declare_processor(

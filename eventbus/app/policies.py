@@ -8,6 +8,7 @@ Each setting checks itself when it is built, so a bad value is reported where it
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +23,15 @@ Jitter = Literal["full", "equal", "none"]
 
 
 def _positive(owner: str, name: str, value: float, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not allow_zero):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)  # nan passes every comparison below; inf makes a wait or a window endless
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{owner}: {name} must be a number {bound}, got {value!r}")
+        raise ConfigurationError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
 
 
 def _exception_classes(owner: str, name: str, value: tuple[type[BaseException], ...]) -> None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import math
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eventbus.app.context import Context
 from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
 from eventbus.backends.base import check_topic_name
 from eventbus.errors import ConfigurationError
@@ -86,6 +88,45 @@ def _fail(where: str, message: str) -> ConfigurationError:
     return ConfigurationError(f"{where}: {message}")
 
 
+def check_topics(topics: object, where: str, *, empty: str) -> tuple[str, ...]:
+    """The topic names of a declaration (a name or a list of names), each checked; ``empty`` is the message for
+    none. Every error starts with ``where``."""
+    if isinstance(topics, str):
+        names: tuple[object, ...] = (topics,)
+    elif isinstance(topics, Iterable) and not isinstance(topics, bytes | bytearray | Mapping):
+        names = tuple(topics)
+    else:
+        raise _fail(where, f"topics must be a topic name or a list of topic names, got {_shown(topics)}")
+    if not names:
+        raise _fail(where, empty)
+    for topic in names:
+        try:
+            check_topic_name(topic)  # type: ignore[arg-type]  # it checks the type too
+        except ValueError as exc:
+            raise _fail(where, str(exc)) from None
+    return names  # type: ignore[return-value]  # each one checked to be a str above
+
+
+def _shown(value: object) -> str:
+    """A value for a message: a function by its name rather than its repr."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"the function {value.__qualname__}"
+    return repr(value)
+
+
+def is_function(value: object) -> bool:
+    """Whether ``value``, given where a name belongs, is the function a decorator written without parentheses got."""
+    return callable(value) and not isinstance(value, str)
+
+
+def bare_decorator_error(message: str, func: object) -> ConfigurationError:
+    """What `@app.processor` (or another decorator that needs arguments) says when it is written without its
+    parentheses, so the function it decorates arrives where its arguments belong: ``message``, naming the function."""
+    qualname = getattr(func, "__qualname__", repr(func))
+    module = getattr(func, "__module__", "?")
+    return ConfigurationError(f"{message} ({module}.{qualname})")
+
+
 def _resolve_hints(func: Callable[..., Any], where: str) -> dict[str, Any]:
     try:
         return typing.get_type_hints(func)
@@ -118,6 +159,30 @@ def _argument_kind(annotation: Any, where: str) -> tuple[ArgumentKind, type | No
         f"its event parameter is annotated {getattr(annotation, '__qualname__', annotation)!r}, which is neither "
         "Event nor a class bound with @event_type",
     )
+
+
+def _accepts_context(annotation: Any) -> bool:
+    """Whether a parameter annotated ``annotation`` may be given the `Context`."""
+    if annotation in (inspect.Parameter.empty, Any, object) or isinstance(annotation, typing.TypeVar):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_accepts_context(arg) for arg in typing.get_args(annotation))
+    if isinstance(annotation, type):
+        try:
+            return issubclass(Context, annotation)
+        except TypeError:  # a protocol that cannot be checked at run time: give it the benefit of the doubt
+            return True
+    return False
+
+
+def _check_context_parameter(name: str, annotation: Any, where: str) -> None:
+    if not _accepts_context(annotation):
+        shown = getattr(annotation, "__qualname__", None) or repr(annotation)
+        raise _fail(
+            where,
+            f"its second parameter {name!r} is annotated {shown!r}, but it receives the Context: annotate it "
+            "Context (from eventbus import Context) or leave it unannotated",
+        )
 
 
 def _type_filter(types_: str | Sequence[str] | None, binding: EventBinding | None, where: str) -> list[str] | None:
@@ -166,8 +231,13 @@ def _check_failure_options(options: FailureOptions, batched: bool, where: str) -
     if options.retry is not None and not isinstance(options.retry, Retry):
         raise _fail(where, f"retry must be a Retry(...), got {options.retry!r}")
     timeout = options.timeout_s
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
-        raise _fail(where, f"timeout_s must be a number > 0, got {timeout!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)  # nan and inf: no timeout at all (say timeout_s=None for that)
+        or timeout <= 0
+    ):
+        raise _fail(where, f"timeout_s must be a finite number > 0 (or None for no timeout), got {timeout!r}")
     if options.dead_letter_topic is not None:
         try:
             check_topic_name(options.dead_letter_topic)
@@ -232,14 +302,12 @@ def declare_processor(
     if inspect.isasyncgenfunction(func):
         raise _fail(where, "async generators are not supported; return a list of events instead")
 
-    topic_names = (topics,) if isinstance(topics, str) else tuple(topics)
-    if not topic_names:
-        raise _fail(where, "subscribe it to at least one topic")
-    for topic in (*topic_names, *((to,) if to is not None else ())):
+    topic_names = check_topics(topics, where, empty="subscribe it to at least one topic")
+    if to is not None:
         try:
-            check_topic_name(topic)
+            check_topic_name(to)
         except ValueError as exc:
-            raise _fail(where, str(exc)) from None
+            raise _fail(where, f"to: {exc}") from None
 
     parameters = [
         p for p in inspect.signature(func).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -254,6 +322,8 @@ def declare_processor(
     annotation = hints.get(parameters[0].name, inspect.Parameter.empty)
     is_list, element = _element_type(annotation)
     argument, typed_class = _argument_kind(element, where)
+    if len(parameters) == 2:
+        _check_context_parameter(parameters[1].name, hints.get(parameters[1].name, inspect.Parameter.empty), where)
 
     batched = is_list or batch_size is not None or batch_window_ms is not None
     size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventbus.app.policies import Retry
-from eventbus.backends.base import check_topic_name
+from eventbus.app.processor import bare_decorator_error, check_topics, is_function
 from eventbus.errors import ConfigurationError
 from eventbus.event import binding_of
 
@@ -37,20 +37,13 @@ class Handler:
 class Projection:
     """Declared with `App.projection`; handlers are added with `on`."""
 
-    def __init__(self, app_name: str, name: str, topics: tuple[str, ...], store: str | None, retry: Retry) -> None:
+    def __init__(self, app_name: str, name: str, topics: str | Sequence[str], store: str | None, retry: Retry) -> None:
         from eventbus.projections.store import check_projection_name
 
         self.app_name = app_name
         self.name = check_projection_name(name)
-        if not topics:
-            raise ConfigurationError(f"projection {name!r}: give it at least one topic to fold")
-        for topic in topics:
-            try:
-                check_topic_name(topic)
-            except ValueError as exc:
-                raise ConfigurationError(f"projection {name!r}: {exc}") from None
-        self.topics = topics
-        self.store = store
+        self.topics = check_topics(topics, f"projection {name!r}", empty="give it at least one topic to fold")
+        self.store = check_store_url(name, store)
         self.retry = retry
         self.handlers: dict[str, Handler] = {}
 
@@ -62,6 +55,14 @@ class Projection:
     def on(self, *types: str) -> Callable[[F], F]:
         """Register a handler for events of ``types`` (or, with none given, the type its parameter's class is
         bound to)."""
+        for type_name in types:
+            if is_function(type_name):
+                # `@view.on` without parentheses: the handler arrived as an event type and would never be registered
+                raise bare_decorator_error(
+                    f"projection {self.name!r}: .on needs parentheses: @{self.name}.on('x.happened'), or "
+                    f"@{self.name}.on() for the type its event parameter's class is bound to",
+                    type_name,
+                )
 
         def register(func: F) -> F:
             from eventbus.app.processor import _argument_kind, _resolve_hints
@@ -114,9 +115,49 @@ def resolve_store_url(declared: str | None) -> str:
     return declared or os.environ.get("EVENTBUS_STORE") or DEFAULT_STORE_URL
 
 
+_STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def check_store_url(projection: str, url: object) -> str | None:
+    """``url`` if `eventbus.projections.store.open_store` will take it (by its form; whether the store can be
+    reached is found out when it is opened), else a `ConfigurationError` naming the projection and the URL."""
+    if url is None:
+        return None
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"projection {projection!r}: store must be a store URL, got {url!r}")
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        netloc = parts.netloc
+        path = parts.path
+    except ValueError as exc:  # e.g. an unbalanced '[' in the host
+        raise ConfigurationError(f"projection {projection!r}: store {_redacted(url)}: not a URL ({exc})") from None
+    if scheme not in _STORE_SCHEMES:
+        raise ConfigurationError(
+            f"projection {projection!r}: store {_redacted(url)}: unknown store URL scheme; use sqlite:///path.db or "
+            "postgresql://..."
+        )
+    if scheme == "sqlite" and (netloc or not path.removeprefix("/")):
+        raise ConfigurationError(
+            f"projection {projection!r}: store {_redacted(url)}: a SQLite store URL looks like sqlite:///projections.db"
+        )
+    return url
+
+
+def _redacted(url: str) -> str:
+    try:
+        from eventbus.projections.postgres import redacted  # psycopg itself is imported only to connect
+
+        return redacted(url)
+    except ValueError:  # not parsable enough to find a password in: show none of it
+        return "(an unparsable URL)"
+
+
 def declare_projection(
     app_name: str, name: str, topics: str | Sequence[str], store: str | None, retry: Retry | None
 ) -> Projection:
     if retry is not None and not isinstance(retry, Retry):
         raise ConfigurationError(f"projection {name!r}: retry must be a Retry(...), got {retry!r}")
-    return Projection(app_name, name, (topics,) if isinstance(topics, str) else tuple(topics), store, retry or Retry())
+    return Projection(app_name, name, topics, store, retry or Retry())
