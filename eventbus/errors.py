@@ -45,7 +45,18 @@ class TopicNotFoundError(BackendError, KeyError):
         self.topic = topic
 
     def __str__(self) -> str:
-        return f"topic {self.topic!r} does not exist (create it with `eventbus topics create {self.topic}`)"
+        import shlex
+
+        from eventbus.backends.base import check_topic_name  # here: eventbus.backends imports this module
+
+        try:
+            check_topic_name(self.topic)
+        except ValueError as exc:  # no topic can have that name: creating it is no way out
+            return f"topic {self.topic!r} does not exist: {exc}"
+        name = shlex.quote(self.topic)
+        if name.startswith("-"):  # else read as an option
+            name = f"-- {name}"
+        return f"topic {self.topic!r} does not exist (create it with `eventbus topics create {name}`)"
 
 
 class PartitionRevokedError(BackendError):

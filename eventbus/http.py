@@ -309,5 +309,6 @@ async def serve(app: App, log: Log, port: int, host: str = "0.0.0.0") -> Any:  #
     except OSError as exc:
         await runner.cleanup()
         raise ConfigurationError(f"--http {port}: cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from None
-    logger.info("serving HTTP on %s:%d", host, port)
+    bound = [s.getsockname()[1] for s in getattr(site._server, "sockets", None) or ()]  # --http 0: the port chosen
+    logger.info("serving HTTP on %s:%d", host, bound[0] if bound else port)
     return runner

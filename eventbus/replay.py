@@ -60,8 +60,16 @@ def message_template(message: str) -> str:
 
 def summarize_dead_letters(log: Log, topic: str) -> list[DeadLetterGroup]:
     """The dead letters of ``topic`` grouped by error class, processor and message template, most frequent
-    first."""
+    first. Records without eventbus's failure headers (not dead letters) are left out; `count_dead_letters`
+    says how many there were."""
+    return count_dead_letters(log, topic)[0]
+
+
+def count_dead_letters(log: Log, topic: str) -> tuple[list[DeadLetterGroup], int]:
+    """`summarize_dead_letters`, and the number of records of ``topic`` that are not dead letters (no failure
+    headers: ``topic`` is then most likely not a dead-letter topic at all)."""
     groups: dict[tuple[str, str, str], DeadLetterGroup] = {}
+    others = 0
     for state in log.watermarks(topic):
         position = state.start_offset
         while position < state.end_offset:
@@ -71,6 +79,9 @@ def summarize_dead_letters(log: Log, topic: str) -> list[DeadLetterGroup]:
             position = batch.next_offset
             for headers in batch.headers:
                 failure = failure_of(headers)
+                if "error.class" not in failure:  # every dead letter has one; a replayed record has others
+                    others += 1
+                    continue
                 message = failure.get("error.message", "")
                 key = (failure.get("error.class", "?"), message_template(message), failure.get("processor", "?"))
                 group = groups.get(key)
@@ -83,7 +94,7 @@ def summarize_dead_letters(log: Log, topic: str) -> list[DeadLetterGroup]:
                 first, last = failure.get("failure.first", ""), failure.get("failure.last", "")
                 group.first_failure = min(group.first_failure or first, first)
                 group.last_failure = max(group.last_failure, last)
-    return sorted(groups.values(), key=lambda g: (-g.count, g.error_class, g.message))
+    return sorted(groups.values(), key=lambda g: (-g.count, g.error_class, g.message)), others
 
 
 @dataclass
@@ -128,6 +139,13 @@ def replay_dead_letters(
     (`PositionMovedError`, nothing of it sent) if the position moved since the replay read it: two replays of one
     topic at once cannot both send the same dead letters. On the embedded logs that step is one transaction, so a
     replay killed at any point sends nothing twice."""
+    if to is not None:
+        from eventbus.backends.base import check_topic_name
+
+        try:
+            check_topic_name(to)
+        except ValueError as exc:
+            raise ConfigurationError(f"--to: {exc}") from None
     matcher = None
     if pattern is not None:
         from eventbus.routing import InvalidPatternError, compile_pattern

@@ -17,6 +17,35 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+def check_topic_option(name: str, option: str = "topic") -> str:
+    """``name`` if it is a valid topic name, else a `ConfigurationError` naming ``option`` (``--to``) and it."""
+    from eventbus.backends.base import check_topic_name
+    from eventbus.errors import ConfigurationError
+
+    try:
+        return check_topic_name(name)
+    except ValueError as exc:
+        raise ConfigurationError(f"{option}: {exc}" if option != "topic" else str(exc)) from None
+
+
+def check_group_option(group: str, option: str = "--group") -> str:
+    """``group`` if it can be a consumer group's name, else a `ConfigurationError` naming ``option``.
+
+    Kafka takes any non-empty string as a group id, and groups made by other tools may hold spaces, so those are
+    taken; what is refused is what is a slip far more often than meant: an empty name (``run`` would quietly use
+    the app's name instead), whitespace at either end (left by shell quoting, it names another group) and control
+    characters."""
+    from eventbus.errors import ConfigurationError
+
+    if not group:
+        raise ConfigurationError(f"{option}: a consumer group name cannot be empty")
+    if group != group.strip() or any(not c.isprintable() for c in group):
+        raise ConfigurationError(
+            f"{option} {group!r}: a group name cannot start or end with whitespace or hold control characters"
+        )
+    return group
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]  # argparse declares NoReturn; we exit too
         self.print_usage(sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from eventbus.cli import EXIT_OK
+from eventbus.cli import EXIT_OK, check_group_option, check_topic_option
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -48,13 +48,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def handle_list(args: argparse.Namespace) -> int:
     from eventbus.backends import open_log
-    from eventbus.replay import summarize_dead_letters
+    from eventbus.errors import ConfigurationError
+    from eventbus.replay import count_dead_letters
 
+    check_topic_option(args.topic)
     with open_log(args.broker) as log:
         log.topic(args.topic)
-        groups = summarize_dead_letters(log, args.topic)
+        groups, others = count_dead_letters(log, args.topic)
+    if others and not groups:
+        raise ConfigurationError(
+            f"{args.topic} is not a dead-letter topic: its {others} record(s) have no eventbus failure headers"
+            + ("" if args.topic.endswith(".dlq") else f" (a processor's dead letters go to {args.topic}.dlq)")
+        )
     total = sum(g.count for g in groups)
     print(f"{args.topic}: {total} dead letter(s), {len(groups)} kind(s) of failure")
+    if others:
+        print(f"({others} other record(s) without eventbus failure headers, not dead letters, left out)")
     for group in groups:
         origins = ", ".join(sorted(group.origin_topics))
         print(f"\n{group.count:>8}  {group.error_class}: {group.message}")
@@ -70,6 +79,10 @@ def handle_replay(args: argparse.Namespace) -> int:
     from eventbus.backends import open_log
     from eventbus.replay import replay_dead_letters
 
+    check_topic_option(args.topic)
+    if args.to is not None:
+        check_topic_option(args.to, "--to")
+    pattern = _filter_pattern(args.filter) if args.filter is not None else None
     shown = {"at": -1}
 
     def progress(done: int, total: int) -> None:
@@ -85,7 +98,7 @@ def handle_replay(args: argparse.Namespace) -> int:
             log,
             args.topic,
             to=args.to,
-            pattern=args.filter,
+            pattern=pattern,
             dry_run=args.dry_run,
             from_beginning=args.from_beginning,
             all_processors=args.all_processors,
@@ -100,6 +113,31 @@ def handle_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _filter_pattern(argument: str) -> str:
+    """``--filter``'s pattern: the text of the file it names, if it names one (as ``rules test`` takes it), else
+    the argument itself as inline JSON. A file's invalid pattern is reported with the file's name."""
+    from pathlib import Path
+
+    from eventbus.errors import ConfigurationError
+    from eventbus.routing import InvalidPatternError, compile_pattern
+
+    try:
+        is_file = Path(argument).is_file()
+    except (OSError, ValueError):  # inline JSON can be too long, or hold a NUL, for a file name
+        is_file = False
+    if not is_file:
+        return argument
+    try:
+        text = Path(argument).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"--filter {argument}: cannot read: {exc}") from None
+    try:
+        compile_pattern(text)
+    except InvalidPatternError as exc:
+        raise ConfigurationError(f"--filter {argument}: invalid pattern: {exc}") from None
+    return text
+
+
 def handle_reset(args: argparse.Namespace) -> int:
     from datetime import datetime
 
@@ -107,6 +145,8 @@ def handle_reset(args: argparse.Namespace) -> int:
     from eventbus.errors import ConfigurationError
     from eventbus.replay import reset_group
 
+    check_topic_option(args.topic)
+    check_group_option(args.group)
     start = args.start.strip()
     with open_log(args.broker) as log:
         log.topic(args.topic)

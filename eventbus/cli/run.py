@@ -9,6 +9,8 @@ from typing import Any
 
 from eventbus.cli import EXIT_FAILURE, EXIT_OK
 
+MAX_PORT = 65535
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser("run", help="run every processor an app declares until stopped")
@@ -37,10 +39,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from eventbus.cli import check_group_option
+    from eventbus.cli.supervisor import MAX_WORKERS
     from eventbus.errors import ConfigurationError
 
     if args.workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > MAX_WORKERS:
+        raise ConfigurationError(f"--workers {args.workers}: at most {MAX_WORKERS} worker processes per supervisor")
+    if args.http is not None and not 0 <= args.http <= MAX_PORT:
+        raise ConfigurationError(f"--http {args.http}: a port is 0 to {MAX_PORT} (0: any free port)")
+    if args.group is not None:
+        check_group_option(args.group)
     if args.max_poll_records < 1:
         raise ConfigurationError(f"--max-poll-records must be at least 1, got {args.max_poll_records}")
     if args.commit_interval_ms is not None and args.commit_interval_ms < 0:
@@ -79,7 +89,7 @@ def _supervise(args: argparse.Namespace) -> int:
     load_app(args.app)  # report a bad module once, here, rather than once per child
     argv = [sys.executable, "-m", "eventbus", "--log-level", args.log_level, "run", args.app]
     for flag, value in (("--broker", args.broker), ("--group", args.group)):
-        if value:
+        if value:  # an empty --group was refused above
             argv += [flag, value]
     argv += ["--max-poll-records", str(args.max_poll_records), "--guarantee", args.guarantee]
     if args.commit_interval_ms is not None:

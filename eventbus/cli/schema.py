@@ -161,7 +161,9 @@ def handle_show(args: argparse.Namespace) -> int:
     from eventbus.errors import ConfigurationError
     from eventbus.schemas.errors import SchemaNotFoundError
 
-    if (args.subject is None) == (args.id is None):
+    if args.subject is not None and args.id is not None:
+        raise ConfigurationError(f"give a SUBJECT ({args.subject!r}) or --id {args.id}, not both")
+    if args.subject is None and args.id is None:
         raise ConfigurationError("give a SUBJECT, or --id N")
     with _registry(args) as registry:
         if args.id is not None:
@@ -199,12 +201,22 @@ def handle_compatibility(args: argparse.Namespace) -> int:
 
 
 def handle_codegen(args: argparse.Namespace) -> int:
+    from eventbus.errors import ConfigurationError
     from eventbus.schemas.codegen import generate_module
 
+    if args.output is not None:
+        output = Path(args.output)
+        if output.is_dir():
+            raise ConfigurationError(f"-o {args.output}: is a directory; give the file to write (e.g. events.py)")
+        if not output.parent.is_dir():
+            raise ConfigurationError(f"-o {args.output}: directory {output.parent} does not exist")
     source = generate_module(_load(args.directory), origin=f"{args.directory}/")
     if args.output is None:
         sys.stdout.write(source)
     else:
-        Path(args.output).write_text(source)
+        try:
+            Path(args.output).write_text(source)
+        except OSError as exc:
+            raise ConfigurationError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK

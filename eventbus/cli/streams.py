@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from eventbus.cli import EXIT_FAILURE, EXIT_OK
+from eventbus.cli import EXIT_FAILURE, EXIT_OK, check_topic_option
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -35,6 +35,7 @@ def handle_publish(args: argparse.Namespace) -> int:
     from eventbus.errors import ConfigurationError
     from eventbus.publisher import Publisher, publish_lines
 
+    check_topic_option(args.topic)  # before reading stdin: not a traceback once the first line is published
     if args.key_field and not args.event_type:
         raise ConfigurationError("--key-field needs --type (lines in CloudEvents form carry their own partitionkey)")
     with Publisher(args.broker, source=args.source) as publisher:
@@ -60,6 +61,7 @@ def handle_consume(args: argparse.Namespace) -> int:
     from eventbus.errors import ConfigurationError, DecodeError
     from eventbus.reader import read_topic
 
+    check_topic_option(args.topic)
     if args.max_events is not None and args.max_events < 1:
         raise ConfigurationError(f"--max must be at least 1, got {args.max_events}")
     out = sys.stdout.buffer

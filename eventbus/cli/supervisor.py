@@ -23,6 +23,11 @@ logger = logging.getLogger("eventbus.supervisor")
 # Set in the environment of the workers a supervisor starts: its pid.
 SUPERVISOR_PID_ENV = "EVENTBUS_SUPERVISOR_PID"
 MAX_RESTARTS = 5
+# The most workers ``--workers`` accepts. Each worker is a whole Python process (tens of MB, a log connection, a
+# group member), and a group cannot use more workers than its topics have partitions: past a few hundred a larger
+# count is a typo, which would otherwise fork until the machine runs out of processes. 256 is well past one
+# worker per core on any host eventbus runs on.
+MAX_WORKERS = 256
 RESTART_WINDOW_S = 60.0
 _CHECK_INTERVAL_S = 0.2
 
@@ -39,19 +44,36 @@ class Supervisor:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._restarts: deque[float] = deque()
         self._stopping = False
+        self._stop_signal = signal.SIGTERM
+        # The pids of the workers a stop signal has been passed to (a worker started while one arrived may not
+        # have been among them: it is sent the signal once it exists).
+        self._signalled: set[int] = set()
         self._failed = False
 
     def forward(self, signum: int, _frame: object = None) -> None:
-        """Pass a signal on to every worker; workers that fail from then on are not started again."""
+        """Pass a signal on to every worker; no worker is started after it (not the rest of those starting, nor
+        workers that fail from then on)."""
         self._stopping = True
-        for child in self._children.values():
+        self._stop_signal = signal.Signals(signum)
+        for child in list(self._children.values()):
             if child.poll() is None:
                 child.send_signal(signum)
+                self._signalled.add(child.pid)
 
     def run(self) -> bool:
         """Start the workers and wait until every one has finished; True when none failed for good."""
         for index in range(len(self._commands)):
-            self._start(index)
+            if self._stopping:
+                total = len(self._commands)
+                logger.info("stopping: %d of the %d workers were not started", total - index, total)
+                break
+            try:
+                self._start(index)
+            except OSError as exc:  # e.g. out of processes or memory: the others are stopped, not left running
+                self._failed = True
+                logger.error("cannot start worker %d: %s; stopping the others", index, exc)
+                self.forward(signal.SIGTERM)
+                break
         while self._children:
             time.sleep(_CHECK_INTERVAL_S)
             for index, child in list(self._children.items()):
@@ -66,7 +88,11 @@ class Supervisor:
         # A process group of its own: a terminal's Ctrl-C then reaches the supervisor alone, which passes it on
         # once. Reaching the worker twice (from the terminal and from here) would stop it without draining.
         env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
-        self._children[index] = subprocess.Popen(self._commands[index], env=env, process_group=0)
+        child = self._children[index] = subprocess.Popen(self._commands[index], env=env, process_group=0)
+        if self._stopping and child.pid not in self._signalled:
+            # A stop signal arrived while this one was being started, before `forward` could see it.
+            child.send_signal(self._stop_signal)
+            self._signalled.add(child.pid)
 
     def _on_failure(self, index: int, pid: int, code: int) -> None:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"

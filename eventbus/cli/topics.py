@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventbus.cli import EXIT_OK
+from eventbus.cli import EXIT_OK, check_topic_option
+
+# The most partitions `topics create` gives a topic. Kafka advises some thousands of partitions per broker in all,
+# and on the embedded logs each partition is rows and offsets to track for every group: a count past this is a
+# typo, not a plan, and would take minutes and much of the disk to create.
+MAX_PARTITIONS = 10_000
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -47,10 +52,15 @@ def handle_create(args: argparse.Namespace) -> int:
 
     if args.partitions < 1:
         raise ConfigurationError(f"--partitions must be at least 1, got {args.partitions}")
-    if (args.name is None) == (args.app is None):
+    if args.partitions > MAX_PARTITIONS:
+        raise ConfigurationError(f"--partitions {args.partitions}: at most {MAX_PARTITIONS:,} partitions per topic")
+    if args.name is not None and args.app is not None:
+        raise ConfigurationError(f"give a topic NAME ({args.name!r}) or --app {args.app}, not both")
+    if args.name is None and args.app is None:
         raise ConfigurationError("give a topic NAME, or --app MODULE to create the topics an app declares")
     if args.app is not None:
         return _create_declared(args)
+    check_topic_option(args.name)
     with open_log(args.broker) as log:
         try:
             info = log.create_topic(args.name, args.partitions, exist_ok=args.exist_ok)
@@ -87,6 +97,7 @@ def _create_declared(args: argparse.Namespace) -> int:
 def handle_describe(args: argparse.Namespace) -> int:
     from eventbus.backends import open_log
 
+    check_topic_option(args.name)
     with open_log(args.broker) as log:
         description = log.describe_topic(args.name)
     total = sum(p.end_offset - p.start_offset for p in description.partitions)

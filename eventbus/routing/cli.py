@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eventbus.routing.errors import InvalidPatternError
-from eventbus.routing.pattern import DEFAULT_MAX_SIZE, compile_pattern
+from eventbus.routing.pattern import DEFAULT_MAX_SIZE, Pattern, compile_pattern
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -47,10 +47,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     test.set_defaults(handler=try_pattern)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of characters, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_pattern_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-size",
-        type=int,
+        type=_positive_int,
         default=DEFAULT_MAX_SIZE,
         help=f"longest pattern accepted, in characters of compact JSON (default {DEFAULT_MAX_SIZE})",
     )
@@ -76,7 +86,7 @@ def check_files(args: argparse.Namespace) -> int:
         for index, pattern in enumerate(patterns):
             where = f"{name}[{index}]" if isinstance(document, list) else name
             try:
-                compile_pattern(pattern, max_size=args.max_size, profile=args.profile)
+                _compile(pattern, args)
             except InvalidPatternError as exc:
                 print(f"{where}: {exc}")
                 errors += 1
@@ -95,7 +105,7 @@ def try_pattern(args: argparse.Namespace) -> int:
         print(f"eventbus rules test: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        pattern = compile_pattern(pattern_json, max_size=args.max_size, profile=args.profile)
+        pattern = _compile(pattern_json, args)
     except InvalidPatternError as exc:
         print(f"eventbus rules test: invalid pattern {_describe(args.pattern)}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -107,6 +117,15 @@ def try_pattern(args: argparse.Namespace) -> int:
         return EXIT_OK
     print("no match")
     return EXIT_FAILED
+
+
+def _compile(pattern: Any, args: argparse.Namespace) -> Pattern:
+    if not isinstance(pattern, dict):
+        from eventbus.routing.compiler import compile_subrules
+
+        # Refused as "not a number" (or a string, an array...): compile_pattern would name its Python class.
+        compile_subrules(pattern, profile=args.profile)
+    return compile_pattern(pattern, max_size=args.max_size, profile=args.profile)
 
 
 def _parse_pattern_json(text: str) -> Any:
@@ -132,6 +151,8 @@ def _load_file(name: str, parse: Any) -> Any:
         return parse(text)
     except ValueError as exc:
         raise _InputError(f"{name}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _InputError(f"{name}: JSON nested too deeply") from None
 
 
 def _load_argument(argument: str, role: str, parse: Any) -> Any:
@@ -142,6 +163,8 @@ def _load_argument(argument: str, role: str, parse: Any) -> Any:
         return parse(argument)
     except ValueError as exc:
         raise _InputError(f"{role} {_describe(argument)} is neither a file nor valid JSON: {exc}") from None
+    except RecursionError:
+        raise _InputError(f"{role} {_describe(argument)} is JSON nested too deeply") from None
 
 
 def _is_file(argument: str) -> bool:
