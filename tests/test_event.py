@@ -147,6 +147,39 @@ def test_binary_records_without_required_headers_are_decode_errors() -> None:
         decode_record(b"{}", (("ce_type", b"t"),))
 
 
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ((("ce_specversion", b"0.3"), ("ce_id", b"e"), ("ce_source", b"/s"), ("ce_type", b"t")), "specversion"),
+        ((("ce_specversion", b"1.0"), ("ce_id", b""), ("ce_source", b"/s"), ("ce_type", b"t")), "id: expected"),
+        ((("ce_specversion", b"1.0"), ("ce_id", b"e"), ("ce_type", b"t")), "source: required attribute is missing"),
+        ((("ce_specversion", b"1.0"), ("ce_id", b"\xff"), ("ce_source", b"/s"), ("ce_type", b"t")), "'ce_id' is not"),
+    ],
+)
+def test_a_binary_record_names_what_is_wrong_with_its_event_headers(
+    headers: tuple[tuple[str, bytes], ...], problem: str
+) -> None:
+    with pytest.raises(DecodeError, match=problem):
+        decode_record(b"{}", headers)
+
+
+def test_headers_that_are_not_the_events_are_left_alone_and_names_are_read_in_any_case() -> None:
+    headers = (
+        ("CE_SpecVersion", b"1.0"),
+        ("ce_id", b"e1"),
+        ("Ce_Source", b"/s"),
+        ("ce_type", b"t"),
+        ("trace-bin", b"\xff\xfe"),  # another producer's binary header: not UTF-8, and none of the event's
+        ("Content-Type", b"application/vnd.x+json"),
+    )
+    for _ in range(2):  # the second time, from what was worked out about each name the first time
+        assert decode_record(b'{"a": 1}', headers) == {
+            **BASE,
+            "datacontenttype": "application/vnd.x+json",
+            "data": {"a": 1},
+        }
+
+
 class Unit(enum.StrEnum):
     KG = "kg"
 

@@ -11,7 +11,7 @@ from typing import Any, Final
 import orjson
 
 from eventbus.errors import DecodeError
-from eventbus.event import InvalidEventError, check_structured
+from eventbus.event import SPECVERSION, InvalidEventError, check_structured
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -104,34 +104,79 @@ def _encode_binary_slowly(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]
 _MISSING: Any = object()
 
 
+# What each header name means to a binary-mode record, worked out once per distinct name: the attribute a ce_*
+# header carries, _CONTENT_TYPE for content-type, None for a header that is none of the event's. Records carry the
+# same few names over and over; this saves lowering and slicing them per record.
+_CONTENT_TYPE: Final = ""
+_HEADER_ROLES: dict[str, str | None] = {}
+# Whether a content type is JSON, per distinct content type.
+_JSON_CONTENT_TYPES: dict[str, bool] = {}
+_MAX_REMEMBERED = 1024  # names and content types are the producers': bound what they can make this keep
+
+
+def header_role(name: str) -> str | None:
+    """The attribute a header carries (``ce_id`` -> ``id``), `_CONTENT_TYPE` for content-type, else None."""
+    role = _HEADER_ROLES.get(name, _MISSING)
+    if role is _MISSING:
+        lowered = name.lower()
+        if lowered.startswith(HEADER_PREFIX):
+            role = lowered[len(HEADER_PREFIX) :]
+        else:
+            role = _CONTENT_TYPE if lowered == CONTENT_TYPE_HEADER else None
+        if len(_HEADER_ROLES) < _MAX_REMEMBERED:
+            _HEADER_ROLES[name] = role
+    return role  # type: ignore[no-any-return]
+
+
+def _is_json(content_type: str) -> bool:
+    found = _JSON_CONTENT_TYPES.get(content_type)
+    if found is None:
+        found = is_json_content_type(content_type)
+        if len(_JSON_CONTENT_TYPES) < _MAX_REMEMBERED:
+            _JSON_CONTENT_TYPES[content_type] = found
+    return found
+
+
 def decode_binary(headers: Headers, value: bytes | None) -> dict[str, Any]:
-    """The CloudEvents dict of a binary-mode record; `DecodeError` names what is wrong."""
+    """The CloudEvents dict of a binary-mode record; `DecodeError` names what is wrong. Headers that are not the
+    event's (another producer's tracing, say) are left alone, whatever their bytes."""
     attrs: dict[str, Any] = {}
     content_type: str | None = None
+    roles = _HEADER_ROLES
     for name, raw in headers:
-        lowered = name.lower()
+        role = roles.get(name, _MISSING)
+        if role is _MISSING:
+            role = header_role(name)
+        if role is None:
+            continue
         try:
             text = raw.decode() if raw is not None else ""
         except UnicodeDecodeError:
             raise DecodeError(f"header {name!r} is not UTF-8") from None
-        if lowered.startswith(HEADER_PREFIX):
-            attrs[lowered[len(HEADER_PREFIX) :]] = text
-        elif lowered == CONTENT_TYPE_HEADER:
+        if role:
+            attrs[role] = text
+        else:
             content_type = text
     if content_type is not None:
         attrs["datacontenttype"] = content_type
-    try:
-        check_structured(attrs)
-    except InvalidEventError as exc:
-        raise DecodeError(f"record is not a valid CloudEvent (binary mode): {exc}") from None
+    # Every value is a str here: the required ones only need to be there, non-empty, and the version right.
+    if not (attrs.get("specversion") == SPECVERSION and attrs.get("id") and attrs.get("source") and attrs.get("type")):
+        try:
+            check_structured(attrs)
+        except InvalidEventError as exc:
+            raise DecodeError(f"record is not a valid CloudEvent (binary mode): {exc}") from None
     if value is not None:
-        if is_json_content_type(content_type):
-            try:
-                attrs["data"] = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                raise DecodeError(f"record data is declared JSON but does not parse ({exc})") from None
-        else:
-            import base64
-
-            attrs["data_base64"] = base64.b64encode(value).decode("ascii")
+        _add_data(attrs, value, content_type)
     return attrs
+
+
+def _add_data(attrs: dict[str, Any], value: bytes, content_type: str | None) -> None:
+    if content_type is None or _is_json(content_type):
+        try:
+            attrs["data"] = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"record data is declared JSON but does not parse ({exc})") from None
+    else:
+        import base64
+
+        attrs["data_base64"] = base64.b64encode(value).decode("ascii")
