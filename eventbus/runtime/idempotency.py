@@ -658,6 +658,7 @@ class FileIdempotencyStore(IdempotencyStore):
         self._complete: set[str] = set()
         self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         _ours.add(self._name)
+        self._owner_lock = _hold_owner_lock(self.directory, self._name)
         # This process's segment being written (opened at the first write), and its earlier ones with the time of
         # their last write: every record in a segment is at most that old.
         self._segment_fd: int | None = None
@@ -684,7 +685,7 @@ class FileIdempotencyStore(IdempotencyStore):
         dead = sorted(
             self.directory / name
             for name in names
-            if (_is_journal(name) or _is_adopted(name)) and not _owner_alive(name)
+            if (_is_journal(name) or _is_adopted(name)) and not _owner_alive(self.directory, name)
         )
         vanished = False
         for path in dead:
@@ -705,8 +706,12 @@ class FileIdempotencyStore(IdempotencyStore):
                 doubts.append(_KEY_RECORD.pack(h, -at_ms))
             self._write_keys(b"".join(doubts))
             path.unlink(missing_ok=True)
+            if _is_journal(path.name):  # its owner is gone for good: its lock file goes with its journal
+                owner = "-".join(path.name.partition(".")[0].split("-")[1:3])
+                if _owner_lock_held(self.directory, owner) is False:
+                    _owner_lock_path(self.directory, owner).unlink(missing_ok=True)
         for name in names:
-            if name.startswith("adopted-") and name.endswith(".mm.tmp") and not _owner_alive(name):
+            if name.startswith("adopted-") and name.endswith(".mm.tmp") and not _owner_alive(self.directory, name):
                 (self.directory / name).unlink(missing_ok=True)  # an adoption its worker did not live to finish
         return vanished
 
@@ -725,7 +730,7 @@ class FileIdempotencyStore(IdempotencyStore):
             if not _is_adopted(name):
                 continue
             path = self.directory / name
-            if path in self._adopted or name in self._adopted_read or not _owner_alive(name):
+            if path in self._adopted or name in self._adopted_read or not _owner_alive(self.directory, name):
                 continue  # ours, read already, or (its adopter dead) recovered above
             try:
                 data = path.read_bytes()
@@ -875,7 +880,7 @@ class FileIdempotencyStore(IdempotencyStore):
             if stem == self._name:
                 continue
             if stem not in alive:
-                alive[stem] = _owner_alive(name)
+                alive[stem] = _owner_alive(self.directory, name)
             if alive[stem]:
                 continue
             path = self.directory / name
@@ -1007,6 +1012,8 @@ class FileIdempotencyStore(IdempotencyStore):
         self._seal_segment()
         # From now on its segments are a gone process's: any worker deletes them once they expire.
         _ours.discard(self._name)
+        _release_owner_lock(self.directory, self._name, self._owner_lock)
+        self._owner_lock = None
         self._delete_own_expired_segments()
 
 
@@ -1038,9 +1045,9 @@ def _segment_of(file_name: str) -> tuple[str, int]:
     return "-".join(fields), -1
 
 
-def _owner_alive(file_name: str) -> bool:
+def _owner_alive(directory: Path, file_name: str) -> bool:
     """Whether the process that named a journal or key segment ``<kind>-<pid>-<random>[-<seq>].<ext>`` still
-    runs."""
+    runs: its owner lock says, else (a store of an earlier version) whether its pid does."""
     fields = file_name.partition(".")[0].split("-")
     try:
         pid = int(fields[1])
@@ -1048,6 +1055,9 @@ def _owner_alive(file_name: str) -> bool:
         return False
     if pid == os.getpid():
         return _is_ours("-".join(fields[1:3]))
+    held = _owner_lock_held(directory, "-".join(fields[1:3]))
+    if held is not None:
+        return held
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -1055,6 +1065,56 @@ def _owner_alive(file_name: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# Each open store holds an exclusive lock on ``owner-<pid>-<random>.lock`` in its directory while it lives; the kernel
+# drops it when the process dies, however it dies. Other workers test it to tell a live owner from a dead one: a pid
+# alone cannot, from another PID namespace (two containers sharing the directory), where a live owner's pid is not
+# there to look up, or is another process's.
+
+
+def _owner_lock_path(directory: Path, name: str) -> Path:
+    return directory / f"owner-{name}.lock"
+
+
+def _hold_owner_lock(directory: Path, name: str) -> int | None:
+    try:
+        import fcntl
+    except ImportError:  # no flock here: liveness goes by pid alone
+        return None
+    fd = os.open(_owner_lock_path(directory, name), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a name of its own: nobody else holds it
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _release_owner_lock(directory: Path, name: str, fd: int | None) -> None:
+    if fd is not None:
+        _owner_lock_path(directory, name).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _owner_lock_held(directory: Path, name: str) -> bool | None:
+    """Whether the store ``name`` holds its owner lock; None when it has no lock file (it closed, or is of an
+    earlier version)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(_owner_lock_path(directory, name), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the shared lock, if it was taken
+    return False
 
 
 # The ``<pid>-<random>`` names of the stores this process has open (a pid reused from an earlier process must not

@@ -637,3 +637,51 @@ def test_a_journal_another_worker_recovers_while_this_one_looks_is_still_learned
     assert raced, "the race happened"
     looking.close()
     other.close()
+
+
+def test_a_live_worker_whose_pid_cannot_be_seen_keeps_its_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]
+) -> None:
+    # Two containers sharing the store's directory: each in its own PID namespace, where the other's pid is not
+    # there to look up. Such a namespace cannot be made here; what the lookup then answers is stood in for.
+    live = subprocess.Popen(
+        [PYTHON, WRITER, str(tmp_path), str(1 << 20), "done", "?begun"],
+        cwd=REPO,
+        env={**subprocess_env, "STAY_ALIVE": "1"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert live.stdout is not None
+        assert live.stdout.readline() == "ready\n"
+        journal = [n for n in os.listdir(tmp_path) if n.startswith("journal-")]
+        real_kill = os.kill
+
+        def unseen(pid: int, signum: int) -> None:
+            if pid == live.pid:
+                raise ProcessLookupError(pid)
+            real_kill(pid, signum)
+
+        monkeypatch.setattr(os, "kill", unseen)
+        store = FileIdempotencyStore(tmp_path, retention_s=3600)
+        assert [n for n in os.listdir(tmp_path) if n.startswith("journal-") and n in journal] == journal
+        assert store.seen(hashes_of("begun"), 3600) == {}, "its invocation under way is not taken for in doubt"
+        store.close()
+    finally:
+        assert live.stdin is not None
+        live.stdin.close()
+        assert live.wait(timeout=30) == 0
+        assert live.stdout is not None
+        live.stdout.close()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("owner-")], "a closed store leaves no lock"
+
+
+def test_a_dead_workers_owner_lock_goes_with_its_journal(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    dead_pid = kill_a_writer(tmp_path, subprocess_env, 1 << 20, "done", "?doubt")
+    assert [n for n in os.listdir(tmp_path) if n.startswith(f"owner-{dead_pid}-")], "left by the killed worker"
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert store.seen(hashes_of("doubt"), 3600) == {hashes_of("doubt")[0]: IN_DOUBT}, "recovered: its lock was free"
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(f"owner-{dead_pid}-")]
+    assert len([n for n in os.listdir(tmp_path) if n.startswith("owner-")]) == 1, "this store's own"
+    store.close()
