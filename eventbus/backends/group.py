@@ -61,8 +61,20 @@ class Member:
     session_timeout_s: float
 
 
+def host_identity() -> str:
+    """This host as `process_is_gone` needs it: the hostname and the PID namespace. A pid can only be looked up in
+    its own namespace, and containers that share a hostname (those of one pod) each have their own."""
+    name = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:
+        return name
+    return f"{name} {namespace}"
+
+
 def process_is_gone(member: Member, this_host: str) -> bool:
-    """True when the member ran on this host and its process no longer exists (it crashed or was killed)."""
+    """True when the member ran on this host (and PID namespace, see `host_identity`) and its process no longer
+    exists (it crashed or was killed)."""
     if member.host != this_host or member.pid == os.getpid():
         return False
     try:
@@ -157,10 +169,10 @@ class EmbeddedConsumer(Consumer):
         self._group = group
         self._topics = tuple(dict.fromkeys(topics))
         self._settings = settings
-        self._host = socket.gethostname()
+        self._host = host_identity()
         suffix = settings.member_name or uuid.uuid4().hex[:12]
         self._member = Member(
-            f"{self._host}-{os.getpid()}-{suffix}",
+            f"{socket.gethostname()}-{os.getpid()}-{suffix}",
             self._host,
             os.getpid(),
             self._topics,

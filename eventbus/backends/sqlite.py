@@ -15,7 +15,6 @@ URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, with opt
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -38,7 +37,7 @@ from eventbus.backends.base import (
     check_topic_name,
     partition_for_key,
 )
-from eventbus.backends.group import EmbeddedLog, Member, process_is_gone
+from eventbus.backends.group import EmbeddedLog, Member, host_identity, process_is_gone
 from eventbus.errors import BackendError, ConfigurationError, PartitionRevokedError, TopicNotFoundError
 
 SCHEMA_VERSION = 3
@@ -196,7 +195,7 @@ class SQLiteLog(EmbeddedLog):
         # Topics created by the transaction under way: cached when it commits.
         self._created: list[tuple[str, tuple[int, int]]] = []
         self._round_robin: dict[str, Iterator[int]] = {}
-        self._host = socket.gethostname()
+        self._host = host_identity()
         self._db = self._connect(_SYNCHRONOUS_MODES[synchronous])
         # Reads go through a connection of their own: in WAL mode they then proceed while the other connection
         # commits (a worker reads round N+1 while it writes round N) instead of queueing behind it.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from eventbus.backends import open_log
 from eventbus.backends.base import Message
+from eventbus.backends.group import host_identity
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import BackendError, ConfigurationError
 from tests.conftest import PYTHON
@@ -266,3 +269,60 @@ def test_every_form_of_busy_is_waited_for(code: int | None, busy: bool) -> None:
     if code is not None:
         error.sqlite_errorcode = code
     assert _is_busy(error) is busy
+
+
+OTHER_NAMESPACE_MEMBER = """
+import os, sys
+real_readlink = os.readlink
+os.readlink = lambda path, *a, **k: "pid:[1]" if path == "/proc/self/ns/pid" else real_readlink(path, *a, **k)
+from eventbus.backends.sqlite import SQLiteLog
+log = SQLiteLog(sys.argv[1])
+member = log.consumer("g", ["t"])
+member.poll(1, 0.05)
+print("ready", flush=True)
+sys.stdin.read()
+member.close()
+log.close()
+"""
+
+
+def test_a_member_in_another_pid_namespace_is_live_while_it_heartbeats(
+    sqlite_path: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]
+) -> None:
+    # Two containers of one pod share a hostname and the log's file, not their pids: the other's pid cannot be
+    # looked up from here. Such a namespace cannot be made in a test: the child says it is in another, and the
+    # lookup of its pid answers as it would from here.
+    with SQLiteLog(sqlite_path) as log:
+        log.create_topic("t", 1)
+    other = subprocess.Popen(
+        [PYTHON, "-c", OTHER_NAMESPACE_MEMBER, str(sqlite_path)],
+        env=subprocess_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline() == "ready\n"
+        real_kill = os.kill
+
+        def unseen(pid: int, signum: int) -> None:
+            if pid == other.pid:
+                raise ProcessLookupError(pid)
+            real_kill(pid, signum)
+
+        monkeypatch.setattr(os, "kill", unseen)
+        with SQLiteLog(sqlite_path) as log:
+            assert len(log.group_members("g")) == 1, "live: its heartbeats say so, its pid cannot"
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        assert other.wait(timeout=30) == 0
+        assert other.stdout is not None
+        other.stdout.close()
+
+
+def test_host_identity_names_the_pid_namespace_beside_the_hostname() -> None:
+    assert host_identity().split()[0] == socket.gethostname()
+    if os.path.exists("/proc/self/ns/pid"):
+        assert host_identity().endswith(os.readlink("/proc/self/ns/pid"))
