@@ -34,6 +34,7 @@ A key seen and committed earlier is skipped without emitting anything: its outpu
 from __future__ import annotations
 
 import array
+import contextlib
 import hashlib
 import itertools
 import mmap
@@ -658,7 +659,6 @@ class FileIdempotencyStore(IdempotencyStore):
         self._complete: set[str] = set()
         self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         _ours.add(self._name)
-        self._owner_lock = _hold_owner_lock(self.directory, self._name)
         # This process's segment being written (opened at the first write), and its earlier ones with the time of
         # their last write: every record in a segment is at most that old.
         self._segment_fd: int | None = None
@@ -667,12 +667,18 @@ class FileIdempotencyStore(IdempotencyStore):
         self._segment_opened_s = 0.0
         self._segment_written_ms = 0
         self._sealed_segments: list[tuple[str, int]] = []
-        self._journal = _Journal(self.directory / f"journal-{self._name}.mm")
-        names = os.listdir(self.directory)
-        self._read_key_files(names)
-        self._recover_journals(names)
-        self._delete_expired_segments()
-        self._next_recovery = time.monotonic() + self.RECOVERY_INTERVAL_S
+        self._owner_lock = _hold_owner_lock(self.directory, self._name)
+        try:
+            self._journal = _Journal(self.directory / f"journal-{self._name}.mm")
+            names = os.listdir(self.directory)
+            self._read_key_files(names)
+            self._recover_journals(names)
+            self._delete_expired_segments()
+            self._next_recovery = time.monotonic() + self.RECOVERY_INTERVAL_S
+        except BaseException:
+            _ours.discard(self._name)
+            _release_owner_lock(self.directory, self._name, self._owner_lock)
+            raise
 
     # -- journals of workers that died --------------------------------------------------------------------------
 
@@ -1053,11 +1059,18 @@ def _owner_alive(directory: Path, file_name: str) -> bool:
         pid = int(fields[1])
     except (IndexError, ValueError):
         return False
-    if pid == os.getpid():
-        return _is_ours("-".join(fields[1:3]))
-    held = _owner_lock_held(directory, "-".join(fields[1:3]))
+    name = "-".join(fields[1:3])
+    if _is_ours(name):
+        return True
+    # Before the pid: a store in another PID namespace can have this process's pid (both pid 1, say).
+    held = _owner_lock_held(directory, name)
     if held is not None:
         return held
+    # Not one of ours with this process's pid: an earlier process's.
+    return pid != os.getpid() and _pid_runs(pid)
+
+
+def _pid_runs(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -1082,19 +1095,40 @@ def _hold_owner_lock(directory: Path, name: str) -> int | None:
         import fcntl
     except ImportError:  # no flock here: liveness goes by pid alone
         return None
-    fd = os.open(_owner_lock_path(directory, name), os.O_RDWR | os.O_CREAT, 0o644)
+    path = _owner_lock_path(directory, name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a name of its own: nobody else holds it
-    except OSError:
+    except OSError:  # a file system without flock: no lock file, so others go by pid as before
         os.close(fd)
+        path.unlink(missing_ok=True)
         return None
+    _owner_locks[fd] = (os.getpid(), name)
     return fd
 
 
 def _release_owner_lock(directory: Path, name: str, fd: int | None) -> None:
-    if fd is not None:
+    # Only the process that took it: a child forked with the store open must not remove its parent's lock.
+    if fd is not None and _owner_locks.get(fd) == (os.getpid(), name):
+        del _owner_locks[fd]
         _owner_lock_path(directory, name).unlink(missing_ok=True)
         os.close(fd)
+
+
+# The owner locks this process holds (fd -> the pid that took it, and the store's name). A forked child inherits the
+# locked open file, which would keep its parent looking alive after the parent died: the child closes its copies.
+_owner_locks: dict[int, tuple[int, str]] = {}
+
+
+def _drop_inherited_owner_locks() -> None:
+    for fd in list(_owner_locks):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _owner_locks.clear()
+    _ours.clear()  # the parent's stores are not the child's
+
+
+os.register_at_fork(after_in_child=_drop_inherited_owner_locks)
 
 
 def _owner_lock_held(directory: Path, name: str) -> bool | None:
@@ -1112,6 +1146,8 @@ def _owner_lock_held(directory: Path, name: str) -> bool | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:  # no flock on this file system: the lock says nothing
+        return None
     finally:
         os.close(fd)  # and with it the shared lock, if it was taken
     return False

@@ -19,6 +19,16 @@ for key in keys:
     if not key.startswith("?"):
         store.record(h, [])
         store.committed(store.seal())
+child = os.fork() if os.environ.get("FORK_A_CHILD") else -1  # a child forked with the store open outlives it
+if child == 0:
+    import time
+
+    for fd in (1, 2):  # its parent's output ends when its parent does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    time.sleep(float(os.environ["FORK_A_CHILD"]))
+    os._exit(0)
+elif child > 0:
+    print(child, flush=True)
 if os.environ.get("STAY_ALIVE"):  # a live worker: says so, then waits until told to go
     print("ready", flush=True)
     sys.stdin.read()

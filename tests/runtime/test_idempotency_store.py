@@ -639,8 +639,9 @@ def test_a_journal_another_worker_recovers_while_this_one_looks_is_still_learned
     other.close()
 
 
+@pytest.mark.parametrize("same_pid", [False, True], ids=["its-pid-unseen", "its-pid-is-ours"])
 def test_a_live_worker_whose_pid_cannot_be_seen_keeps_its_journal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str], same_pid: bool
 ) -> None:
     # Two containers sharing the store's directory: each in its own PID namespace, where the other's pid is not
     # there to look up. Such a namespace cannot be made here; what the lookup then answers is stood in for.
@@ -664,6 +665,8 @@ def test_a_live_worker_whose_pid_cannot_be_seen_keeps_its_journal(
             real_kill(pid, signum)
 
         monkeypatch.setattr(os, "kill", unseen)
+        if same_pid:  # both pid 1 in their containers, say
+            monkeypatch.setattr(os, "getpid", lambda: live.pid)
         store = FileIdempotencyStore(tmp_path, retention_s=3600)
         assert [n for n in os.listdir(tmp_path) if n.startswith("journal-") and n in journal] == journal
         assert store.seen(hashes_of("begun"), 3600) == {}, "its invocation under way is not taken for in doubt"
@@ -685,3 +688,42 @@ def test_a_dead_workers_owner_lock_goes_with_its_journal(tmp_path: Path, subproc
     assert not [n for n in os.listdir(tmp_path) if n.startswith(f"owner-{dead_pid}-")]
     assert len([n for n in os.listdir(tmp_path) if n.startswith("owner-")]) == 1, "this store's own"
     store.close()
+
+
+def test_a_child_forked_with_the_store_open_does_not_keep_a_dead_worker_looking_alive(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    writer = subprocess.run(
+        [PYTHON, WRITER, str(tmp_path), str(1 << 20), "done", "?doubt"],
+        cwd=REPO,
+        env={**subprocess_env, "FORK_A_CHILD": "30"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert writer.returncode == -9
+    child = int(writer.stdout)
+    try:
+        store = FileIdempotencyStore(tmp_path, retention_s=3600)
+        assert store.seen(hashes_of("doubt"), 3600) == {hashes_of("doubt")[0]: IN_DOUBT}, "its journal recovered"
+        store.close()
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def test_a_file_system_without_flock_leaves_liveness_to_pids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")  # as on NFS without lockd, or Lustre without flock
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    first = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("owner-")], "no lock file that no one holds"
+    committed = commit(first, "a")
+    second = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert second.seen(committed, 3600) == {committed[0]: []}
+    second.close()
+    first.close()
