@@ -170,11 +170,13 @@ def test_headers_that_are_not_the_events_are_left_alone_and_names_are_read_in_an
         ("Ce_Source", b"/s"),
         ("ce_type", b"t"),
         ("trace-bin", b"\xff\xfe"),  # another producer's binary header: not UTF-8, and none of the event's
+        ("ce_", b"text/plain"),  # an attribute with no name: kept as such, not taken for the content type
         ("Content-Type", b"application/vnd.x+json"),
     )
     for _ in range(2):  # the second time, from what was worked out about each name the first time
         assert decode_record(b'{"a": 1}', headers) == {
             **BASE,
+            "": "text/plain",
             "datacontenttype": "application/vnd.x+json",
             "data": {"a": 1},
         }

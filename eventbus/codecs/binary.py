@@ -107,14 +107,14 @@ _MISSING: Any = object()
 # What each header name means to a binary-mode record, worked out once per distinct name: the attribute a ce_*
 # header carries, _CONTENT_TYPE for content-type, None for a header that is none of the event's. Records carry the
 # same few names over and over; this saves lowering and slicing them per record.
-_CONTENT_TYPE: Final = ""
-_HEADER_ROLES: dict[str, str | None] = {}
+_CONTENT_TYPE: Final[Any] = object()  # not a str: a "ce_" header names the attribute ""
+_HEADER_ROLES: dict[str, Any] = {}
 # Whether a content type is JSON, per distinct content type.
 _JSON_CONTENT_TYPES: dict[str, bool] = {}
 _MAX_REMEMBERED = 1024  # names and content types are the producers': bound what they can make this keep
 
 
-def header_role(name: str) -> str | None:
+def header_role(name: str) -> Any:
     """The attribute a header carries (``ce_id`` -> ``id``), `_CONTENT_TYPE` for content-type, else None."""
     role = _HEADER_ROLES.get(name, _MISSING)
     if role is _MISSING:
@@ -125,7 +125,7 @@ def header_role(name: str) -> str | None:
             role = _CONTENT_TYPE if lowered == CONTENT_TYPE_HEADER else None
         if len(_HEADER_ROLES) < _MAX_REMEMBERED:
             _HEADER_ROLES[name] = role
-    return role  # type: ignore[no-any-return]
+    return role
 
 
 def _is_json(content_type: str) -> bool:
@@ -153,10 +153,10 @@ def decode_binary(headers: Headers, value: bytes | None) -> dict[str, Any]:
             text = raw.decode() if raw is not None else ""
         except UnicodeDecodeError:
             raise DecodeError(f"header {name!r} is not UTF-8") from None
-        if role:
-            attrs[role] = text
-        else:
+        if role is _CONTENT_TYPE:
             content_type = text
+        else:
+            attrs[role] = text
     if content_type is not None:
         attrs["datacontenttype"] = content_type
     # Every value is a str here: the required ones only need to be there, non-empty, and the version right.
