@@ -84,6 +84,15 @@ def test_settings_librdkafka_refuses_are_a_configuration_error_naming_them(query
     assert time.monotonic() - started < 2, "refused before trying to connect"
 
 
+def test_a_refused_setting_from_the_environment_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTBUS_KAFKA_BOGUS_THING", "1")
+    with pytest.raises(ConfigurationError, match=r"bogus\.thing=1 \(from EVENTBUS_KAFKA_BOGUS_THING\)"):
+        open_log("kafka://127.0.0.1:1")
+    with pytest.raises(ConfigurationError) as refused:  # the URL set it: the variable is not the culprit
+        open_log("kafka://127.0.0.1:1?bogus.thing=2")
+    assert "EVENTBUS_KAFKA_BOGUS_THING" not in str(refused.value)
+
+
 def test_secrets_are_kept_out_of_messages() -> None:
     url = "kafka://h?sasl.password=hunter2&ssl.key.password=x&sasl.username=bob"
     assert redact(url) == "kafka://h?sasl.password=***&ssl.key.password=***&sasl.username=bob"

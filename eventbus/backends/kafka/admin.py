@@ -54,7 +54,8 @@ def _refused_settings(kind: Any, config: Mapping[str, Any], settings: KafkaSetti
             kind({**base, name: value})
         except Exception:  # any refusal of this one setting is what we are looking for
             shown = "***" if any(word in name for word in ("password", "secret", "key")) else value
-            refused.append(f"{name}={shown}")
+            variable = settings.from_environment.get(name)
+            refused.append(f"{name}={shown}" + (f" (from {variable})" if variable else ""))
     return refused
 
 

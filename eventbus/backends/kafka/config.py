@@ -58,6 +58,8 @@ class KafkaSettings:
     broker_unavailable_timeout_s: float = 60.0
     # The CloudEvents type given to records that carry no CloudEvent (None: such records are undecodable).
     default_type: str | None = None
+    # The environment variable each client setting came from, for those the URL did not set: errors name it.
+    from_environment: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def redacted_url(self) -> str:
@@ -96,10 +98,13 @@ def parse_kafka_url(url: str, environ: Mapping[str, str] | None = None) -> Kafka
 
     options: dict[str, str] = {}
     settings: dict[str, str] = {}
-    for name, value in _from_environment(environ if environ is not None else os.environ).items():
+    sources: dict[str, str] = {}
+    for name, (value, variable) in _from_environment(environ if environ is not None else os.environ).items():
         (options if name in _OPTIONS else settings)[name] = value
+        sources[name] = variable
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         (options if name in _OPTIONS else settings)[name] = value
+        sources.pop(name, None)
     for name in settings:
         if name in RESERVED_SETTINGS:
             raise ConfigurationError(f"{shown}: {name} cannot be set: {RESERVED_SETTINGS[name]}")
@@ -116,6 +121,7 @@ def parse_kafka_url(url: str, environ: Mapping[str, str] | None = None) -> Kafka
             shown, "broker_unavailable_timeout_s", options.get("broker_unavailable_timeout_s", "60")
         ),
         default_type=options.get("default_type") or None,
+        from_environment=sources,
     )
 
 
@@ -136,13 +142,14 @@ _OPTIONS: Final = frozenset(
 )
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+def _from_environment(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Settings from ``EVENTBUS_KAFKA_*`` variables: name -> (value, the variable)."""
     found = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
             continue
         lowered = name[len(ENV_PREFIX) :].lower()
-        found[lowered if lowered in _OPTIONS else lowered.replace("_", ".")] = value
+        found[lowered if lowered in _OPTIONS else lowered.replace("_", ".")] = (value, name)
     return found
 
 
