@@ -15,6 +15,7 @@ from typing import cast
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def check_topic_option(name: str, option: str = "topic") -> str:
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"eventbus: failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `eventbus consume ... | head`): not an error of ours.
         sys.stderr.close()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from eventbus.cli import EXIT_OK
+from eventbus.cli import EXIT_INTERRUPTED, EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -93,7 +93,16 @@ def handle_rebuild(args: argparse.Namespace) -> int:
 
     with open_log(args.broker) as log:
         avro = LazyAvroDecoder(app.schema_settings, log, lambda: app.schema_set)
-        version = rebuild(projection, log, progress=progress, avro=avro, dead_letter_failures=args.dead_letter)
+        try:
+            version = rebuild(projection, log, progress=progress, avro=avro, dead_letter_failures=args.dead_letter)
+        except KeyboardInterrupt:
+            # Before its swap a rebuild changes nothing readers see: say so, as Ctrl-C leaves people wondering.
+            print(
+                f"\nrebuilding {args.name}: interrupted; the current version is unchanged (the partial copy is dropped"
+                " at the next rebuild's swap)",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"projection {args.name}: version {version} is now current")

@@ -91,6 +91,7 @@ async def _catch_up(folder: Folder, log: Log, projection: Projection, progress: 
                 break
             await folder.fold(batch)
             folder.write()
+            await asyncio.sleep(0)  # lets Ctrl-C in between batches (asyncio delivers it at an await)
             done += batch.next_offset - position
             position = batch.next_offset
             if progress is not None:

@@ -4,6 +4,7 @@ every event a second time on top of the rows)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -199,3 +200,48 @@ def test_a_swap_drops_the_versions_of_rebuilds_that_never_became_current(store: 
     with pytest.raises(Exception, match=r"(?i)(no such table|does not exist)"):
         list(store.rows("balances", abandoned))
     assert list(store.rows("balances", first)) == [], "the version just replaced stays one swap longer"
+
+
+SLOW_APP = """
+import time
+
+from eventbus import App, Event
+
+app = App("shop")
+totals = app.projection("totals", topics="orders")
+
+
+@totals.on("order")
+def count(event: Event, view) -> None:
+    time.sleep(0.001)
+    view[event.data["k"]] = {"n": event.data["n"]}
+"""
+
+
+def test_an_interrupted_rebuild_says_the_current_version_is_unchanged(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    (tmp_path / "slow.py").write_text(SLOW_APP)
+    env = {**subprocess_env, "PYTHONPATH": f"{tmp_path}:{subprocess_env['PYTHONPATH']}"}
+    env["EVENTBUS_STORE"] = f"sqlite:///{tmp_path}/views.db"
+    with SQLiteLog(tmp_path / "events.db") as log:
+        TestBus(log=log).publish("orders", *(Event("order", {"k": f"k{n}", "n": n}) for n in range(8000)))
+    command = [PYTHON, "-m", "eventbus", "projections", "rebuild", "totals", "--app", "slow"]
+    rebuilding = subprocess.Popen(
+        [*command, "--broker", f"sqlite:///{tmp_path}/events.db"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert rebuilding.stderr is not None
+    assert rebuilding.stderr.readline().startswith("rebuilding totals:"), "under way"
+    rebuilding.send_signal(signal.SIGINT)
+    said = rebuilding.stderr.read()
+    rebuilding.stderr.close()
+    assert rebuilding.wait(timeout=30) == 130
+    assert "interrupted; the current version is unchanged" in said
+    assert "8000/8000" not in said, "stopped between batches, not at the end of the log"
+    assert "Traceback" not in said
+    with ProjectionReader(f"sqlite:///{tmp_path}/views.db", "totals") as reader:
+        assert reader.store.current_version("totals") == 1
