@@ -148,6 +148,8 @@ class Worker:
         self._committed: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
         self._revoked: list[frozenset[TopicPartition]] = []
+        # How many times a refused commit made the worker start over: a read-ahead from before one is dropped.
+        self._start_overs = 0
         self._stopping = False
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-reader")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-writer")
@@ -290,11 +292,12 @@ class Worker:
         settings = self.settings
         executor = self._executor
         prefetched: asyncio.Future[list[RecordBatch]] | None = None
+        prefetched_in = self._start_overs
         found_records = False
         while not self._stopping:
             started = time.monotonic()
             if prefetched is not None:
-                batches, prefetched = await prefetched, None
+                batches, prefetched = await self._read_ahead(prefetched, prefetched_in), None
             else:
                 # After a round that found records, look again without waiting, as the read-ahead poll does: an
                 # empty answer then means caught up (the idle check, a held commit) at once.
@@ -314,6 +317,7 @@ class Worker:
                 # Read the next round (without waiting for new records) while this round is being written.
                 self._handed_over.clear()
                 prefetched = self._read_soon(consumer.poll, settings.max_poll_records, 0.0)
+                prefetched_in = self._start_overs
             try:
                 await self._checkpoint(consumer, now=not batches)  # 4, 5
             finally:
@@ -345,6 +349,12 @@ class Worker:
                 return batches
         return await self._read(consumer.poll, max_records, timeout_s)
 
+    async def _read_ahead(self, prefetched: asyncio.Future[list[RecordBatch]], started_in: int) -> list[RecordBatch]:
+        """What a read-ahead poll found, unless the worker started over since it began: its partitions are then
+        read again from the committed offsets, and these records come after them."""
+        batches = await prefetched
+        return batches if started_in == self._start_overs else []
+
     def _poll_timeout(self) -> float:
         timeout = self.settings.idle_poll_s
         wakeup = self._executor.next_wakeup(time.monotonic())
@@ -369,6 +379,7 @@ class Worker:
         partition still held is read again from the group's committed offset. Nothing is lost, and in exactly-once
         mode nothing is emitted twice."""
         self._handed_over.set()  # a revoke listener waiting for this round would hold the reader thread needed below
+        self._start_overs += 1
         if self._idempotency is not None:
             if sealed is not None:
                 self._idempotency.refused(sealed)

@@ -258,3 +258,55 @@ def test_a_breaker_stays_open_for_open_s_after_a_slow_call_failed() -> None:
     bus.run(app)
     assert len(starts) == 2
     assert starts[1] - ends[0] >= 0.3
+
+
+class _RefusingOnce:
+    """A member of a real memory log whose first commit is refused, as one is when the group rebalances under
+    it; the offsets of the commits that land are noted."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.refused = False
+        self.committed: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def publish_and_commit(self, outputs: Any, offsets: Any) -> None:
+        if not self.refused:
+            self.refused = True
+            raise PartitionRevokedError("partitions moved to another member")
+        self._inner.publish_and_commit(outputs, offsets)
+        self.committed.extend(offsets.values())
+
+
+class _BrokerLikeLog(MemoryLog):
+    """A memory log whose calls the worker makes on its reader and writer threads, as it does on Kafka: polls read
+    ahead while the round before is committed."""
+
+    local_calls = False
+    member: _RefusingOnce | None = None
+
+    def consumer(self, *args: Any, **kwargs: Any) -> Any:
+        self.member = _RefusingOnce(super().consumer(*args, **kwargs))
+        return self.member
+
+
+def test_a_read_ahead_from_before_a_refused_commit_is_not_processed_or_committed() -> None:
+    log = _BrokerLikeLog("read-ahead-across-a-refused-commit")
+    bus = TestBus(log=log)
+    bus.publish("orders", *(Event("order", {"n": n}) for n in range(30)))
+    app = App("shop")
+    seen: list[int] = []
+
+    @app.processor("orders")
+    def record(event: Event) -> None:
+        seen.append(event.data["n"])
+
+    bus.run(app, max_poll_records=10, commit_interval_ms=0)
+    assert log.member is not None
+    assert log.member.refused
+    committed = log.member.committed
+    assert committed == sorted(committed), f"the committed offset went back: {committed}"
+    assert committed[-1] == 30
+    assert sorted(set(seen)) == list(range(30))
