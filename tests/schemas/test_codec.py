@@ -85,6 +85,10 @@ def test_records_are_in_the_confluent_wire_format(tmp_path: Path) -> None:
         ({**GOOD, "coupon": "X"}, "data.coupon: not a field of record shop.Order"),
         ({**GOOD, "note": 5}, "data.note: expected one of null, string, got int 5"),
         ("just text", "data: expected a record shop.Order, got str 'just text'"),
+        # What fastavro's writer would have taken and changed without a word:
+        ({**GOOD, "lines": [{"sku": "MS-02", "quantity": 1.7}]}, "data.lines[0].quantity: expected int, got float"),
+        ({**GOOD, "lines": [{"sku": "MS-02", "quantity": True}]}, "data.lines[0].quantity: expected int, got bool"),
+        ({**GOOD, "lines": [{"sku": "MS-02", "quantity": 2**40}]}, "data.lines[0].quantity: expected int"),
     ],
 )
 def test_data_that_does_not_fit_is_refused_at_publish_with_its_path(tmp_path: Path, data: Any, where: str) -> None:
