@@ -31,6 +31,10 @@ def _without_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
+# Seconds one request to the registry may take (the client retries a few times on network errors).
+REQUEST_TIMEOUT_S = 10
+
+
 class ConfluentRegistry(SchemaRegistry):
     def __init__(self, url: str, config: dict[str, Any] | None = None) -> None:
         self.url = ",".join(_without_credentials(u.strip()) for u in url.split(","))
@@ -42,7 +46,9 @@ class ConfluentRegistry(SchemaRegistry):
                 "pip install 'eventbus[avro]'"
             ) from None
         try:
-            self._client = SchemaRegistryClient({"url": url, **(config or {})})
+            # A timeout of its own: without one, a registry (or a proxy) that accepts and never answers holds every
+            # publish and decode that needs a schema for good.
+            self._client = SchemaRegistryClient({"url": url, "timeout": REQUEST_TIMEOUT_S, **(config or {})})
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"schema registry {self.url}: {exc}") from None
 

@@ -4,6 +4,8 @@ and a Confluent registry over HTTP through confluent-kafka's client."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,29 @@ def test_an_unreachable_confluent_registry_is_named_without_its_credentials() ->
     unreachable.close()
     assert str(failed.value).startswith("schema registry http://127.0.0.1:9 failed (listing subjects): ")
     assert "secret" not in str(failed.value)
+
+
+def test_a_registry_that_accepts_and_never_answers_is_an_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventbus.schemas import confluent
+
+    monkeypatch.setattr(confluent, "REQUEST_TIMEOUT_S", 0.3)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts connections (the kernel does), answers nothing
+        registry = ConfluentRegistry(f"http://127.0.0.1:{silent.getsockname()[1]}", {"max.retries": 0})
+        outcome: list[BaseException | None] = []
+
+        def ask() -> None:
+            try:
+                registry.subjects()
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        asking.join(60)  # a bound for a hang, not a speed: the request's own timeout is 0.3 s
+        registry.close()
+    assert outcome, "still waiting for an answer"
+    assert isinstance(outcome[0], RegistryError)
+    assert "listing subjects" in str(outcome[0])
