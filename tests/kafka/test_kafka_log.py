@@ -150,3 +150,20 @@ def test_an_append_after_a_broker_restart_replaces_the_failed_producer() -> None
         partition, offset = log.append(topic, [Message(b"after")])[0]
         assert log.read(topic, partition, offset, 10).values == [b"after"]
         log.close()
+
+
+def test_a_fenced_transactional_producer_is_a_refused_commit_not_a_failure(kafka: KafkaLog, broker: Broker) -> None:
+    from confluent_kafka import Producer
+
+    from eventbus.backends.kafka.transactions import TransactionalProducer
+
+    topic = unique("fenced")
+    kafka.create_topic(topic, 1)
+    ours = TransactionalProducer(kafka.settings, unique("group"))
+    ours.commit([(topic, 0, Message(b"1"))], {}, None)  # under its id, registered with the coordinator
+    newer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": ours.transactional_id})
+    newer.init_transactions(30)  # the id's next owner: the older producer is fenced
+    with pytest.raises(PartitionRevokedError, match="fenced by a newer producer"):
+        ours.commit([(topic, 0, Message(b"2"))], {}, None)
+    ours.commit([(topic, 0, Message(b"3"))], {}, None)  # on a new producer, which fences the other
+    ours.close()

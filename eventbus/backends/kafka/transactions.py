@@ -42,6 +42,9 @@ from eventbus.errors import BackendError, PartitionRevokedError
 
 logger = logging.getLogger("eventbus.kafka")
 
+# librdkafka's names for a transactional producer another one with the same id has fenced out.
+_FENCED = frozenset({"_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"})
+
 # How long one transactional call (init, send offsets, commit, abort) may wait for the coordinator.
 _CALL_TIMEOUT_S = 30.0
 
@@ -141,6 +144,10 @@ class TransactionalProducer:
             name = error_name(exc)
             if name in GROUP_MOVED_ON:
                 raise PartitionRevokedError(f"{self._what}: the group moved on ({describe(exc)})") from None
+            if name in _FENCED:
+                # A newer producer took this transactional id: its partition went to another member (which
+                # initialised the id), so this one starts over from the committed offsets, on a new producer.
+                raise PartitionRevokedError(f"{self._what}: fenced by a newer producer ({describe(exc)})") from None
             raise translate(exc, self._what) from None
 
     def _commit(self, producer: Any) -> None:
