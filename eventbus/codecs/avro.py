@@ -209,7 +209,19 @@ class _Base64Bytes:
             wanted = ("bytes", "fixed")
         if isinstance(value, str) and ("string" in kinds or "enum" in kinds):
             return "string"
+        if isinstance(value, dict) and kinds.count("record") > 1:
+            # Several records: the one whose fields the value fills (as fastavro picks the branch to write).
+            for branch, kind in zip(branches, kinds, strict=True):
+                if kind == "record" and self._fills(value, branch):
+                    return branch
         return next((b for b, k in zip(branches, kinds, strict=True) if k in wanted), "null")
+
+    def _fills(self, value: dict[str, Any], branch: Any) -> bool:
+        record = self._names.get(branch, branch) if isinstance(branch, str) else branch
+        fields = record.get("fields", ()) if isinstance(record, dict) else ()
+        names = {f["name"] for f in fields}
+        required = {f["name"] for f in fields if "default" not in f}
+        return value.keys() <= names and required <= value.keys()
 
     def _kind(self, schema: Any) -> str:
         schema = self._names.get(schema, schema) if isinstance(schema, str) else schema

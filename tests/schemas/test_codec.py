@@ -3,6 +3,7 @@ code (schema resolution), undecodable records, and JSON staying the default for 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -287,3 +288,18 @@ def test_a_bad_type_codec_is_refused_at_declaration(tmp_path: Path, type_name: s
     app.event_codec("shop.order", "avro")
     with pytest.raises(ConfigurationError, match=r"declared with codec 'avro' and 'json'"):
         app.event_codec("shop.order", "json")
+
+
+def test_bytes_in_any_record_branch_of_a_union_are_written_from_base64(tmp_path: Path) -> None:
+    text = record("n.Text", {"name": "text", "type": "string"})
+    blob = record("n.Blob", {"name": "data", "type": "bytes"})
+    note = record("n.Note", {"name": "body", "type": [text, blob]}, **{"eventbus.type": "n.note"})
+    app, log = app_with(tmp_path, note), fresh_log()
+    log.create_topic("orders", 1)
+    publisher = Publisher(log, app=app)
+    publisher.publish("orders", Event("n.note", {"body": {"text": "hi"}}, id="t"))
+    publisher.publish("orders", Event("n.note", {"body": {"data": base64.b64encode(b"\x00\x01").decode()}}, id="b"))
+    batch = log.read("orders", 0, 0, 10)
+    decode = decoder_for(log, app.schema_set)
+    found = [decode_record(v, h, decode)["data"] for v, h in zip(batch.values, batch.headers, strict=True)]
+    assert found == [{"body": {"text": "hi"}}, {"body": {"data": b"\x00\x01"}}]
