@@ -150,6 +150,9 @@ class Worker:
         self._revoked: list[frozenset[TopicPartition]] = []
         # How many times a refused commit made the worker start over: a read-ahead from before one is dropped.
         self._start_overs = 0
+        # Per partition held, the offset of the first record polled from it: where a start-over goes back to when
+        # the group has no committed offset for it (the reset policy chose that start). Reader-thread state.
+        self._first_polled: dict[TopicPartition, int] = {}
         self._stopping = False
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-reader")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventbus-writer")
@@ -223,6 +226,8 @@ class Worker:
         in_flight = self._in_flight
         if in_flight is not None:
             wait([in_flight[0]])
+        for tp in lost:
+            self._first_polled.pop(tp, None)
         self._revoked.append(lost)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -316,7 +321,7 @@ class Worker:
             if batches and not self._stopping and not self._local_calls:
                 # Read the next round (without waiting for new records) while this round is being written.
                 self._handed_over.clear()
-                prefetched = self._read_soon(consumer.poll, settings.max_poll_records, 0.0)
+                prefetched = self._read_soon(self._poll_now, consumer, settings.max_poll_records, 0.0)
                 prefetched_in = self._start_overs
             try:
                 await self._checkpoint(consumer, now=not batches)  # 4, 5
@@ -341,13 +346,23 @@ class Worker:
         """A poll on the reader thread; on a log with local calls, one that finds records is made here."""
         max_records = self.settings.max_poll_records
         if self._local_calls:
-            batches = consumer.poll(max_records, 0.0)
+            batches = self._poll_now(consumer, max_records, 0.0)
             if batches or timeout_s <= 0:
                 # Nothing below may await (sync processors, commits held for the commit interval): let the event
                 # loop's other tasks (projections, HTTP, signal handlers) have a turn each round.
                 await asyncio.sleep(0)
                 return batches
-        return await self._read(consumer.poll, max_records, timeout_s)
+        return await self._read(self._poll_now, consumer, max_records, timeout_s)
+
+    def _poll_now(self, consumer: Consumer, max_records: int, timeout_s: float) -> list[RecordBatch]:
+        """``consumer.poll``, noting where each partition's first records started (see `_rewind`)."""
+        batches = consumer.poll(max_records, timeout_s)
+        first_polled = self._first_polled
+        for batch in batches:
+            tp = TopicPartition(batch.topic, batch.partition)
+            if tp not in first_polled:
+                first_polled[tp] = batch.offsets[0] if batch.offsets else batch.next_offset
+        return batches
 
     async def _read_ahead(self, prefetched: asyncio.Future[list[RecordBatch]], started_in: int) -> list[RecordBatch]:
         """What a read-ahead poll found, unless the worker started over since it began: its partitions are then
@@ -392,6 +407,8 @@ class Worker:
         await self._read(self._rewind)
 
     def _rewind(self) -> None:
+        """Seek every partition held back to the group's committed offset; one the group never committed goes
+        back to its first polled record, where the reset policy started it (``latest`` is not the beginning)."""
         consumer = self._consumer
         if consumer is None:
             return
@@ -399,8 +416,11 @@ class Worker:
         for topic in {tp.topic for tp in held}:
             committed = self.log.committed(self.group, topic)
             for tp in held:
-                if tp.topic == topic:
-                    consumer.seek(tp, committed.get(tp.partition, 0))
+                if tp.topic != topic:
+                    continue
+                offset = committed.get(tp.partition, self._first_polled.get(tp))
+                if offset is not None:  # else nothing was polled from it: its position has not moved
+                    consumer.seek(tp, offset)
 
     async def _apply_backpressure(self, consumer: Consumer) -> None:
         """Pause partitions that have too much waiting (or an open breaker); resume them once they drain."""

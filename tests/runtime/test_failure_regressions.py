@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from eventbus import App, BatchItemFailures, CircuitBreaker, Event, Idempotency, Retry, event_type
+from eventbus.backends.base import ConsumerSettings
 from eventbus.backends.memory import MemoryLog
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import ConfigurationError, PartitionRevokedError
@@ -310,3 +311,50 @@ def test_a_read_ahead_from_before_a_refused_commit_is_not_processed_or_committed
     assert committed == sorted(committed), f"the committed offset went back: {committed}"
     assert committed[-1] == 30
     assert sorted(set(seen)) == list(range(30))
+
+
+class _LatestRefusingOnce(_RefusingOnce):
+    """`_RefusingOnce`, and new events arrive once the member has joined (at the end of the topic)."""
+
+    def __init__(self, inner: Any, bus: TestBus) -> None:
+        super().__init__(inner)
+        self._bus = bus
+        self._arrived = False
+
+    def poll(self, max_records: int, timeout_s: float) -> Any:
+        batches = self._inner.poll(max_records, timeout_s)
+        if not self._arrived:
+            self._arrived = True
+            self._bus.publish("orders", *(Event("order", {"n": n}) for n in range(100, 110)))
+        return batches
+
+
+class _LatestLog(_BrokerLikeLog):
+    bus: TestBus | None = None
+
+    def consumer(self, *args: Any, **kwargs: Any) -> Any:
+        assert self.bus is not None
+        self.member = _LatestRefusingOnce(MemoryLog.consumer(self, *args, **kwargs), self.bus)
+        return self.member
+
+
+def test_a_refused_commit_reads_a_partition_without_a_commit_again_from_where_it_started() -> None:
+    # reset=latest: the worker starts at the end of the topic. When its first commit is refused there is no
+    # committed offset to go back to; it must go back to where it started reading, not to the topic's beginning.
+    log = _LatestLog("latest-across-a-refused-commit")
+    bus = TestBus(log=log)
+    log.bus = bus
+    bus.publish("orders", *(Event("order", {"n": n}) for n in range(20)))  # history the worker never reads
+    app = App("shop")
+    seen: list[int] = []
+
+    @app.processor("orders")
+    def record(event: Event) -> None:
+        seen.append(event.data["n"])
+
+    settings = ConsumerSettings(reset="latest", session_timeout_s=60.0, heartbeat_interval_s=30.0)
+    bus.run(app, consumer=settings, commit_interval_ms=0)
+    assert log.member is not None
+    assert log.member.refused
+    assert sorted(set(seen)) == list(range(100, 110)), f"history was read after the refused commit: {seen}"
+    assert log.member.committed[-1] == 30
