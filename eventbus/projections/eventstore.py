@@ -11,11 +11,13 @@ Publishing is atomic with the append, in one of two ways:
 - *outbox*: otherwise (PostgreSQL, or another SQLite file) the events also go to an outbox table in the same
   transaction, and a relay appends outbox rows to the log in order and then deletes them. A crash between the two
   steps publishes some events twice (same event ids), never zero times; nothing is published that was not
-  appended.
+  appended. Every save relays until the outbox is empty, and opening a store relays what a crash (or a log that
+  was unreachable) left there, so those events do not wait for the next save.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -27,13 +29,15 @@ import orjson
 
 from eventbus.backends import open_log
 from eventbus.backends.base import Log, Message
-from eventbus.errors import ConfigurationError
+from eventbus.errors import BackendError, ConfigurationError
 from eventbus.event import Event, complete
 from eventbus.projections.aggregates import Aggregate
 from eventbus.publisher import encoder_for
 
 A = TypeVar("A", bound=Aggregate)
-# Outbox rows published per relay call (a save relays its own events and any left over from before).
+logger = logging.getLogger("eventbus.eventstore")
+
+# Outbox rows published per relay transaction; a relay goes on, a batch at a time, until the outbox is empty.
 RELAY_BATCH = 10_000
 
 
@@ -88,6 +92,18 @@ class EventStore:
         self.source = source
         self._encode = encoder_for(self.log)
         self._backend = _open_backend(url, self.log)
+        self._relay_left_over()
+
+    def _relay_left_over(self) -> None:
+        """Publish what the outbox still holds from before this store was opened. A log that cannot take them now
+        does not stop the opening: they stay in the outbox for the next save or `relay`."""
+        try:
+            published = self.relay()
+        except BackendError as exc:
+            logger.warning("event store %s: saved events are still waiting to be published: %s", self.url, exc)
+            return
+        if published:
+            logger.info("event store %s: published %d saved events left in the outbox", self.url, published)
 
     def load(self, cls: type[A], id: str) -> A:
         """The aggregate as of its latest event (a new, empty one when the stream has none)."""
@@ -133,7 +149,7 @@ class EventStore:
         for event in completed:
             aggregate.apply(event)
         aggregate.version = new_version
-        self._backend.relay(RELAY_BATCH)
+        self.relay()
         return completed
 
     @staticmethod
@@ -152,9 +168,15 @@ class EventStore:
             after.apply(event)
         return new_version, orjson.dumps(after.snapshot())
 
-    def relay(self, limit: int = RELAY_BATCH) -> int:
-        """Publish what the outbox still holds (after a crash, or when the log was unreachable)."""
-        return self._backend.relay(limit)
+    def relay(self) -> int:
+        """Publish everything the outbox holds (after a crash, or when the log was unreachable), in order, a batch
+        per transaction; returns how many events were published."""
+        published = 0
+        while True:
+            count = self._backend.relay(RELAY_BATCH)
+            published += count
+            if count < RELAY_BATCH:
+                return published
 
     def close(self) -> None:
         self._backend.close()

@@ -173,6 +173,53 @@ def test_the_outbox_publishes_later_what_the_log_refused_in_order(
     store.close()
 
 
+def _outbox_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "sqlite-outbox":
+        return f"sqlite:///{tmp_path}/streams.db"
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.mark.parametrize("kind", ["sqlite-outbox", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_store_opened_again_publishes_what_the_outbox_held_without_waiting_for_a_save(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    log = FlakyLog(tmp_path / "events.db")
+    url = _outbox_url(kind, tmp_path, request)
+    store = EventStore(url, log)
+    counter = store.load(Counter, "c1")
+    store.save(counter, counter.add(1))
+    log.down = True
+    with pytest.raises(BackendError):
+        store.save(counter, counter.add(2))  # saved; the log refused it
+    store.close()  # the process ends before anything saves again
+    reopened_while_down = EventStore(url, log)  # the log still refuses: opening works all the same
+    reopened_while_down.close()
+    assert [e.data["by"] for e in published(log)] == [1]
+    log.down = False
+    EventStore(url, log).close()
+    assert [e.data["by"] for e in published(log)] == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["sqlite-outbox", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_save_publishes_all_its_events_when_the_outbox_holds_more_than_a_relay_batch(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventbus.projections import eventstore
+
+    monkeypatch.setattr(eventstore, "RELAY_BATCH", 3)
+    log = FlakyLog(tmp_path / "events.db")
+    store = EventStore(_outbox_url(kind, tmp_path, request), log)
+    counter = store.load(Counter, "c1")
+    log.down = True
+    with pytest.raises(BackendError):
+        store.save(counter, [counter.add(n)[0] for n in range(1, 6)])  # five left in the outbox
+    log.down = False
+    store.save(counter, [counter.add(n)[0] for n in range(6, 8)])
+    assert [e.data["by"] for e in published(log)] == [1, 2, 3, 4, 5, 6, 7]
+    assert store.relay() == 0
+    store.close()
+
+
 @pytest.mark.postgres
 def test_the_relay_never_deletes_a_row_it_did_not_publish(postgres_url: str) -> None:
     import psycopg
