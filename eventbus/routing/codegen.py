@@ -69,11 +69,27 @@ class FunctionSource:
         finally:
             self._depth -= 1
 
-    def source(self) -> str:
-        factory_parameters = ", ".join(self._bound)
-        header = [f"def _factory({factory_parameters}):", f"    def {self.name}({self.parameters}):"]
-        body = [_INDENT + line for line in self._lines] or [_INDENT * 2 + "pass"]
-        return "\n".join([*header, *body, f"    return {self.name}", ""])
+    def source(self, shared_prefixes: frozenset[str] = frozenset()) -> str:
+        """The factory's source. With ``shared_prefixes``, two levels: ``_factory`` takes the names bound under
+        those prefixes and returns ``_make``, which takes the others and returns the function."""
+        if not shared_prefixes:
+            factory_parameters = ", ".join(self._bound)
+            header = [f"def _factory({factory_parameters}):", f"    def {self.name}({self.parameters}):"]
+            body = [_INDENT + line for line in self._lines] or [_INDENT * 2 + "pass"]
+            return "\n".join([*header, *body, f"    return {self.name}", ""])
+        shared, own = self._split(shared_prefixes)
+        header = [
+            f"def _factory({', '.join(shared)}):",
+            f"    def _make({', '.join(own)}):",
+            f"        def {self.name}({self.parameters}):",
+        ]
+        body = [_INDENT * 2 + line for line in self._lines] or [_INDENT * 3 + "pass"]
+        return "\n".join([*header, *body, f"        return {self.name}", "    return _make", ""])
+
+    def _split(self, shared_prefixes: frozenset[str]) -> tuple[list[str], list[str]]:
+        shared = [name for name in self._bound if name.rstrip("0123456789") in shared_prefixes]
+        own = [name for name in self._bound if name.rstrip("0123456789") not in shared_prefixes]
+        return shared, own
 
     def build(self, helpers: dict[str, Any]) -> Callable[..., Any]:
         """Compile the function. ``helpers`` are the global names it uses; pass the same dict every time.
@@ -83,6 +99,27 @@ class FunctionSource:
         """
         factory = FunctionType(_compiled_factory(self.source(), self.name), helpers)
         function: Callable[..., Any] = factory(**self._bound)
+        return function
+
+    def build_sharing(self, helpers: dict[str, Any], shared_prefixes: frozenset[str]) -> Callable[..., Any]:
+        """`build`, for a function made many times over with the same source: the names bound under
+        ``shared_prefixes`` (keys, say) are bound once per source and values, and every function made with them
+        reads those same cells; only the other names get cells of their own.
+
+        A function reads its closure variables' cells; when thousands are made and each is called now and then
+        (a router's checks of its candidates), cells shared by all of one shape stay in the CPU cache.
+        """
+        shared, own = self._split(shared_prefixes)
+        source = self.source(shared_prefixes)
+        key = (source, tuple((type(self._bound[n]), self._bound[n]) for n in shared))
+        make = _makers.get(key)
+        if make is None:
+            factory = FunctionType(_compiled_factory(source, self.name), helpers)
+            make = factory(**{name: self._bound[name] for name in shared})
+            if len(_makers) >= _MAX_MAKERS:
+                _makers.pop(next(iter(_makers)))
+            _makers[key] = make
+        function: Callable[..., Any] = make(**{name: self._bound[name] for name in own})
         return function
 
     def describe(self) -> str:
@@ -95,6 +132,11 @@ class FunctionSource:
             note = self._notes.get(name)
             legend.append(f"# {name} = {shown}" + (f"  ({ascii(note)[1:-1]})" if note else ""))
         return self.source() + "\n" + "\n".join(legend) + "\n"
+
+
+# Factories of shared names by source and shared values (see `FunctionSource.build_sharing`), oldest dropped first.
+_makers: dict[tuple[str, tuple[tuple[type, Any], ...]], Callable[..., Any]] = {}
+_MAX_MAKERS = 1024
 
 
 @lru_cache(maxsize=256)

@@ -119,7 +119,7 @@ def _numeric(src: FunctionSource, matcher: Matcher, slot: str) -> str:
     high_op = "<=" if matcher.high_inclusive and math.isfinite(matcher.high) else "<"
     low, high = src.bind(matcher.low, "c"), src.bind(matcher.high, "c")
     inside = f"{low} {low_op} {slot} {high_op} {high}"
-    limit, negative_limit = src.bind(_EXACT_INT_LIMIT, "c"), src.bind(-_EXACT_INT_LIMIT, "c")
+    limit, negative_limit = src.bind(_EXACT_INT_LIMIT, "l"), src.bind(-_EXACT_INT_LIMIT, "l")
     # Wider integers may or may not be exact doubles: the matcher decides those.
     exact_int = f"({inside} if {negative_limit} <= {slot} <= {limit} else {src.bind(matcher.matches, 'm')}({slot}))"
     return f"(({inside}) if type({slot}) is float else (type({slot}) is int and {exact_int}))"

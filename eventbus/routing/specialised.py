@@ -31,6 +31,9 @@ MAX_INLINE_CONDITIONS = 1024
 MAX_READ_PATHS = 128
 
 Decide = Callable[[Any], Any]
+# What a check binds that is the same for every rule of its shape: keys and key sets of the paths it reads, and
+# limits. Functions of one shape share those cells (see `FunctionSource.build_sharing`).
+SHARED_NAMES = frozenset({"k", "g", "l"})
 
 
 def fits_inline(sub_rules: Sequence[SubRule]) -> bool:
@@ -85,7 +88,7 @@ def check_function(conditions: Sequence[Condition]) -> Decide:
     slots = emit_reads(src, dict.fromkeys(c.path for c in conditions), "event")
     ordered = sorted(conditions, key=rank)
     src.line(f"return {' and '.join(condition_test(src, c, slots[c.path]) for c in ordered) or 'True'}")
-    return src.build(HELPERS)
+    return src.build_sharing(HELPERS, SHARED_NAMES)
 
 
 def router_function(

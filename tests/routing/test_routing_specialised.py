@@ -240,6 +240,27 @@ def test_generated_functions_of_one_shape_share_their_code() -> None:
     assert not second._specialise()({"type": "order.paid", "data": {"amount": 101}})
 
 
+def test_checks_of_one_shape_share_the_cells_of_their_keys_and_keep_their_own_values() -> None:
+    from eventbus.routing.specialised import check_function
+
+    def check(pattern: dict[str, Any]) -> Any:
+        (sub_rule,) = compile_pattern(pattern).subrules
+        return check_function(list(sub_rule))
+
+    first = check({"data": {"customer": {"id": ["c-1"]}}})
+    second = check({"data": {"customer": {"id": ["c-2"]}}})
+    elsewhere = check({"meta": {"origin": {"id": ["c-1"]}}})  # the same shape on other keys
+    assert first.__code__ is second.__code__ is elsewhere.__code__
+    cells = dict(zip(first.__code__.co_freevars, first.__closure__ or (), strict=True))
+    other_cells = dict(zip(second.__code__.co_freevars, second.__closure__ or (), strict=True))
+    keys = [name for name in cells if name.startswith("k")]
+    assert keys
+    assert all(cells[name] is other_cells[name] for name in keys), "keys of one shape are bound once"
+    assert cells["c0"] is not other_cells["c0"]
+    event = {"data": {"customer": {"id": "c-1"}}, "meta": {"origin": {"id": "c-2"}}}
+    assert (first(event), second(event), elsewhere(event)) == (True, False, False)
+
+
 def test_router_answers_stay_right_as_json(tmp_path: Any) -> None:
     patterns: list[Pattern] = [compile_pattern(W1_RULE), compile_pattern({"data": {"amount": [{"exists": True}]}})]
     router: Router[int] = Router()
