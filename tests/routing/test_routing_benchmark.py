@@ -32,6 +32,12 @@ def test_quick_benchmark_runs_and_reports_every_size(tmp_path: Path) -> None:
         assert row["router"]["p50_us"] <= row["router"]["p99_us"]
         if row["rules"] >= 1_000:
             assert row["speedup"] > 1
+    other = figures_read["rules_mostly_for_other_traffic"]
+    assert {(row["rules"], row["source"]) for row in other} == {
+        (rules, source) for rules in (10, 100, 1_000, 10_000) for source in ("dict", "bytes")
+    }
+    assert all(row["matches_per_event"] < 0.1 for row in other), "those rules are about other traffic"
+    assert "for comparison: the same 10 rules about this traffic" in done.stdout
     single = {(row["name"], row["source"]) for row in figures_read["single_rule"]}
     assert ("Router.match", "dict") in single
     assert ("hand-written check", "bytes") in single
