@@ -61,6 +61,26 @@ class Append:
     snapshot: tuple[int, bytes] | None
 
 
+def publish_outbox_rows(log: Log, rows: Sequence[tuple[int, str, Message]]) -> tuple[list[int], Exception | None]:
+    """Append outbox rows ``(seq, topic, message)`` to ``log`` in order, one append per run of one topic; returns
+    the sequence numbers of the rows appended, and what stopped the rest (None when all were). The caller deletes
+    exactly those rows, even on a failure: a later relay must not publish them again."""
+    published: list[int] = []
+    start = 0
+    try:
+        while start < len(rows):
+            topic = rows[start][1]
+            end = start
+            while end < len(rows) and rows[end][1] == topic:
+                end += 1
+            log.append(topic, [message for _, _, message in rows[start:end]])
+            published.extend(seq for seq, _, _ in rows[start:end])
+            start = end
+    except Exception as exc:  # handed back: the rows before it are published and must be deleted all the same
+        return published, exc
+    return published, None
+
+
 class EventStoreBackend(ABC):
     @abstractmethod
     def read(self, stream_type: str, stream_id: str, after_version: int) -> list[tuple[int, bytes]]: ...
@@ -73,8 +93,10 @@ class EventStoreBackend(ABC):
         """Write the stream rows (and snapshot) and publish or queue the records, in one transaction; raise
         `ConcurrencyError` when the stream is not at ``expected_version``."""
 
-    def relay(self, limit: int) -> int:
-        """Publish queued outbox records to the log; returns how many (0 for stores without an outbox)."""
+    def relay(self, limit: int, *, wait: bool = True) -> int:
+        """Publish queued outbox records to the log; returns how many (0 for stores without an outbox).
+
+        ``wait=False``: when another relay holds the outbox, leave it to that one and return 0."""
         return 0
 
     @abstractmethod
@@ -96,12 +118,16 @@ class EventStore:
 
     def _relay_left_over(self) -> None:
         """Publish what the outbox still holds from before this store was opened. A log that cannot take them now
-        does not stop the opening: they stay in the outbox for the next save or `relay`."""
+        does not stop the opening: they stay in the outbox for the next save or `relay`. Nor does another relay
+        at work: it goes on until the outbox is empty."""
         try:
-            published = self.relay()
+            published = self._relay(wait=False)
         except BackendError as exc:
             logger.warning("event store %s: saved events are still waiting to be published: %s", self.url, exc)
             return
+        except BaseException:
+            self.close()
+            raise
         if published:
             logger.info("event store %s: published %d saved events left in the outbox", self.url, published)
 
@@ -171,9 +197,12 @@ class EventStore:
     def relay(self) -> int:
         """Publish everything the outbox holds (after a crash, or when the log was unreachable), in order, a batch
         per transaction; returns how many events were published."""
+        return self._relay(wait=True)
+
+    def _relay(self, *, wait: bool) -> int:
         published = 0
         while True:
-            count = self._backend.relay(RELAY_BATCH)
+            count = self._backend.relay(RELAY_BATCH, wait=wait)
             published += count
             if count < RELAY_BATCH:
                 return published

@@ -10,7 +10,7 @@ import orjson
 from eventbus.backends.base import Headers, Log, Message
 from eventbus.errors import BackendError, ConfigurationError
 from eventbus.projections.aggregates import ConcurrencyError
-from eventbus.projections.eventstore import Append, EventStoreBackend
+from eventbus.projections.eventstore import Append, EventStoreBackend, publish_outbox_rows
 from eventbus.projections.postgres import redacted
 
 _SCHEMA = """
@@ -137,10 +137,15 @@ class PostgresEvents(EventStoreBackend):
             actual = len(self.read(append.stream_type, append.stream_id, 0))
             raise ConcurrencyError(stream, append.expected_version, actual) from None
 
-    def relay(self, limit: int) -> int:
-        def work(cursor: Any) -> int:
+    def relay(self, limit: int, *, wait: bool = True) -> int:
+        def work(cursor: Any) -> tuple[int, Exception | None]:
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM event_outbox)")
+            if not cursor.fetchone()[0]:
+                return 0, None  # nothing to publish: no lock to take or wait for
             cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (_RELAY_LOCK,))
             if not cursor.fetchone()[0]:
+                if not wait:
+                    return 0, None  # the relay at work goes on until the outbox is empty
                 # Another relay is publishing, but what it read may predate this save's commit, and nothing else
                 # would relay these rows until some later save: wait for it (bounded), then publish what it left.
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", (f"{round(self.relay_wait_s * 1000)}ms",))
@@ -152,23 +157,20 @@ class PostgresEvents(EventStoreBackend):
                         f"{self.relay_wait_s:g} s; the events are saved but not yet published: call relay() later"
                     ) from None
             cursor.execute("SELECT seq, topic, key, value, headers FROM event_outbox ORDER BY seq LIMIT %s", (limit,))
-            rows = cursor.fetchall()
-            if not rows:
-                return 0
-            run: list[Message] = []
-            topic = rows[0][1]
-            for _, row_topic, key, value, headers in rows:
-                if row_topic != topic:
-                    self._log.append(topic, run)
-                    run, topic = [], row_topic
-                run.append(Message(_bytes(value), _bytes(key), _decode_headers(_bytes(headers))))
-            self._log.append(topic, run)
-            # Exactly the rows read: a save committing meanwhile may hold a lower sequence number.
-            cursor.execute("DELETE FROM event_outbox WHERE seq = ANY(%s)", ([row[0] for row in rows],))
-            return len(rows)
+            queued = [
+                (seq, topic, Message(_bytes(value), _bytes(key), _decode_headers(_bytes(headers))))
+                for seq, topic, key, value, headers in cursor.fetchall()
+            ]
+            published, failure = publish_outbox_rows(self._log, queued)
+            # Exactly the rows published: a save committing meanwhile may hold a lower sequence number, and rows
+            # after a failed append stay, in order, for the next relay.
+            cursor.execute("DELETE FROM event_outbox WHERE seq = ANY(%s)", (published,))
+            return len(published), failure
 
-        published: int = self._run(work)
-        return published
+        count, failure = self._run(work)
+        if failure is not None:
+            raise failure
+        return int(count)
 
     def close(self) -> None:
         with self._lock:

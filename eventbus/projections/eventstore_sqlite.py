@@ -15,7 +15,10 @@ from eventbus.backends.base import Headers, Log, Message
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import BackendError, ConfigurationError
 from eventbus.projections.aggregates import ConcurrencyError
-from eventbus.projections.eventstore import Append, EventStoreBackend
+from eventbus.projections.eventstore import Append, EventStoreBackend, publish_outbox_rows
+
+# How long a write waits for another process's write transaction on the store's file.
+_BUSY_TIMEOUT_MS = 30_000
 
 _STREAMS = """
 CREATE TABLE IF NOT EXISTS event_streams (
@@ -125,7 +128,9 @@ class SQLiteOutboxEvents(EventStoreBackend):
         if not path.parent.is_dir():
             raise ConfigurationError(f"sqlite:///{path}: directory {path.parent} does not exist")
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(f"BEGIN IMMEDIATE;{_STREAMS}{_OUTBOX}COMMIT;")
@@ -163,25 +168,37 @@ class SQLiteOutboxEvents(EventStoreBackend):
                 [(append.topic, m.key, m.value, _encode_headers(m.headers)) for m in append.messages],
             )
 
-    def relay(self, limit: int) -> int:
+    def relay(self, limit: int, *, wait: bool = True) -> int:
         # The write lock is held from reading the outbox to deleting what was published, so two relays never
-        # publish the same rows or publish them out of order.
-        with self._transaction() as db:
-            rows = db.execute(
-                "SELECT seq, topic, key, value, headers FROM event_outbox ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
-            if not rows:
+        # publish the same rows or publish them out of order. An empty outbox takes no lock at all.
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM event_outbox LIMIT 1").fetchone() is None:
                 return 0
-            run: list[Message] = []
-            topic = rows[0][1]
-            for _, row_topic, key, value, headers in rows:
-                if row_topic != topic:
-                    self._log.append(topic, run)
-                    run, topic = [], row_topic
-                run.append(Message(value, key, _decode_headers(headers)))
-            self._log.append(topic, run)
-            db.executemany("DELETE FROM event_outbox WHERE seq = ?", [(row[0],) for row in rows])
-            return len(rows)
+        if not wait:
+            with self._lock:
+                self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            with self._transaction() as db:
+                rows = db.execute(
+                    "SELECT seq, topic, key, value, headers FROM event_outbox ORDER BY seq LIMIT ?", (limit,)
+                ).fetchall()
+                queued = [
+                    (seq, topic, Message(value, key, _decode_headers(headers)))
+                    for seq, topic, key, value, headers in rows
+                ]
+                published, failure = publish_outbox_rows(self._log, queued)
+                db.executemany("DELETE FROM event_outbox WHERE seq = ?", [(seq,) for seq in published])
+        except BackendError:
+            if wait:
+                raise
+            return 0  # another relay holds the outbox: it publishes these
+        finally:
+            if not wait:
+                with self._lock:
+                    self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if failure is not None:
+            raise failure
+        return len(published)
 
     def close(self) -> None:
         with self._lock:

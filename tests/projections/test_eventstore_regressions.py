@@ -169,3 +169,117 @@ def test_a_save_failing_on_a_real_sqlite_write_lock_at_a_snapshot_boundary(tmp_p
     assert (loaded.version, loaded.balance) == (2, 15)
     store.close()
     log.close()
+
+
+class Ledger(Aggregate):
+    topic = "ledgers"
+
+    def apply(self, event: Event) -> None:
+        pass
+
+
+class TopicRefusingLog(SQLiteLog):
+    """A log that refuses appends to some topics (an ACL, a topic deleted), and takes the others."""
+
+    refused: frozenset[str] = frozenset()
+
+    def append(self, topic: str, messages: object) -> list[tuple[int, int]]:  # type: ignore[override]
+        if topic in self.refused:
+            raise BackendError(f"{topic}: not allowed")
+        return super().append(topic, messages)  # type: ignore[arg-type]
+
+
+def _store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "sqlite-outbox":
+        return f"sqlite:///{tmp_path}/streams.db"
+    return fresh_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.mark.parametrize("kind", ["sqlite-outbox", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_relay_that_fails_part_way_never_publishes_the_part_before_again(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    log = TopicRefusingLog(tmp_path / "events.db")
+    url = _store_url(kind, tmp_path, request)
+    store = EventStore(url, log)
+    account, ledger = store.load(Account, "a1"), store.load(Ledger, "l1")
+    log.refused = frozenset({"accounts", "ledgers"})  # an outage: both saves stay in the outbox
+    for aggregate, events in ((account, account.deposit(5)), (ledger, [ledger.event("ledger.opened", {})])):
+        with pytest.raises(BackendError):
+            store.save(aggregate, events)
+    store.close()
+    log.refused = frozenset({"ledgers"})  # accounts is back; ledgers is not
+    for _ in range(3):
+        EventStore(url, log).close()
+    assert published(log) == 1, "the account's deposit went out once, however many relays failed after it"
+    log.refused = frozenset()
+    with EventStore(url, log) as reopened:
+        assert reopened.relay() == 0
+    assert published(log) == 1
+    assert sum(state.end_offset for state in log.watermarks("ledgers")) == 1
+    log.close()
+
+
+@pytest.mark.postgres
+def test_opening_a_store_does_not_wait_for_another_relay(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from eventbus.projections.eventstore_postgres import PostgresEvents
+
+    monkeypatch.setattr(PostgresEvents, "relay_wait_s", 5.0)
+    url = fresh_database(postgres_url)
+    log = SQLiteLog(tmp_path / "events.db")
+    store = EventStore(url, log)
+    account = store.load(Account, "a1")
+    store.save(account, account.deposit(5))
+    store.close()
+    with psycopg.connect(url) as other:  # another process's relay, publishing to a slow log
+        other.execute(RELAY_LOCK)
+        for outbox in ("empty", "one row left"):
+            if outbox == "one row left":
+                other.execute(
+                    "INSERT INTO event_outbox (topic, key, value, headers) VALUES ('accounts', NULL, '{}', NULL)"
+                )
+            started = time.monotonic()
+            EventStore(url, log).close()
+            assert time.monotonic() - started < 2.0, f"opening with {outbox} outbox waited for the other relay"
+        other.rollback()
+    assert not [r for r in caplog.records if "still waiting to be published" in r.getMessage()]
+    log.close()
+
+
+def test_a_store_whose_left_over_events_cannot_be_published_for_good_closes_what_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventbus.errors import ConfigurationError
+    from eventbus.projections import eventstore
+
+    log = TopicRefusingLog(tmp_path / "events.db")
+    url = f"sqlite:///{tmp_path}/streams.db"
+    store = EventStore(url, log)
+    account = store.load(Account, "a1")
+    log.refused = frozenset({"accounts"})
+    with pytest.raises(BackendError):
+        store.save(account, account.deposit(5))
+    store.close()
+    opened: list[object] = []
+    original = eventstore._open_backend
+
+    def open_backend(url: str, log: object) -> object:
+        opened.append(original(url, log))  # type: ignore[arg-type]
+        return opened[-1]
+
+    monkeypatch.setattr(eventstore, "_open_backend", open_backend)
+
+    def refuse_for_good(topic: str, messages: object) -> list[tuple[int, int]]:
+        raise ConfigurationError(f"{topic}: the producer is not authorised (an ACL)")
+
+    monkeypatch.setattr(log, "append", refuse_for_good)
+    with pytest.raises(ConfigurationError, match="not authorised"):
+        EventStore(url, log)
+    backend = opened[-1]
+    with pytest.raises(Exception, match="closed"):
+        backend._db.execute("SELECT 1")  # type: ignore[attr-defined]
+    log.close()
