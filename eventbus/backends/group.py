@@ -220,6 +220,10 @@ class EmbeddedConsumer(Consumer):
         if self._lost_on_commit:
             with self._lost_lock:
                 lost, self._lost_on_commit = self._lost_on_commit, set()
+            held = frozenset(lost.intersection(self._positions))
+            if held and self._revoke_listener is not None:
+                # Told as a revocation is: what the member kept about them (where they started) is stale now.
+                self._revoke_listener(held)
             for tp in lost:
                 self._positions.pop(tp, None)
                 self._paused.discard(tp)

@@ -402,8 +402,14 @@ class Worker:
         self._outbox.take()
         self._executor.dead_lettered = 0
         self._executor.processed.clear()
+        # Paused for what was waiting, which is dropped now: the consumer keeps its own pause, so resume them, or
+        # nothing would ever poll them again.
+        paused = [tp for tp in self._paused if tp in self._positions]
         self._revoked.append(frozenset(self._positions))
         self._apply_revocations()
+        if paused and self._consumer is not None:
+            await self._read(self._consumer.resume, paused)
+            metrics.paused_partitions(len(self._paused))
         await self._read(self._rewind)
 
     def _rewind(self) -> None:

@@ -154,3 +154,29 @@ def test_max_poll_interval_must_be_at_least_the_session_timeout(session_s: float
         ConsumerSettings(session_timeout_s=session_s, max_poll_interval_s=max_poll_s)
     assert ConsumerSettings().max_poll_interval_s == 300.0
     assert ConsumerSettings(session_timeout_s=10.0, max_poll_interval_s=10.0).max_poll_interval_s == 10.0
+
+
+def test_partitions_a_refused_commit_took_away_are_told_to_the_revoke_listener(
+    two_logs: tuple[EmbeddedLog, EmbeddedLog],
+) -> None:
+    # The member finds out at its commit, not at a poll: its next poll drops them, and says so as a revocation
+    # does, so that the worker forgets what it kept about them (where it started reading each, say).
+    log_a, log_b = two_logs
+    stuck = log_a.consumer(
+        "g",
+        ["orders"],
+        ConsumerSettings(session_timeout_s=SESSION_S, heartbeat_interval_s=HEARTBEAT_S, max_poll_interval_s=SESSION_S),
+    )
+    revoked: list[frozenset[TopicPartition]] = []
+    stuck.set_revoke_listener(revoked.append)
+    assert records_read(stuck, 8) == 8
+    survivor = log_b.consumer("g", ["orders"], SETTINGS)
+    poll_until(lambda: survivor.assignment() == frozenset(PARTITIONS), survivor)
+
+    with pytest.raises(PartitionRevokedError):
+        stuck.publish_and_commit({}, dict.fromkeys(PARTITIONS, 2))
+    assert stuck.poll(100, 0.0) == []
+    assert revoked == [frozenset(PARTITIONS)]
+    assert stuck.assignment() == frozenset()
+    survivor.close()
+    stuck.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,3 +359,37 @@ def test_a_refused_commit_reads_a_partition_without_a_commit_again_from_where_it
     assert log.member.refused
     assert sorted(set(seen)) == list(range(100, 110)), f"history was read after the refused commit: {seen}"
     assert log.member.committed[-1] == 30
+
+
+def test_a_partition_paused_for_backpressure_is_resumed_when_the_worker_starts_over() -> None:
+    # Event 0 waits for a retry and the rest of its partition queues behind it past max_pending_per_partition, so
+    # the partition is paused. The refused commit drops what was waiting; the partition must be read again.
+    log = _BrokerLikeLog("paused-across-a-refused-commit")
+    bus = TestBus(log=log)
+    bus.publish("orders", *(Event("order", {"n": n}) for n in range(20)))
+    app = App("shop")
+    seen: list[int] = []
+    failed = False
+
+    @app.processor("orders", retry=Retry(max_attempts=5, initial_delay_ms=50, max_delay_ms=50))
+    def record(event: Event) -> None:
+        nonlocal failed
+        if event.data["n"] == 0 and not failed:
+            failed = True
+            raise ConnectionError("the first call fails once")
+        seen.append(event.data["n"])
+
+    outcome: list[object] = []
+    runner = threading.Thread(
+        target=lambda: outcome.append(
+            bus.run(app, max_poll_records=20, max_pending_per_partition=4, commit_interval_ms=0)
+        ),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), f"the worker stalled on a paused partition; processed {sorted(set(seen))}"
+    assert log.member is not None
+    assert log.member.refused
+    assert sorted(set(seen)) == list(range(20))
+    assert log.member.committed[-1] == 20
