@@ -190,28 +190,32 @@ def test_a_worker_learns_what_another_committed_at_its_next_lookup_whatever_its_
 def test_an_in_doubt_key_outlives_rotations_and_the_expiry_of_older_segments(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subprocess_env: dict[str, str]
 ) -> None:
+    # A window of 3 s: a new segment every 0.75 s, long enough that the five commits below, which must share
+    # the window's second and later segments, never straddle a rotation by age on a loaded machine.
+    window_s = 3.0
+    rotation_s = window_s / 4
     monkeypatch.setattr(FileIdempotencyStore, "SEGMENT_MAX_BYTES", 2 * RECORD_BYTES)
-    store = FileIdempotencyStore(tmp_path, retention_s=1.5)  # a new segment every 0.375 s
+    store = FileIdempotencyStore(tmp_path, retention_s=window_s)
     started = time.monotonic()
     old = commit(store, "old")
     kill_a_writer(tmp_path, subprocess_env, 1 << 20, "done", "?doubt")
-    time.sleep(max(0.0, started + 0.45 - time.monotonic()))
+    time.sleep(max(0.0, started + 1.2 * rotation_s - time.monotonic()))
     recovered_at = time.monotonic()
     middle = commit(store, "middle")  # the dead worker's journal is taken over: its begun key is in doubt
     doubt = hashes_of("doubt")
-    assert store.seen(doubt, 1.5) == {doubt[0]: IN_DOUBT}
+    assert store.seen(doubt, window_s) == {doubt[0]: IN_DOUBT}
     for n in range(4):
         commit(store, f"more{n}")
     ours = segments(tmp_path, os.getpid())
     assert len(ours) == 4
     assert doubt[0] in records(tmp_path / ours[1])
-    time.sleep(max(0.0, recovered_at + 1.15 - time.monotonic()))
+    time.sleep(max(0.0, recovered_at + 0.77 * window_s - time.monotonic()))
     commit(store, "new")
 
     assert segments(tmp_path, os.getpid())[:1] == [ours[1]], "only the segment before the doubt expired"
-    assert store.seen(doubt + old, 1.5) == {doubt[0]: IN_DOUBT}
-    reopened = FileIdempotencyStore(tmp_path, retention_s=1.5)
-    assert reopened.seen(doubt + old + middle, 1.5) == {doubt[0]: IN_DOUBT, middle[0]: []}
+    assert store.seen(doubt + old, window_s) == {doubt[0]: IN_DOUBT}
+    reopened = FileIdempotencyStore(tmp_path, retention_s=window_s)
+    assert reopened.seen(doubt + old + middle, window_s) == {doubt[0]: IN_DOUBT, middle[0]: []}
     reopened.close()
     store.close()
 
