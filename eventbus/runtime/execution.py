@@ -173,14 +173,22 @@ class Executor:
                 moments.append(breaker.reopens_at())
             moment = max(moments)
             soonest = moment if soonest is None else min(soonest, moment)
+        for breaker in self.breakers.values():
+            # An open breaker with nothing waiting still has partitions paused, to resume when it may probe (once
+            # that moment has passed they are resumed, and nothing is due until an event comes).
+            moment = breaker.reopens_at()
+            if breaker.state == "open" and moment > now:
+                soonest = moment if soonest is None else min(soonest, moment)
         return soonest
 
-    def blocked_topics(self) -> set[str]:
-        """Topics read by a processor whose circuit breaker is open: their partitions should pause."""
+    def blocked_topics(self, now: float) -> set[str]:
+        """Topics read by a processor whose circuit breaker is open: their partitions should pause until it may
+        probe. Then they are read again, so that an event can be the probe even when none was left waiting (the
+        one that opened it was dead-lettered, say)."""
         return {
             topic
             for index, breaker in self.breakers.items()
-            if breaker.state == "open"
+            if breaker.state == "open" and now < breaker.reopens_at()
             for topic in self.processors[index].topics
         }
 
@@ -345,7 +353,10 @@ class Executor:
             failed_count = len(chunk) - failure.index
             if processor.bisect_on_error and failure.index == 0 and failed_count > 1:
                 # Split the failing batch instead of retrying it whole: halves that succeed are done, and the
-                # event that fails every batch it is in ends up alone, with its own attempts.
+                # event that fails every batch it is in ends up alone, with its own attempts. A half-open
+                # breaker's probe failed all the same: it opens again, and a half is the next probe.
+                if breaker is not None and breaker.state == "half_open":
+                    breaker.failed(now)
                 if lane.limit is None:
                     lane.bisect_end = chunk[-1][0].offsets[chunk[-1][1]] + 1
                 lane.limit = math.ceil(failed_count / 2)

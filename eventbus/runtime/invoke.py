@@ -27,6 +27,11 @@ class ProcessorTimeoutError(TimeoutError):
     """An invocation ran past the processor's ``timeout_s``; it counts as a failed attempt."""
 
 
+class ProcessorCancelledError(Exception):
+    """An async processor raised `asyncio.CancelledError` of its own (it awaited something that was cancelled) while
+    the worker was not stopping it; it counts as a failed attempt, as any other error does."""
+
+
 class _Alarm(BaseException):
     # Raised by SIGALRM inside the processor. A BaseException, so a processor's own `except Exception` cannot
     # swallow its time limit; it becomes a ProcessorTimeoutError once it is back in our hands.
@@ -116,13 +121,23 @@ def call_with_time_limit(func: Callable[..., Any], args: tuple[Any, ...], timeou
 
 
 async def await_with_time_limit(awaitable: Any, timeout_s: float | None) -> Any:
-    if timeout_s is None:
-        return await awaitable
     try:
+        if timeout_s is None:
+            return await awaitable
         async with asyncio.timeout(timeout_s):
             return await awaitable
     except TimeoutError:
+        if timeout_s is None:
+            raise
         raise ProcessorTimeoutError(f"did not finish within timeout_s={timeout_s:g}") from None
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise  # the worker is stopping this task: let it stop
+        # Not a request to stop: left to propagate, it would end the worker's task as if it had been stopped.
+        raise ProcessorCancelledError(
+            f"raised CancelledError without being cancelled (it awaited something that was cancelled): {exc}"
+        ) from exc
 
 
 # -- one event at a time -----------------------------------------------------------------------------------------

@@ -431,7 +431,7 @@ class Worker:
     async def _apply_backpressure(self, consumer: Consumer) -> None:
         """Pause partitions that have too much waiting (or an open breaker); resume them once they drain."""
         limit = self.settings.max_pending_per_partition
-        blocked = self._executor.blocked_topics()
+        blocked = self._executor.blocked_topics(time.monotonic())
         pause, resume = [], []
         for tp in self._positions:
             waiting = self._executor.backlog(tp)

@@ -393,3 +393,90 @@ def test_a_partition_paused_for_backpressure_is_resumed_when_the_worker_starts_o
     assert log.member.refused
     assert sorted(set(seen)) == list(range(20))
     assert log.member.committed[-1] == 20
+
+
+def _run_within(bus: TestBus, app: App, timeout_s: float, **settings: Any) -> None:
+    """``bus.run`` on a thread: a worker that stalls fails the test instead of hanging it."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            bus.run(app, **settings)
+        except BaseException as exc:  # handed to the test below
+            failure.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout_s)
+    assert not runner.is_alive(), f"the worker was still running after {timeout_s} s"
+    if failure:
+        raise failure[0]
+
+
+def test_a_breaker_opened_by_an_event_it_dead_lettered_lets_the_next_events_probe() -> None:
+    # Nothing is left waiting once the failing event is dead-lettered: the paused partition must be read again
+    # when the breaker may probe, or no probe ever comes.
+    app = App("t")
+    handled: list[int] = []
+
+    @app.processor("in", retry=Retry(max_attempts=1), breaker=CircuitBreaker("api", failure_threshold=1, open_s=0.05))
+    def handle(event: Event) -> None:
+        if event.data["n"] == 0:
+            raise ConnectionError("the api is down")
+        handled.append(event.data["n"])
+
+    bus = TestBus()
+    bus.publish("in", *[Event("n", {"n": n}) for n in range(3)])
+    _run_within(bus, app, 20, max_poll_records=1)
+    assert handled == [1, 2]
+    assert len(bus.dead_letters("in.dlq")) == 1
+    assert bus.committed("t", "in") == {0: 3}
+
+
+def test_a_probe_batch_that_fails_and_is_split_reopens_the_breaker_and_the_halves_probe_next() -> None:
+    app = App("t")
+    handled: list[str] = []
+
+    @app.processor(
+        "in",
+        batch_size=2,
+        bisect_on_error=True,
+        retry=Retry(max_attempts=1),
+        breaker=CircuitBreaker("api", failure_threshold=1, open_s=0.02),
+    )
+    def handle(events: list[Event]) -> None:
+        if any(e.data["bad"] for e in events):
+            raise ValueError("a bad event in the batch")
+        handled.extend(e.data["name"] for e in events)
+
+    bus = TestBus()
+    bus.publish("in", *[Event("n", {"name": name, "bad": name != "c"}) for name in "abcd"])
+    _run_within(bus, app, 20)
+    assert handled == ["c"]
+    assert sorted(event.data["name"] for event, _ in bus.dead_letters("in.dlq") if event is not None) == ["a", "b", "d"]
+    assert bus.committed("t", "in") == {0: 4}
+
+
+def test_an_async_processor_raising_cancelled_error_of_its_own_fails_that_event_only() -> None:
+    import asyncio
+
+    app = App("t")
+    done: list[int] = []
+
+    @app.processor("in", retry=Retry(max_attempts=2, initial_delay_ms=1, max_delay_ms=1))
+    async def handle(event: Event) -> None:
+        if event.data["n"] == 1:
+            dependency = asyncio.ensure_future(asyncio.sleep(10))
+            await asyncio.sleep(0)
+            dependency.cancel()
+            await dependency  # raises CancelledError here, though nobody is stopping the worker
+        done.append(event.data["n"])
+
+    bus = TestBus()
+    bus.publish("in", *[Event("n", {"n": n}) for n in range(3)])
+    _run_within(bus, app, 20)
+    assert done == [0, 2]
+    ((_, failure),) = bus.dead_letters("in.dlq")
+    assert failure["error.class"].endswith("ProcessorCancelledError")
+    assert failure["attempts"] == "2"
+    assert bus.committed("t", "in") == {0: 3}
