@@ -393,6 +393,9 @@ class Executor:
         self.processed[index] = self.processed.get(index, 0) + done_total
         # Keep what is left in offset order, so the lane's head is the lowest offset not done.
         lane.items = deque(sorted(remaining, key=_offset_of))
+        if lane.event_attempts:
+            waiting = {_offset_of(item) for item in remaining}
+            lane.event_attempts = {o: a for o, a in lane.event_attempts.items() if o in waiting}
         breaker = self.breakers.get(index)
         if not failures:
             lane.attempts, lane.retry_at = None, 0.0
@@ -409,35 +412,40 @@ class Executor:
         index, tp = key
         processor = self.processors[index]
         now_ms = _now_ms()
-        first_error = failures[0][1]
         for _, error in failures:
             metrics.failed_attempt(processor.name, error)
         breaker = self.breakers.get(index)
         if breaker is not None:
             breaker.failed(time.monotonic())  # open for open_s from the failure, not from the start of the round
-        if lane.attempts is None:
-            lane.attempts = Attempts.first(first_error, now_ms)
-        else:
-            lane.attempts.failed_again(first_error, now_ms)
         if processor.on_failure == "stop":
             (batch, position), error = failures[0]
             raise ProcessorError(processor.name, tp.topic, tp.partition, batch.offsets[position], error)
-        attempts = lane.attempts
         given_up = set()
+        retried: list[Attempts] = []
         for item, error in failures:
+            offset = _offset_of(item)
+            attempts = lane.event_attempts.get(offset)
+            if attempts is None:
+                attempts = lane.event_attempts[offset] = Attempts.first(error, now_ms)
+            else:
+                attempts.failed_again(error, now_ms)
             reason = self._give_up_reason(processor, error, attempts.count, item, now_ms)
-            if reason is not None:
-                why = GiveUp(
-                    processor.name, error, format_traceback(error), attempts.count, attempts.first_failure_ms, now_ms
-                )
-                self._write_dead_letter(processor, item[0], item[1], why, reason)
-                given_up.add(id(item))
+            if reason is None:
+                retried.append(attempts)
+                continue
+            why = GiveUp(processor.name, error, attempts.traceback, attempts.count, attempts.first_failure_ms, now_ms)
+            self._write_dead_letter(processor, item[0], item[1], why, reason)
+            given_up.add(id(item))
+            del lane.event_attempts[offset]
         if given_up:
             lane.items = deque(i for i in lane.items if id(i) not in given_up)
-        if len(given_up) == len(failures):
+        if not retried:
             lane.attempts, lane.retry_at = None, 0.0
         else:
-            lane.retry_at = time.monotonic() + processor.retry.delay_s(attempts.count, self._rng)
+            # The backoff of the event furthest along: the others wait for it, as events of one key wait for
+            # their head.
+            lane.attempts = max(retried, key=lambda a: a.count)
+            lane.retry_at = time.monotonic() + processor.retry.delay_s(lane.attempts.count, self._rng)
             metrics.retried(processor.name)
 
     @staticmethod

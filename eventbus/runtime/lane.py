@@ -47,11 +47,14 @@ class Attempts:
 
 
 class Lane:
-    __slots__ = ("attempts", "bisect_end", "items", "limit", "opened_monotonic", "retry_at")
+    __slots__ = ("attempts", "bisect_end", "event_attempts", "items", "limit", "opened_monotonic", "retry_at")
 
     def __init__(self, opened_monotonic: float) -> None:
         self.items: deque[Item] = deque()
         self.attempts: Attempts | None = None
+        # Lanes run concurrently: each failing event's own attempts, by offset (their retries overlap, so one
+        # count for the lane would charge one event with another's attempts).
+        self.event_attempts: dict[int, Attempts] = {}
         # When the head may be tried again (monotonic seconds); 0 when it may be tried now.
         self.retry_at = 0.0
         # When the oldest waiting event arrived (batch windows count from it).

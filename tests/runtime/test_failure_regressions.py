@@ -480,3 +480,30 @@ def test_an_async_processor_raising_cancelled_error_of_its_own_fails_that_event_
     assert failure["error.class"].endswith("ProcessorCancelledError")
     assert failure["attempts"] == "2"
     assert bus.committed("t", "in") == {0: 3}
+
+
+def test_with_concurrency_each_event_has_its_own_attempts() -> None:
+    # a1 fails once and a2 twice, behind it on the same key; p always fails, on another key. Their retries
+    # overlap: a2 must still get its 3 attempts (and succeed), and p's dead letter must say 3.
+    app = App("t")
+    calls: dict[str, int] = {}
+    fails = {"a1": 1, "a2": 2, "p": 99}
+
+    @app.processor("in", concurrency=2, ordering="key", retry=Retry(max_attempts=3, initial_delay_ms=1, max_delay_ms=1))
+    def handle(event: Event) -> None:
+        name = event.data["name"]
+        calls[name] = calls.get(name, 0) + 1
+        if calls[name] <= fails[name]:
+            raise ConnectionError(f"{name}: attempt {calls[name]} failed")
+
+    bus = TestBus()
+    bus.publish(
+        "in",
+        Event("n", {"name": "a1"}, partitionkey="k1"),
+        Event("n", {"name": "a2"}, partitionkey="k1"),
+        Event("n", {"name": "p"}, partitionkey="k2"),
+    )
+    _run_within(bus, app, 20)
+    assert calls == {"a1": 2, "a2": 3, "p": 3}
+    dead = {event.data["name"]: failure["attempts"] for event, failure in bus.dead_letters("in.dlq") if event}
+    assert dead == {"p": "3"}
