@@ -3,7 +3,7 @@
 For each processor and partition, events go straight from the polled batch to the function (the happy path).
 When an invocation fails, the failed event and every later event of that partition for that processor wait in a
 `Lane` (order holds); the failure is retried after a backoff, and after the last attempt the event is written to
-the dead-letter topic with the error and its coordinates, in the same commit that moves past it. Other partitions
+the dead-letter topic with the error and its coordinates, in the first commit that moves past it. Other partitions
 and other processors go on meanwhile. A lane also holds events for batch windows, open circuit breakers and
 concurrent processors.
 """
@@ -17,13 +17,13 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from eventbus.app.policies import event_id
 from eventbus.app.processor import Processor
-from eventbus.backends.base import TopicPartition
+from eventbus.backends.base import Message, TopicPartition
 from eventbus.errors import ProcessorError
 from eventbus.event import Event, InvalidEventError
 from eventbus.observability import metrics
@@ -95,7 +95,11 @@ class Executor:
                 self.breakers[index] = breaker
         self._threads: dict[int, ThreadPoolExecutor] = {}
         self.processed: dict[int, int] = {}
-        self.dead_lettered = 0
+        # Dead letters wait here, with their record's partition and offset, until a commit moves past that
+        # record (`release_dead_letters`): written sooner, a crash before such a commit would read the record
+        # again and dead-letter it a second time.
+        self.held_dead_letters: list[tuple[TopicPartition, int, str, Message]] = []
+        self.dead_letters_written = 0
 
     # -- entry points ---------------------------------------------------------------------------------------------
 
@@ -197,6 +201,24 @@ class Executor:
         gone = set(lost)
         for key in [k for k in self.lanes if k[1] in gone]:
             del self.lanes[key]
+        if self.held_dead_letters:
+            self.held_dead_letters = [held for held in self.held_dead_letters if held[0] not in gone]
+
+    def release_dead_letters(self, commit_positions: Mapping[TopicPartition, int]) -> int:
+        """Move to the outbox the dead letters whose records the coming commit moves past (``commit_positions``:
+        the position each partition is committed to); returns how many."""
+        held = self.held_dead_letters
+        if not held:
+            return 0
+        kept = []
+        for entry in held:
+            tp, offset, topic, message = entry
+            if offset < commit_positions.get(tp, offset):
+                self.outbox.add_message(topic, message)
+            else:
+                kept.append(entry)
+        self.held_dead_letters = kept
+        return len(held) - len(kept)
 
     def close(self) -> None:
         for pool in self._threads.values():
@@ -665,10 +687,11 @@ class Executor:
         self, processor: Processor | None, batch: RoutedBatch, position: int, why: GiveUp, reason: str
     ) -> None:
         topic = processor.dead_letter_topic_for(batch.topic) if processor else self._poison_topic(batch.topic)
-        self.outbox.add_message(topic, dead_letter(batch.records, position, why))
-        self.dead_lettered += 1
+        tp = TopicPartition(batch.topic, batch.partition)
+        self.held_dead_letters.append((tp, batch.offsets[position], topic, dead_letter(batch.records, position, why)))
+        self.dead_letters_written += 1
         metrics.dead_lettered(why.processor, batch.topic, reason)
-        if self.dead_lettered <= 10 or self.dead_lettered % 1000 == 0:
+        if self.dead_letters_written <= 10 or self.dead_letters_written % 1000 == 0:
             # Logged per dead letter only until the pattern is clear; the metric counts every one.
             logger.warning(
                 "dead-lettered %s[%d]@%d to %s (%s: %s after %d attempt(s), %s)",

@@ -400,7 +400,7 @@ class Worker:
                 self._idempotency.refused(sealed)
             self._idempotency.refused(self._idempotency.seal())
         self._outbox.take()
-        self._executor.dead_lettered = 0
+        self._executor.held_dead_letters.clear()
         self._executor.processed.clear()
         # Paused for what was waiting, which is dropped now: the consumer keeps its own pause, so resume them, or
         # nothing would ever poll them again.
@@ -465,17 +465,17 @@ class Worker:
         await self._settle_commit()
         self._next_handover = time.monotonic() + self._commit_interval_s
         offsets: dict[TopicPartition, int] = {}
+        positions: dict[TopicPartition, int] = {}
         for tp, polled in self._positions.items():
             waiting = self._executor.first_pending_offset(tp)
-            safe = polled if waiting is None else min(polled, waiting)
+            safe = positions[tp] = polled if waiting is None else min(polled, waiting)
             if self._committed.get(tp) != safe:
                 offsets[tp] = safe
+        dead = self._executor.release_dead_letters(positions)
         outputs = self._outbox.take()
         if not offsets and not outputs:
             return
         emitted = sum(len(m) for m in outputs.values())
-        dead = self._executor.dead_lettered
-        self._executor.dead_lettered = 0
         # The idempotency keys recorded in this round count only once its commit lands.
         sealed = self._idempotency.seal() if self._idempotency is not None else None
         if self._local_calls:

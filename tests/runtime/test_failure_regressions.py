@@ -507,3 +507,32 @@ def test_with_concurrency_each_event_has_its_own_attempts() -> None:
     assert calls == {"a1": 2, "a2": 3, "p": 3}
     dead = {event.data["name"]: failure["attempts"] for event, failure in bus.dead_letters("in.dlq") if event}
     assert dead == {"p": "3"}
+
+
+def test_a_dead_letter_is_written_with_the_commit_that_moves_past_its_record(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    # Records 1 and 2 are dead-lettered while event 0 waits for its retry, so no commit passes them before the
+    # crash. Written then, they would be read again after it and dead-lettered twice (and event 2, whose
+    # processor succeeds this time, would be both dead-lettered and processed).
+    from eventbus.backends.base import Message
+
+    db = tmp_path / "x.db"
+    log = SQLiteLog(db)
+    bus = TestBus(log=log)
+    bus.publish("in", Event("n", {"n": 0}))
+    log.append("in", [Message(b"not json")])
+    bus.publish("in", Event("n", {"n": 2}))
+    script = str(Path(__file__).with_name("dead_letter_crash_app.py"))
+    run = [PYTHON, script, str(db)]
+    options: dict[str, Any] = {"capture_output": True, "text": True, "cwd": REPO, "env": subprocess_env, "timeout": 60}
+    crashed = subprocess.run([*run, "crash"], check=False, **options)
+    assert crashed.returncode == 9, crashed.stderr
+    assert log.committed("g", "in").get(0, 0) == 0, "no commit passed event 0"
+    resumed = subprocess.run([*run, "resume"], check=False, **options)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.split("\n")[:2] == ["picky processed 0", "picky processed 2"]
+    letters = [(failure["processor"], failure["origin.offset"]) for _, failure in bus.dead_letters("in.dlq")]
+    assert letters == [("(decoder)", "1")]
+    assert log.committed("g", "in") == {0: 3}
+    log.close()
