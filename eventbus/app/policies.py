@@ -134,7 +134,8 @@ class Idempotency:
     soon as an invocation succeeds. An event whose key was seen within ``ttl_s`` is not processed again. After a
     crash, an event whose processing finished but was not committed is not run again and what it emitted is
     emitted again; one whose worker died in the middle of it is dead-lettered as in doubt. So a redelivery
-    neither repeats a side effect nor loses an output.
+    neither repeats a side effect nor loses an output. Not yet covered: a round whose commit a rebalance refused
+    (its partitions moved to another member) has its outputs dropped, and its events run again.
     """
 
     key: Callable[[Event], str] = field(default=event_id)
