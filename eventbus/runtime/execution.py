@@ -403,22 +403,24 @@ class Executor:
                 (attrs.get("partitionkey") or attrs.get("subject") or ("#", n)) if processor.ordering == "key" else n
             )
             groups.setdefault(group, []).append(item)
-        outcomes = await self._run_groups(processor, tp, list(groups.values()))
-        remaining: list[Item] = []
+        runs = list(groups.values())
+        breaker = self.breakers.get(index)
+        if breaker is not None and breaker.state == "half_open":
+            runs = [runs[0][:1]]  # the probe: one call, not a run of them, while the dependency may still be down
+        outcomes = await self._run_groups(processor, tp, runs)
+        finished: set[int] = set()
         failures: list[tuple[Item, BaseException]] = []
-        done_total = 0
-        for items, (done, error) in zip(groups.values(), outcomes, strict=True):
-            done_total += done
+        for items, (done, error) in zip(runs, outcomes, strict=True):
+            finished.update(id(item) for item in items[:done])
             if error is not None:
-                remaining.extend(items[done:])
                 failures.append((items[done], error))
-        self.processed[index] = self.processed.get(index, 0) + done_total
+        remaining = [item for item in lane.items if id(item) not in finished]
+        self.processed[index] = self.processed.get(index, 0) + len(finished)
         # Keep what is left in offset order, so the lane's head is the lowest offset not done.
         lane.items = deque(sorted(remaining, key=_offset_of))
         if lane.event_attempts:
             waiting = {_offset_of(item) for item in remaining}
             lane.event_attempts = {o: a for o, a in lane.event_attempts.items() if o in waiting}
-        breaker = self.breakers.get(index)
         if not failures:
             lane.attempts, lane.retry_at = None, 0.0
             if breaker is not None:

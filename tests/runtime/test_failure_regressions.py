@@ -536,3 +536,38 @@ def test_a_dead_letter_is_written_with_the_commit_that_moves_past_its_record(
     assert letters == [("(decoder)", "1")]
     assert log.committed("g", "in") == {0: 3}
     log.close()
+
+
+def test_a_half_open_breaker_lets_one_call_through_with_concurrency() -> None:
+    # The dependency is down for its first 0.3 s. Once the breaker has opened, each probe must be a single call,
+    # open_s apart: not `concurrency` calls at once.
+    app = App("t")
+    calls: list[float] = []
+    down_until: list[float] = []
+
+    @app.processor(
+        "in",
+        concurrency=3,
+        ordering="none",
+        retry=Retry(max_attempts=50, initial_delay_ms=1, max_delay_ms=1),
+        breaker=CircuitBreaker("api", failure_threshold=1, open_s=0.1),
+    )
+    async def call(event: Event) -> None:
+        now = time.monotonic()
+        if not down_until:
+            down_until.append(now + 0.3)
+        calls.append(now)
+        if now < down_until[0]:
+            raise ConnectionError("the api is down")
+
+    bus = TestBus()
+    bus.publish("in", *[Event("n", {"n": n}) for n in range(6)])
+    _run_within(bus, app, 20)
+    failing = [t for t in calls if t < down_until[0]]
+    first_round = [t for t in failing if t - failing[0] < 0.05]
+    probes = failing[len(first_round) :]
+    assert probes, "the breaker never probed while the api was down"
+    gaps = [b - a for a, b in zip([first_round[-1], *probes], probes, strict=False)]
+    assert min(gaps) >= 0.09, f"calls came {gaps} s apart while the breaker was open or probing"
+    assert bus.committed("t", "in") == {0: 6}
+    assert bus.dead_letters("in.dlq") == []
