@@ -586,6 +586,8 @@ class Executor:
             else:
                 for topic, message in outputs:
                     self.outbox.add_message(topic, message)
+                store.reemitted(h)
+                seen[h] = []  # emitted now: a later copy in this batch is a duplicate
                 metrics.duplicate_skipped(name)
         failure = await self._run_new(processor, batch, positions, hashes, run_from, len(hashes), journal)
         return failure if failure is not None else failure_at

@@ -295,6 +295,9 @@ class IdempotencyStore(ABC):
     def refused(self, sealed: Round) -> None:  # noqa: B027
         """The round's commit was refused (its outputs rolled back): its events will run again."""
 
+    def reemitted(self, h: int) -> None:  # noqa: B027 - only stores that recover outputs have any
+        """The outputs `seen` returned for ``h`` (a run cut short before its commit) are in the outbox now."""
+
     def close(self) -> None:  # noqa: B027
         """Release files."""
 
@@ -924,15 +927,17 @@ class FileIdempotencyStore(IdempotencyStore):
             if at_ms < 0:
                 found[h] = IN_DOUBT
             elif at_ms >= oldest_ms:
-                recovered = self._recovered.pop(h, None)
-                if recovered is None:
-                    found[h] = []  # committed before: its outputs are in the log already
-                else:
-                    # A run cut short before its commit: emit its outputs again, and commit its key this time.
-                    found[h] = recovered
-                    self._open_hashes.append(h)
-                    self._open_times.append(at_ms)
+                # Committed before: its outputs are in the log already. Or a run cut short before its commit:
+                # its outputs, to emit again (kept until `reemitted`: the caller may stop before it gets to them).
+                found[h] = self._recovered.get(h, [])
         return found
+
+    def reemitted(self, h: int) -> None:
+        recovered = self._recovered.pop(h, None)
+        if recovered is not None:
+            # Emitted again in this round: the key commits with it this time.
+            self._open_hashes.append(h)
+            self._open_times.append(self._keys.get(h, _now_ms()))
 
     def begin(self, h: int) -> None:
         self._journal.append(_framed_key_record(_BEGIN, h))

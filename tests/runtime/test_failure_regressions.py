@@ -571,3 +571,25 @@ def test_a_half_open_breaker_lets_one_call_through_with_concurrency() -> None:
     assert min(gaps) >= 0.09, f"calls came {gaps} s apart while the breaker was open or probing"
     assert bus.committed("t", "in") == {0: 6}
     assert bus.dead_letters("in.dlq") == []
+
+
+@pytest.mark.parametrize(
+    ("failing", "expected"),
+    [
+        ("always", "outputs: [1, 2, 3] dead letters: [0] committed: {0: 4}"),
+        ("once", "outputs: [0, 1, 2, 3] dead letters: [] committed: {0: 4}"),
+    ],
+)
+def test_outputs_recovered_after_a_crash_survive_a_failure_before_them(
+    failing: str, expected: str, tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    # After the restart, events 1-3 are known as done with their outputs; event 0, new, fails first. Their
+    # outputs must still be emitted again, not taken for outputs committed before.
+    script = str(Path(__file__).with_name("idempotent_failing_crash_app.py"))
+    run = [PYTHON, script, str(tmp_path / "x.db")]
+    options: dict[str, Any] = {"capture_output": True, "text": True, "cwd": REPO, "env": subprocess_env, "timeout": 60}
+    crashed = subprocess.run([*run, "crash", failing], check=False, **options)
+    assert crashed.returncode == -9, crashed.stderr
+    resumed = subprocess.run([*run, "resume", failing], check=False, **options)
+    assert resumed.returncode == 0, resumed.stderr
+    assert expected in resumed.stdout

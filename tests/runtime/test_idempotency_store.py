@@ -569,7 +569,9 @@ def test_done_records_taken_from_a_dead_worker_survive_the_death_of_the_one_that
 def test_an_adopted_record_goes_once_its_key_is_committed(tmp_path: Path) -> None:
     h = die_with_a_done_record(tmp_path, "a")
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
-    assert store.seen([h], 3600) == {h: OUTPUTS}  # the event came back: its outputs are emitted again
+    assert store.seen([h], 3600) == {h: OUTPUTS}  # the event came back: its outputs are to be emitted again
+    assert store.seen([h], 3600) == {h: OUTPUTS}, "kept until the worker says it emitted them"
+    store.reemitted(h)
     assert len(adopted_files(tmp_path)) == 1
     store.committed(store.seal())
     assert adopted_files(tmp_path) == []
@@ -584,6 +586,7 @@ def test_an_adopted_record_is_known_again_after_a_refused_commit(tmp_path: Path)
     h = die_with_a_done_record(tmp_path, "a")
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
     assert store.seen([h], 3600) == {h: OUTPUTS}
+    store.reemitted(h)
     store.refused(store.seal())  # the round that emitted them again was rolled back: the event comes back again
     assert store.seen([h], 3600) == {h: OUTPUTS}
     assert len(adopted_files(tmp_path)) == 1
