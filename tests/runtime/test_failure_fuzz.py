@@ -1,10 +1,10 @@
 """Seeded random scenarios of failing processors, checked against the guarantees.
 
 Each seed draws one to three processors over one topic (sync or async; one event at a time, or concurrent with
-ordering per key; idempotent or not, when one at a time; 1 to 4 attempts), and for each processor the events that fail,
-how many times, and whether permanently. It publishes up to 300 events over three partitions, a second copy of
-a few of them (same id), and a few undecodable records, and runs the app until idle on the memory log. Then,
-for each processor:
+ordering per key; idempotent or not, when one at a time; 1 to 4 attempts; a circuit breaker or not), and for
+each processor the events that fail, how many times, and whether permanently. It publishes up to 300 events over
+three partitions, a second copy of a few of them (same id), and a few undecodable records, and runs the app until
+idle on the memory log. Then, for each processor:
 
 - an event whose failures fit in ``max_attempts`` took effect once per copy (once in all, with idempotency) and
   was never dead-lettered;
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from eventbus import App, Event, Idempotency, Retry
+from eventbus import App, CircuitBreaker, Event, Idempotency, Retry
 from eventbus.app.context import Context
 from eventbus.backends.base import Message
 from eventbus.backends.memory import MemoryLog
@@ -47,6 +47,7 @@ class Plan:
     concurrent: bool
     idempotent: bool
     max_attempts: int
+    breaker: CircuitBreaker | None
     # Per event number: how many times each copy of it fails, and whether that failure is permanent.
     failures: dict[int, tuple[int, bool]]
     calls: Counter[tuple[int, int]] = field(default_factory=Counter)  # by (partition, offset)
@@ -62,6 +63,11 @@ def _draw(rng: random.Random, index: int, events: int) -> Plan:
         concurrent=concurrent,
         idempotent=not concurrent and rng.random() < 0.5,  # idempotency needs concurrency=1
         max_attempts=rng.randint(1, 4),
+        breaker=(
+            CircuitBreaker(f"dependency-{index}", failure_threshold=rng.randint(1, 3), open_s=rng.choice([0.002, 0.01]))
+            if rng.random() < 0.3
+            else None
+        ),
         failures=failures,
     )
 
@@ -78,6 +84,8 @@ def _declare(app: App, plan: Plan) -> None:
         options.update(concurrency=3, ordering="key")
     if plan.idempotent:
         options["idempotency"] = Idempotency()
+    if plan.breaker is not None:
+        options["breaker"] = plan.breaker
 
     def attempt(event: Event, ctx: Context) -> None:
         n = event.data["n"]
