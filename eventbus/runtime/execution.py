@@ -637,9 +637,7 @@ class Executor:
                 processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
             )
         else:
-            failure = call_each(
-                processor, batch.topic, batch.partition, batch.offsets, batch.events, run, self.outbox, journal
-            )
+            failure = journal.call_each(processor, batch.topic, batch.partition, batch.offsets, batch.events, run)
         return None if failure is None else Failure(start + failure.index, failure.error)
 
     # -- failures -----------------------------------------------------------------------------------------------

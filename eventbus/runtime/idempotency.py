@@ -53,10 +53,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from eventbus.app.context import Context
 from eventbus.backends.base import Message
 from eventbus.errors import ConfigurationError
+from eventbus.runtime.invoke import Failure, argument_factory, call_each, call_with_time_limit
 
 if TYPE_CHECKING:
+    from eventbus.app.processor import Processor
     from eventbus.runtime.outbox import Outbox
 
 Outputs = list[tuple[str, Message]]
@@ -338,6 +341,18 @@ class KeyJournal:
     def abandon(self, index: int) -> None:
         self._store.abandon(self.hashes[index])
 
+    def call_each(
+        self,
+        processor: Processor,
+        topic: str,
+        partition: int,
+        offsets: Sequence[int],
+        events: Sequence[dict[str, Any] | None],
+        positions: Sequence[int],
+    ) -> Failure | None:
+        """`eventbus.runtime.invoke.call_each` over ``positions`` (their keys in `hashes`), journaled."""
+        return call_each(processor, topic, partition, offsets, events, positions, self._outbox, self)
+
 
 class _FileKeyJournal(KeyJournal):
     """`KeyJournal` for the file store, with the common case written out: one plain output per invocation, whose done
@@ -367,9 +382,7 @@ class _FileKeyJournal(KeyJournal):
             value, key, headers, _, _ = outbox.messages[topic][-1]  # unpacked at once: faster than three getattrs
             if key is not None and value is not None and not headers:
                 if topic is not self._topic:
-                    self._topic_bytes = topic.encode()
-                    self._topic_fixed = _DONE_ONE_THEN_BEGIN.size + len(self._topic_bytes)
-                    self._topic = topic
+                    self._compact_topic(topic)
                 hashes = self.hashes
                 framed = b"".join(
                     (
@@ -408,6 +421,11 @@ class _FileKeyJournal(KeyJournal):
         self._journal.append(framed)
         self._mark = count
 
+    def _compact_topic(self, topic: str) -> None:
+        self._topic_bytes = topic.encode()
+        self._topic_fixed = _DONE_ONE_THEN_BEGIN.size + len(self._topic_bytes)
+        self._topic = topic
+
     # The run's keys count from when it ends: never earlier than any of them was done, so a long run does not
     # shorten their retention window (it lengthens it by at most the run's duration).
 
@@ -419,6 +437,97 @@ class _FileKeyJournal(KeyJournal):
     def abandon(self, index: int) -> None:
         self._journal.append(_framed_key_record(_ABANDON, self.hashes[index]))
         self._file_store.remember(self.hashes[:index], _now_ms())
+
+    def call_each(
+        self,
+        processor: Processor,
+        topic: str,
+        partition: int,
+        offsets: Sequence[int],
+        events: Sequence[dict[str, Any] | None],
+        positions: Sequence[int],
+    ) -> Failure | None:
+        """`KeyJournal.call_each` with `begin`, `end` and `abandon` written into the loop: on the happy path the
+        journal write per event is most of what idempotency costs, and through `begin` it takes a method call, a
+        dozen attribute lookups and a look back into the outbox. Here the journal's state lives in locals for the
+        run. What is written, and when, is what `begin`, `end` and `abandon` write, but for the time of the done
+        records before the last, taken once for the run: only a worker recovering the journal after a crash reads
+        it (as the start of the key's retention), and it is earlier than the truth by at most the run."""
+        if not positions:
+            return None
+        outbox = self._outbox
+        records = self._journal
+        hashes = self.hashes
+        func, to, name, timeout_s = processor.func, processor.to, processor.name, processor.timeout_s
+        wants_context = processor.wants_context
+        make = argument_factory(processor)
+        add_result = outbox.add_result
+        pack = _FRAMED_DONE_ONE_THEN_BEGIN.pack
+        run_ms = _now_ms()
+        records.append(_framed_key_record(_BEGIN, hashes[0]))
+        index = 0
+        mark = outbox.count
+        try:
+            for index, position in enumerate(positions):
+                attrs = events[position]
+                assert attrs is not None
+                count = outbox.count
+                if index:
+                    # The one before returned: its done record, with this one's begin, in one write.
+                    framed = None
+                    if count - mark == 1:
+                        output_topic = outbox.trail[-1]
+                        value, key, headers, _, _ = outbox.messages[output_topic][-1]  # faster than three getattrs
+                        if key is not None and value is not None and not headers:
+                            if output_topic is not self._topic:
+                                self._compact_topic(output_topic)
+                            framed = b"".join(
+                                (
+                                    pack(
+                                        self._topic_fixed + len(key) + len(value),
+                                        _DONE_ONE,
+                                        hashes[index - 1],
+                                        run_ms,
+                                        hashes[index],
+                                        len(self._topic_bytes),
+                                        len(key),
+                                        len(value),
+                                    ),
+                                    self._topic_bytes,
+                                    key,
+                                    value,
+                                )
+                            )
+                    if framed is None:
+                        framed = _framed_done_record(
+                            hashes[index - 1], run_ms, outbox.since(mark), then_begin=hashes[index]
+                        )
+                    # `_Journal.append`, written out.
+                    used = records._used + len(framed)
+                    end = _JOURNAL_HEADER_BYTES + used
+                    if end > records._size:
+                        records._grow(end)
+                    records._map[end - len(framed) : end] = framed
+                    records._used = used
+                    records._header[1] = used
+                mark = count
+                if wants_context:
+                    args: tuple[Any, ...] = (
+                        make(attrs),
+                        Context(name, topic, partition, offsets[position], outbox, to, attrs),
+                    )
+                else:
+                    args = (make(attrs),)
+                result = func(*args) if timeout_s is None else call_with_time_limit(func, args, timeout_s)
+                if result is not None:
+                    add_result(result, to, attrs, name)
+        except Exception as exc:
+            outbox.rollback(mark)
+            self.abandon(index)
+            return Failure(index, exc)
+        self._mark = mark
+        self.end(index)
+        return None
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
