@@ -365,6 +365,7 @@ class Executor:
             breaker = self.breakers.get(index)
             if done:
                 lane.drop(done)
+                _forget_attempts_before_head(lane)
                 if breaker is not None:
                     breaker.succeeded(now)
             if failure is None:
@@ -384,7 +385,30 @@ class Executor:
                 lane.limit = math.ceil(failed_count / 2)
                 continue
             only = None if failure.reported is None else {i - failure.index for i in failure.reported}
+            self._count_batch_failure(lane, chunk, failure)
             self._failed(key, lane, failed_count, failure.error, now, only)
+            if lane.attempts is not None:  # to be retried: the head's attempts are its own from now on
+                lane.event_attempts[lane.head_offset()] = lane.attempts
+            _forget_attempts_before_head(lane)
+
+    @staticmethod
+    def _count_batch_failure(lane: Lane, chunk: list[Item], failure: Failure) -> None:
+        """Count a failed batch call against each event it failed (all of them when it raised, those its report
+        named otherwise), so that an event keeps its attempts when a report moves the checkpoint past the ones
+        before it. The first failed event's attempts become the lane's, which `_failed` counts this failure on;
+        the others are counted here (their tracebacks are taken if they come to the head and fail there)."""
+        failed = range(failure.index, len(chunk)) if failure.reported is None else sorted(failure.reported)
+        offsets = [_offset_of(chunk[i]) for i in failed]
+        lane.attempts = lane.event_attempts.pop(offsets[0], None)
+        now_ms = _now_ms()
+        for offset in offsets[1:]:
+            attempts = lane.event_attempts.get(offset)
+            if attempts is None:
+                lane.event_attempts[offset] = Attempts(1, now_ms, now_ms, failure.error, "")
+            else:
+                attempts.count += 1
+                attempts.last_failure_ms = now_ms
+                attempts.error = failure.error
 
     async def _run_concurrently(self, key: LaneKey, lane: Lane, now: float) -> None:
         """Up to ``concurrency`` invocations at once; events of one key stay in order (``ordering="key"``).
@@ -678,9 +702,14 @@ class Executor:
             attempts.first_failure_ms,
             attempts.last_failure_ms,
         )
+        succeeded = 0
         for n, (batch, position) in enumerate(lane.take(count)):
             if only is None or n in only:
                 self._write_dead_letter(processor, batch, position, why, reason)
+            else:
+                succeeded += 1  # after the checkpoint, and not named by the report: done
+        if succeeded:
+            self.processed[index] = self.processed.get(index, 0) + succeeded
         lane.drop(count)
         if lane.limit is not None and (not lane.items or lane.head_offset() >= lane.bisect_end):
             lane.limit = None
@@ -726,6 +755,13 @@ class Executor:
 def _offset_of(item: Item) -> int:
     batch, position = item
     return batch.offsets[position]
+
+
+def _forget_attempts_before_head(lane: Lane) -> None:
+    """Drop the per-event attempts of events no longer in ``lane`` (done or given up)."""
+    if lane.event_attempts:
+        head = lane.head_offset() if lane.items else None
+        lane.event_attempts = {o: a for o, a in lane.event_attempts.items() if head is not None and o >= head}
 
 
 def _call_items(processor: Processor, tp: TopicPartition, items: list[Item], outbox: Outbox) -> Failure | None:

@@ -284,11 +284,14 @@ async def call_batch(
             return None
         if not failed:
             return None
-        positions = {attrs["id"]: index for index, attrs in enumerate(batch)}
-        unknown = [i for i in failed if i not in positions]
+        ids = {attrs["id"] for attrs in batch}
+        unknown = [i for i in failed if i not in ids]
         if unknown:
             raise MalformedReportError(f"the failure report names events not in the batch: {unknown[:5]}")
-        reported = frozenset(positions[i] for i in failed)
+        # Copies of one event (a producer's retry) share its id: a report naming it cannot say which failed, so
+        # each is taken as failed rather than one of them being committed past.
+        failed_ids = set(failed)
+        reported = frozenset(index for index, attrs in enumerate(batch) if attrs["id"] in failed_ids)
         return Failure(
             min(reported), BatchItemError(f"{len(failed)} event(s) of the batch reported as failed"), reported
         )

@@ -593,3 +593,61 @@ def test_outputs_recovered_after_a_crash_survive_a_failure_before_them(
     resumed = subprocess.run([*run, "resume", failing], check=False, **options)
     assert resumed.returncode == 0, resumed.stderr
     assert expected in resumed.stdout
+
+
+def test_a_report_naming_an_id_two_copies_share_fails_both_copies() -> None:
+    # A producer's retry leaves two copies of an event with one id: a report naming it cannot say which one
+    # failed. The first copy used to be committed past, neither processed nor dead-lettered.
+    bus = TestBus()
+    app = App("t")
+    calls: list[list[tuple[str, int]]] = []
+
+    @app.processor("in", batch_size=10, retry=Retry(max_attempts=2, initial_delay_ms=1, max_delay_ms=2))
+    def handle(events: list[Event]) -> BatchItemFailures:
+        calls.append([(e.id, e.data["copy"]) for e in events])
+        return BatchItemFailures([e.id for e in events if e.id == "x"])
+
+    bus.publish("in", Event("n", {"copy": 0}, id="x"), Event("n", {"copy": 1}, id="x"), Event("n", {"copy": 0}, id="y"))
+    bus.run(app)
+    assert calls[1][0] == ("x", 0)  # retried from the first copy
+    assert sorted(event.data["copy"] for event, _ in bus.dead_letters("in.dlq") if event is not None) == [0, 1]
+    assert bus.committed("t", "in") == {0: 3}
+
+
+def test_an_event_keeps_its_attempts_when_a_report_moves_the_checkpoint() -> None:
+    # Event 2 fails in every call, events 1 only in the first: the checkpoint moves to 1, then to 2. Event 2 used to
+    # start its attempts again each time, so it ran three times with max_attempts=2 and its dead letter said 2.
+    bus = TestBus()
+    app = App("t")
+    calls: list[list[int]] = []
+
+    @app.processor("in", batch_size=3, retry=Retry(max_attempts=2, initial_delay_ms=0, max_delay_ms=0))
+    def handle(events: list[Event]) -> BatchItemFailures:
+        calls.append([e.data["n"] for e in events])
+        first = len(calls) == 1
+        return BatchItemFailures([e.id for e in events if e.data["n"] == 2 or (first and e.data["n"] == 1)])
+
+    bus.publish("in", *[Event("n", {"n": n}) for n in range(3)])
+    bus.run(app)
+    assert calls == [[0, 1, 2], [1, 2]]
+    ((event, failure),) = bus.dead_letters("in.dlq")
+    assert event is not None
+    assert event.data["n"] == 2
+    assert failure["attempts"] == "2"
+
+
+def test_events_a_report_does_not_name_count_as_processed_when_the_named_ones_are_given_up() -> None:
+    from eventbus.observability import metrics
+
+    bus = TestBus()
+    app = App("t")
+
+    @app.processor("in", name="reports-first", batch_size=3, retry=Retry(max_attempts=1))
+    def handle(events: list[Event]) -> BatchItemFailures:
+        return BatchItemFailures([events[0].id])
+
+    before = metrics.PROCESSED.value("reports-first")
+    bus.publish("in", *[Event("n", {"n": n}) for n in range(3)])
+    bus.run(app)
+    assert len(bus.dead_letters("in.dlq")) == 1
+    assert metrics.PROCESSED.value("reports-first") - before == 2
