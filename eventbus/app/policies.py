@@ -134,8 +134,9 @@ class Idempotency:
     soon as an invocation succeeds. An event whose key was seen within ``ttl_s`` is not processed again. After a
     crash, an event whose processing finished but was not committed is not run again and what it emitted is
     emitted again; one whose worker died in the middle of it is dead-lettered as in doubt. So a redelivery
-    neither repeats a side effect nor loses an output. Not yet covered: a round whose commit a rebalance refused
-    (its partitions moved to another member) has its outputs dropped, and its events run again.
+    neither repeats a side effect nor loses an output. The same holds for a round whose commit a rebalance
+    refused, when its events are read again by the same worker, or by another worker of its host; a member on
+    another host runs them again (keys are kept per host).
     """
 
     key: Callable[[Event], str] = field(default=event_id)

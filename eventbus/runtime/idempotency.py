@@ -28,6 +28,9 @@ behind:
   dead-lettered for a person to decide, neither repeated nor silently dropped. Rotation does not cut that short:
   the segment holding it is deleted only once its newest record, at least as new, has expired.
 
+A worker whose round's commit a rebalance refused adopts that round's done records the same way: its events
+will be delivered again, to it or to another worker of the host, which emits their outputs again.
+
 A key seen and committed earlier is skipped without emitting anything: its outputs are already in the log.
 """
 
@@ -47,7 +50,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -535,15 +538,17 @@ class MemoryIdempotencyStore(IdempotencyStore):
 
     def __init__(self) -> None:
         self._keys: dict[int, float] = {}
-        self._open: list[int] = []
+        self._open: dict[int, tuple[int, Outputs]] = {}
+        # Outputs of a refused round, to emit again when its events come back (see `FileIdempotencyStore.refused`).
+        self._recovered: dict[int, Outputs] = {}
 
     def seal(self) -> Round:
-        hashes, self._open = tuple(self._open), []
-        return Round(b"", hashes, 0)
+        opened, self._open = self._open, {}
+        return Round(b"", tuple(opened), 0, opened)
 
     def refused(self, sealed: Round) -> None:
         for h in sealed.hashes:
-            self._keys.pop(h, None)
+            self._recovered[h] = sealed.outputs[h][1]
 
     def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
         oldest = time.time() - ttl_s
@@ -551,12 +556,17 @@ class MemoryIdempotencyStore(IdempotencyStore):
         for h in hashes:
             recorded = self._keys.get(h)
             if recorded is not None and recorded >= oldest:
-                found[h] = []
+                found[h] = self._recovered.get(h, [])
         return found
+
+    def reemitted(self, h: int) -> None:
+        outputs = self._recovered.pop(h, None)
+        if outputs is not None:
+            self._open[h] = (0, outputs)
 
     def record(self, h: int, outputs: Outputs, then_begin: int | None = None) -> None:
         self._keys[h] = time.time()
-        self._open.append(h)
+        self._open[h] = (0, outputs)
 
 
 _memory_stores: weakref.WeakKeyDictionary[object, MemoryIdempotencyStore] = weakref.WeakKeyDictionary()
@@ -684,6 +694,14 @@ class _Journal:
     def pending(self) -> bool:
         return self._used > self._start
 
+    def pending_before(self, position: int) -> bytes:
+        """The records not yet released that were appended before ``position``, in the file's format."""
+        start, end = (
+            _JOURNAL_HEADER_BYTES + self._start,
+            _JOURNAL_HEADER_BYTES + max(position - self._base, self._start),
+        )
+        return _JOURNAL_HEADER.pack(0, end - start) + self._map[start:end]
+
     def close(self) -> None:
         keep = self.pending
         self._header.release()
@@ -717,6 +735,9 @@ class Round:
     keys: bytes  # _KEY_RECORD records
     hashes: tuple[int, ...]
     journal_end: int
+    # Keys whose recorded outputs the round emitted again (or, in memory, every key's outputs), with their time:
+    # what a refused round must know again.
+    outputs: Mapping[int, tuple[int, Outputs]] = field(default_factory=dict)
 
 
 class FileIdempotencyStore(IdempotencyStore):
@@ -762,9 +783,11 @@ class FileIdempotencyStore(IdempotencyStore):
         self._adopted_seq = 0
         # Files other live workers adopted, read once each (they do not change once written).
         self._adopted_read: set[str] = set()
-        # The keys (and when each was recorded) of the round being processed, sealed when its commit is handed over.
+        # The keys (and when each was recorded) of the round being processed, sealed when its commit is handed over;
+        # and the recorded outputs it emitted again.
         self._open_hashes: list[int] = []
         self._open_times: list[int] = []
+        self._open_reemitted: dict[int, tuple[int, Outputs]] = {}
         # Other processes' segments: how far each was read; and those read to the end that will not grow again
         # (a newer segment of their process exists) or that are past the window, which are not looked at again.
         self._read_up_to: dict[str, int] = {}
@@ -1045,8 +1068,10 @@ class FileIdempotencyStore(IdempotencyStore):
         recovered = self._recovered.pop(h, None)
         if recovered is not None:
             # Emitted again in this round: the key commits with it this time.
+            at_ms = self._keys.get(h, _now_ms())
             self._open_hashes.append(h)
-            self._open_times.append(self._keys.get(h, _now_ms()))
+            self._open_times.append(at_ms)
+            self._open_reemitted[h] = (at_ms, recovered)
 
     def begin(self, h: int) -> None:
         self._journal.append(_framed_key_record(_BEGIN, h))
@@ -1083,10 +1108,13 @@ class FileIdempotencyStore(IdempotencyStore):
         hashes, times = tuple(self._open_hashes), self._open_times[:]
         self._open_hashes.clear()
         self._open_times.clear()
+        reemitted = self._open_reemitted
+        if reemitted:
+            self._open_reemitted = {}
         # Per round rather than per key: the keys' records and their places in the expiry queue.
         self._expiry_times.extend(times)
         self._expiry_hashes.extend(hashes)
-        return Round(_key_records(hashes, times), hashes, self._journal.position)
+        return Round(_key_records(hashes, times), hashes, self._journal.position, reemitted)
 
     def committed(self, sealed: Round) -> None:
         # Keys become shared knowledge only now that their round's outputs are in the log; the journal keeps the
@@ -1098,13 +1126,20 @@ class FileIdempotencyStore(IdempotencyStore):
         self._maintain()
 
     def refused(self, sealed: Round) -> None:
-        # The round's outputs were rolled back and its events will be delivered again: they must run again.
+        # The round's outputs were rolled back and its events will be delivered again, here or to another worker.
+        # What its invocations did is in the journal: adopted like a dead worker's records (see the module
+        # docstring), it is emitted again, by this worker or another of the host, rather than run again.
+        done = _done_records(self._journal.pending_before(sealed.journal_end))
         for h in sealed.hashes:
-            self._keys.pop(h, None)
-            adopted = self._adopted_records.get(h)
-            if adopted is not None:
-                # Done by a dead worker, its outputs re-emitted in this round: known again for the next delivery.
-                self._keys[h], self._recovered[h] = adopted
+            if h in done:
+                continue
+            record = sealed.outputs.get(h) or self._adopted_records.get(h)
+            if record is not None:
+                # Recorded before, its outputs emitted again in this round: known again for the next delivery.
+                self._keys[h], self._recovered[h] = record
+            else:
+                self._keys.pop(h, None)
+        self._adopt(done)
         self._journal.release_to(sealed.journal_end)
 
     def _maintain(self) -> None:

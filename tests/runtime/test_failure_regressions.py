@@ -131,7 +131,7 @@ def test_a_topic_that_is_not_a_string_fails_that_event_with_a_clear_error(tmp_pa
 
 
 @pytest.mark.parametrize("driver", ["memory", "sqlite"])
-def test_a_refused_commit_does_not_lose_idempotent_outputs(
+def test_a_refused_commit_neither_loses_idempotent_outputs_nor_runs_the_events_again(
     driver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = MemoryLog(f"refused-{driver}") if driver == "memory" else SQLiteLog(tmp_path / "x.db")
@@ -149,14 +149,19 @@ def test_a_refused_commit_does_not_lose_idempotent_outputs(
     bus = TestBus(log=log)
     app = App("t")
 
+    calls: list[int] = []
+
     @app.processor("in", to="out", idempotency=Idempotency())
     def handle(event: Event) -> Event:
+        calls.append(event.data["n"])
         return Event("done", {"n": event.data["n"]})
 
     bus.publish("in", *[Event("n", {"n": i}) for i in range(3)])
     bus.run(app)
     assert refused
     assert sorted(d["n"] for d in bus.data("out")) == [0, 1, 2]
+    # Read again after the refusal, the events are not run again: what they emitted is emitted again.
+    assert calls == [0, 1, 2]
 
 
 def test_a_crash_before_a_round_commits_loses_no_idempotent_output(

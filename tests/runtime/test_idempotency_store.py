@@ -593,6 +593,49 @@ def test_an_adopted_record_is_known_again_after_a_refused_commit(tmp_path: Path)
     store.close()
 
 
+def test_a_refused_round_is_emitted_again_not_run_again_here_and_by_the_hosts_other_workers(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    other = FileIdempotencyStore(tmp_path, retention_s=3600)  # another worker of the host
+    first, second, failed = hashes_of("first", "second", "failed")
+    store.begin(first)
+    store.record(first, OUTPUTS[:1], then_begin=second)
+    store.record(second, OUTPUTS[1:])
+    store.begin(failed)
+    store.abandon(failed)
+    store.refused(store.seal())  # a rebalance refused the round's commit: its events come back
+
+    assert store.seen([first, second, failed], 3600) == {first: OUTPUTS[:1], second: OUTPUTS[1:]}
+    assert other.seen([first, second, failed], 3600) == {first: OUTPUTS[:1], second: OUTPUTS[1:]}
+    assert len(adopted_files(tmp_path)) == 1
+
+    # Emitted again in a round that is refused too: still known.
+    store.reemitted(first)
+    store.refused(store.seal())
+    assert store.seen([first], 3600) == {first: OUTPUTS[:1]}
+
+    # Emitted again and committed: known as committed, and the adopted file goes once both keys are.
+    store.reemitted(first)
+    store.reemitted(second)
+    store.committed(store.seal())
+    assert store.seen([first, second], 3600) == {first: [], second: []}
+    assert adopted_files(tmp_path) == []
+    store.close()
+    other.close()
+
+
+def test_a_refused_round_survives_its_worker_dying_before_the_events_come_back(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    (h,) = hashes_of("a")
+    store.begin(h)
+    store.record(h, OUTPUTS)
+    store.refused(store.seal())
+    store.close()  # as a crash leaves it: the adopted file stays
+
+    later = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert later.seen([h], 3600) == {h: OUTPUTS}
+    later.close()
+
+
 def test_a_running_worker_learns_of_a_crash_when_the_partition_comes_to_it(tmp_path: Path) -> None:
     # Three workers on one host. "running" started first; "dead" handles two events (one to the end, one not)
     # and dies before committing; "taking_over" starts and recovers its journal. The partition then goes to
