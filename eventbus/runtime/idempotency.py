@@ -1161,6 +1161,8 @@ class FileIdempotencyStore(IdempotencyStore):
             at_ms = self._keys.get(h)
             if at_ms is not None and abs(at_ms) < oldest_ms:
                 del self._keys[h]
+                # Outputs kept for an event that never came back (another member committed it) go with its key.
+                self._recovered.pop(h, None)
 
     def close(self) -> None:
         self._journal.close()

@@ -636,6 +636,20 @@ def test_a_refused_round_survives_its_worker_dying_before_the_events_come_back(t
     later.close()
 
 
+def test_outputs_kept_for_an_event_that_never_comes_back_go_when_its_key_expires(tmp_path: Path) -> None:
+    store = FileIdempotencyStore(tmp_path, retention_s=0.3)
+    (h,) = hashes_of("moved away")
+    store.begin(h)
+    store.record(h, OUTPUTS)
+    store.refused(store.seal())  # its partition went to a member on another host, which committed it
+    assert store._recovered == {h: OUTPUTS}
+    time.sleep(0.4)
+    commit(store, "later")
+    assert store._recovered == {}
+    assert adopted_files(tmp_path) == []
+    store.close()
+
+
 def test_a_running_worker_learns_of_a_crash_when_the_partition_comes_to_it(tmp_path: Path) -> None:
     # Three workers on one host. "running" started first; "dead" handles two events (one to the end, one not)
     # and dies before committing; "taking_over" starts and recovers its journal. The partition then goes to
