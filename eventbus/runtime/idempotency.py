@@ -838,6 +838,9 @@ class FileIdempotencyStore(IdempotencyStore):
                 continue
             begun: dict[int, int] = {}
             done = _done_records(data, begun, now_ms)
+            # A key some worker committed since (segments are read first) has its outputs in the log: an adopted
+            # file keeps such keys until all of its keys are, and taking them again would emit them twice.
+            done = {h: record for h, record in done.items() if h not in self._keys or h in self._recovered}
             # Durable here before the dead worker's file goes: adopted records first, then the doubts.
             self._adopt(done)
             doubts = []

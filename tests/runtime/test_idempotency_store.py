@@ -650,6 +650,25 @@ def test_outputs_kept_for_an_event_that_never_comes_back_go_when_its_key_expires
     store.close()
 
 
+def test_a_key_committed_from_an_adopted_file_is_not_adopted_again_when_its_adopter_dies(tmp_path: Path) -> None:
+    dead = FileIdempotencyStore(tmp_path, retention_s=3600)
+    a, b = hashes_of("a", "b")
+    dead.begin(a)
+    dead.record(a, OUTPUTS, then_begin=b)
+    dead.record(b, OUTPUTS)
+    dead.close()  # dies before its round commits
+
+    adopter = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert adopter.seen([a], 3600) == {a: OUTPUTS}
+    adopter.reemitted(a)
+    adopter.committed(adopter.seal())  # a's outputs are in the log now; b's event has not come back yet
+    adopter.close()  # dies too, its adopted file still holding both
+
+    last = FileIdempotencyStore(tmp_path, retention_s=3600)
+    assert last.seen([a, b], 3600) == {a: [], b: OUTPUTS}, "a committed: emitting it again would repeat it"
+    last.close()
+
+
 def test_a_running_worker_learns_of_a_crash_when_the_partition_comes_to_it(tmp_path: Path) -> None:
     # Three workers on one host. "running" started first; "dead" handles two events (one to the end, one not)
     # and dies before committing; "taking_over" starts and recovers its journal. The partition then goes to
