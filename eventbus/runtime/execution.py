@@ -31,7 +31,7 @@ from eventbus.publisher import EventEncoder
 from eventbus.runtime.breaker import Breaker
 from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter, replayed_from
 from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
-from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, KeyJournal, default_key_hashes, key_hasher
+from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, KeyJournal, default_key_digests, key_digester
 from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
 from eventbus.runtime.lane import Attempts, Item, Lane, event_of, format_traceback
 from eventbus.runtime.outbox import Outbox, OutputError
@@ -576,12 +576,12 @@ class Executor:
         assert policy is not None
         events = batch.events
         name = processor.name
-        hashes, failure_at, positions = self._key_hashes(policy.key, name, events, positions)
+        hashes, digests, failure_at, positions = self._key_hashes(policy.key, name, events, positions)
         seen = store.seen(hashes, policy.ttl_s)
         journal = store.journal(self.outbox)
         if not seen and len(set(hashes)) == len(hashes):
             # The common case: every event new, none twice in the batch.
-            failure = await self._run_new(processor, batch, positions, hashes, 0, len(hashes), journal)
+            failure = await self._run_new(processor, batch, positions, (hashes, digests), 0, len(hashes), journal)
             return failure if failure is not None else failure_at
         run_from = 0  # where the run of new events waiting to be invoked starts, among positions
         running: set[int] = set()
@@ -592,7 +592,7 @@ class Executor:
             if outputs is None and h not in running:
                 running.add(h)
                 continue
-            failure = await self._run_new(processor, batch, positions, hashes, run_from, n, journal)
+            failure = await self._run_new(processor, batch, positions, (hashes, digests), run_from, n, journal)
             if failure is not None:
                 return failure
             run_from = n + 1
@@ -613,48 +613,56 @@ class Executor:
                 store.reemitted(h)
                 seen[h] = []  # emitted now: a later copy in this batch is a duplicate
                 metrics.duplicate_skipped(name)
-        failure = await self._run_new(processor, batch, positions, hashes, run_from, len(hashes), journal)
+        failure = await self._run_new(processor, batch, positions, (hashes, digests), run_from, len(hashes), journal)
         return failure if failure is not None else failure_at
 
     @staticmethod
     def _key_hashes(
         key_of: Callable[[Event], str], name: str, events: Sequence[dict[str, Any] | None], positions: list[int]
-    ) -> tuple[list[int], Failure | None, list[int]]:
-        """The key hashes of the events at ``positions``: (hashes, failure, positions). Where a key function raises,
-        the events before that one run and it fails like a call: the failure, and the positions before it."""
+    ) -> tuple[list[int], list[bytes], Failure | None, list[int]]:
+        """The key hashes of the events at ``positions``, and their digests: (hashes, digests, failure, positions).
+        Where a key function raises, the events before that one run and it fails like a call: the failure, and the
+        positions before it."""
         if key_of is event_id:
             # The default key, for the whole batch in one loop; an event whose key cannot be hashed (an id no
             # decoder lets through) is found and failed alone below.
             with contextlib.suppress(Exception):
                 # Routed positions hold decoded events, never None.
-                return default_key_hashes(name, [events[p] for p in positions]), None, positions  # type: ignore[misc]
-        hash_key = key_hasher(name)
-        hashes = []
+                keyed = default_key_digests(name, [events[p] for p in positions])  # type: ignore[misc]
+                return keyed[0], keyed[1], None, positions
+        digest_key = key_digester(name)
+        from_bytes = int.from_bytes
+        hashes: list[int] = []
+        digests: list[bytes] = []
         for n, position in enumerate(positions):
             attrs = events[position]
             assert attrs is not None
             try:
-                hashes.append(hash_key(key_of(Event.wrap(attrs))))
+                digest = digest_key(key_of(Event.wrap(attrs)))
             except Exception as exc:
                 error = IdempotencyKeyError(f"the idempotency key function raised {type(exc).__name__}: {exc}")
                 error.__cause__ = exc
-                return hashes, Failure(n, error), positions[:n]
-        return hashes, None, positions
+                return hashes, digests, Failure(n, error), positions[:n]
+            digests.append(digest)
+            hashes.append(from_bytes(digest, "little"))
+        return hashes, digests, None, positions
 
     async def _run_new(
         self,
         processor: Processor,
         batch: RoutedBatch,
         positions: list[int],
-        hashes: list[int],
+        keys: tuple[list[int], list[bytes]],
         start: int,
         stop: int,
         journal: KeyJournal,
     ) -> Failure | None:
-        """Invoke the idempotent processor on ``positions[start:stop]``, none of them seen before."""
+        """Invoke the idempotent processor on ``positions[start:stop]``, none of them seen before (``keys``: their
+        key hashes and digests)."""
         if start == stop:
             return None
-        journal.hashes = hashes[start:stop]
+        journal.hashes = keys[0][start:stop]
+        journal.digests = keys[1][start:stop]
         run = positions[start:stop]
         if processor.is_async:
             failure = await call_each_async(

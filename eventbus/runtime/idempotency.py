@@ -104,6 +104,10 @@ _DONE_ONE_THEN_BEGIN = struct.Struct("<cQqQIii")
 # Records as the journal holds them, length first: built in one pack, written in one copy.
 _FRAMED_KEY = struct.Struct("<IcQ")
 _FRAMED_DONE_ONE_THEN_BEGIN = struct.Struct("<IcQqQIii")
+# The same record with the key hashes and the time given as their 8 little-endian bytes (a key's digest): a
+# 64-bit int takes CPython's slow conversion path, and two of them per event showed.
+_FRAMED_DONE_ONE_THEN_BEGIN_BYTES = struct.Struct("<Ic8s8s8sIii")
+_TIME_BYTES = struct.Struct("<q")
 
 
 def key_hash(processor: str, key: str) -> int:
@@ -113,15 +117,25 @@ def key_hash(processor: str, key: str) -> int:
 
 def key_hasher(processor: str) -> Callable[[str], int]:
     """`key_hash` for one processor, its name hashed once: the worker hashes a key per event."""
-    seeded = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8)
+    digest_of = key_digester(processor)
     from_bytes = int.from_bytes
 
     def hash_key(key: str) -> int:
-        h = seeded.copy()
-        h.update(key.encode())
-        return from_bytes(h.digest(), "little")
+        return from_bytes(digest_of(key), "little")
 
     return hash_key
+
+
+def key_digester(processor: str) -> Callable[[str], bytes]:
+    """A key's digest for one processor: the 8 bytes whose little-endian value is its `key_hash`."""
+    seeded = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8)
+
+    def digest_key(key: str) -> bytes:
+        h = seeded.copy()
+        h.update(key.encode())
+        return h.digest()
+
+    return digest_key
 
 
 def default_key(attrs: Mapping[str, Any]) -> str:
@@ -130,16 +144,24 @@ def default_key(attrs: Mapping[str, Any]) -> str:
 
 
 def default_key_hashes(processor: str, events: Iterable[Mapping[str, Any]]) -> list[int]:
-    """`key_hash` of each event's `default_key`, for a batch: the same values, a function call or two less per
-    event on the hot path."""
+    """`key_hash` of each event's `default_key`, for a batch."""
+    return default_key_digests(processor, events)[0]
+
+
+def default_key_digests(processor: str, events: Iterable[Mapping[str, Any]]) -> tuple[list[int], list[bytes]]:
+    """`key_hash` of each event's `default_key`, and its digest, for a batch: the same values, a function call or
+    two less per event on the hot path. The journal and the key records take the digests as they are."""
     copy = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8).copy
     from_bytes = int.from_bytes
     hashes = []
+    digests = []
     for attrs in events:
         h = copy()
         h.update(f"{attrs.get('source', '')}\x1f{attrs.get('id', '')}".encode())
-        hashes.append(from_bytes(h.digest(), "little"))
-    return hashes
+        digest = h.digest()
+        digests.append(digest)
+        hashes.append(from_bytes(digest, "little"))
+    return hashes, digests
 
 
 def _text(value: bytes | None) -> str | None:
@@ -321,12 +343,14 @@ class KeyJournal:
     doubt, as a crash just after its call returned always did. A run never holds one key twice (the executor
     splits runs at a repeated key): the two records of a write may then come in either order."""
 
-    __slots__ = ("_mark", "_outbox", "_store", "hashes")
+    __slots__ = ("_mark", "_outbox", "_store", "digests", "hashes")
 
     def __init__(self, store: IdempotencyStore, outbox: Outbox) -> None:
         self._store = store
         self._outbox = outbox
         self.hashes: list[int] = []
+        # The same keys' digests (`key_digester`), where the caller has them.
+        self.digests: list[bytes] | None = None
         # The outbox's count when the invocation under way began: what it emits comes after.
         self._mark = 0
 
@@ -365,7 +389,7 @@ class _FileKeyJournal(KeyJournal):
     looks them up before, and a run that ends in an exception other than a failed call takes its worker down with
     it (the journal then tells the next worker what was done). Per event, the journal write is all that is left."""
 
-    __slots__ = ("_file_store", "_journal", "_topic", "_topic_bytes", "_topic_fixed")
+    __slots__ = ("_file_store", "_journal", "_topic", "_topic_bytes", "_topic_fixed", "_topic_length")
 
     def __init__(self, store: FileIdempotencyStore, outbox: Outbox) -> None:
         super().__init__(store, outbox)
@@ -375,6 +399,7 @@ class _FileKeyJournal(KeyJournal):
         # the output's key and value.
         self._topic = ""
         self._topic_bytes = b""
+        self._topic_length = 0
         self._topic_fixed = 0
 
     def begin(self, index: int) -> None:
@@ -395,7 +420,7 @@ class _FileKeyJournal(KeyJournal):
                             hashes[index - 1],
                             _time_ns() // 1_000_000,
                             hashes[index],
-                            len(self._topic_bytes),
+                            self._topic_length,
                             len(key),
                             len(value),
                         ),
@@ -426,7 +451,8 @@ class _FileKeyJournal(KeyJournal):
 
     def _compact_topic(self, topic: str) -> None:
         self._topic_bytes = topic.encode()
-        self._topic_fixed = _DONE_ONE_THEN_BEGIN.size + len(self._topic_bytes)
+        self._topic_length = len(self._topic_bytes)
+        self._topic_fixed = _DONE_ONE_THEN_BEGIN.size + self._topic_length
         self._topic = topic
 
     # The run's keys count from when it ends: never earlier than any of them was done, so a long run does not
@@ -435,11 +461,13 @@ class _FileKeyJournal(KeyJournal):
     def end(self, index: int) -> None:
         now_ms = _now_ms()
         self._journal.append(_framed_done_record(self.hashes[index], now_ms, self._outbox.since(self._mark)))
-        self._file_store.remember(self.hashes[: index + 1], now_ms)
+        digests = self.digests
+        self._file_store.remember(self.hashes[: index + 1], now_ms, None if digests is None else digests[: index + 1])
 
     def abandon(self, index: int) -> None:
         self._journal.append(_framed_key_record(_ABANDON, self.hashes[index]))
-        self._file_store.remember(self.hashes[:index], _now_ms())
+        digests = self.digests
+        self._file_store.remember(self.hashes[:index], _now_ms(), None if digests is None else digests[:index])
 
     def call_each(
         self,
@@ -453,21 +481,24 @@ class _FileKeyJournal(KeyJournal):
         """`KeyJournal.call_each` with `begin`, `end` and `abandon` written into the loop: on the happy path the
         journal write per event is most of what idempotency costs, and through `begin` it takes a method call, a
         dozen attribute lookups and a look back into the outbox. Here the journal's state lives in locals for the
-        run. What is written, and when, is what `begin`, `end` and `abandon` write, but for the time of the done
-        records before the last, taken once for the run: only a worker recovering the journal after a crash reads
-        it (as the start of the key's retention), and it is earlier than the truth by at most the run."""
-        if not positions:
-            return None
+        run, and keys go in as their digests. What is written, and when, is what `begin`, `end` and `abandon`
+        write, but for the time of the done records before the last, taken once for the run: only a worker
+        recovering the journal after a crash reads it (as the start of the key's retention), and it is earlier
+        than the truth by at most the run."""
+        digests = self.digests
+        if not positions or digests is None:
+            return super().call_each(processor, topic, partition, offsets, events, positions)
         outbox = self._outbox
         records = self._journal
-        hashes = self.hashes
         func, to, name, timeout_s = processor.func, processor.to, processor.name, processor.timeout_s
         wants_context = processor.wants_context
         make = argument_factory(processor)
         add_result = outbox.add_result
-        pack = _FRAMED_DONE_ONE_THEN_BEGIN.pack
+        pack = _FRAMED_DONE_ONE_THEN_BEGIN_BYTES.pack
         run_ms = _now_ms()
-        records.append(_framed_key_record(_BEGIN, hashes[0]))
+        run_time = _TIME_BYTES.pack(run_ms)
+        records.append(_framed_key_record(_BEGIN, self.hashes[0]))
+        journal_map, header, size, used = records._map, records._header, records._size, records._used
         index = 0
         mark = outbox.count
         try:
@@ -481,18 +512,16 @@ class _FileKeyJournal(KeyJournal):
                     if count - mark == 1:
                         output_topic = outbox.trail[-1]
                         value, key, headers, _, _ = outbox.messages[output_topic][-1]  # faster than three getattrs
-                        if key is not None and value is not None and not headers:
-                            if output_topic is not self._topic:
-                                self._compact_topic(output_topic)
+                        if output_topic is self._topic and key is not None and value is not None and not headers:
                             framed = b"".join(
                                 (
                                     pack(
                                         self._topic_fixed + len(key) + len(value),
                                         _DONE_ONE,
-                                        hashes[index - 1],
-                                        run_ms,
-                                        hashes[index],
-                                        len(self._topic_bytes),
+                                        digests[index - 1],
+                                        run_time,
+                                        digests[index],
+                                        self._topic_length,
                                         len(key),
                                         len(value),
                                     ),
@@ -502,17 +531,16 @@ class _FileKeyJournal(KeyJournal):
                                 )
                             )
                     if framed is None:
-                        framed = _framed_done_record(
-                            hashes[index - 1], run_ms, outbox.since(mark), then_begin=hashes[index]
-                        )
+                        framed = self._done_then_begin(index, mark, run_ms)
                     # `_Journal.append`, written out.
-                    used = records._used + len(framed)
+                    used += len(framed)
                     end = _JOURNAL_HEADER_BYTES + used
-                    if end > records._size:
+                    if end > size:
                         records._grow(end)
-                    records._map[end - len(framed) : end] = framed
+                        journal_map, header, size = records._map, records._header, records._size
+                    journal_map[end - len(framed) : end] = framed
                     records._used = used
-                    records._header[1] = used
+                    header[1] = used
                 mark = count
                 if wants_context:
                     args: tuple[Any, ...] = (
@@ -531,6 +559,35 @@ class _FileKeyJournal(KeyJournal):
         self._mark = mark
         self.end(index)
         return None
+
+    def _done_then_begin(self, index: int, mark: int, at_ms: int) -> bytes:
+        """The done record of the invocation at ``index - 1`` (its outputs are what the outbox gained since
+        ``mark``) and the begin record of the one at ``index``: compact when it emitted one plain output, whose
+        topic becomes the one compact records are for."""
+        outbox = self._outbox
+        if outbox.count - mark == 1:
+            topic = outbox.trail[-1]
+            value, key, headers, _, _ = outbox.messages[topic][-1]
+            if key is not None and value is not None and not headers:
+                self._compact_topic(topic)
+                return b"".join(
+                    (
+                        _FRAMED_DONE_ONE_THEN_BEGIN.pack(
+                            self._topic_fixed + len(key) + len(value),
+                            _DONE_ONE,
+                            self.hashes[index - 1],
+                            at_ms,
+                            self.hashes[index],
+                            self._topic_length,
+                            len(key),
+                            len(value),
+                        ),
+                        self._topic_bytes,
+                        key,
+                        value,
+                    )
+                )
+        return _framed_done_record(self.hashes[index - 1], at_ms, outbox.since(mark), then_begin=self.hashes[index])
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
@@ -788,6 +845,8 @@ class FileIdempotencyStore(IdempotencyStore):
         self._open_hashes: list[int] = []
         self._open_times: list[int] = []
         self._open_reemitted: dict[int, tuple[int, Outputs]] = {}
+        # The same keys' _KEY_RECORD records, a run's in one piece.
+        self._open_records: list[bytes] = []
         # Other processes' segments: how far each was read; and those read to the end that will not grow again
         # (a newer segment of their process exists) or that are past the window, which are not looked at again.
         self._read_up_to: dict[str, int] = {}
@@ -1074,6 +1133,7 @@ class FileIdempotencyStore(IdempotencyStore):
             at_ms = self._keys.get(h, _now_ms())
             self._open_hashes.append(h)
             self._open_times.append(at_ms)
+            self._open_records.append(_KEY_RECORD.pack(h, at_ms))
             self._open_reemitted[h] = (at_ms, recovered)
 
     def begin(self, h: int) -> None:
@@ -1092,12 +1152,22 @@ class FileIdempotencyStore(IdempotencyStore):
         self._keys[h] = now_ms
         self._open_hashes.append(h)
         self._open_times.append(now_ms)
+        self._open_records.append(_KEY_RECORD.pack(h, now_ms))
 
-    def remember(self, hashes: Sequence[int], now_ms: int) -> None:
-        """`_remember` for the keys of a run, journaled done: a few calls per run rather than three per key."""
+    def remember(self, hashes: Sequence[int], now_ms: int, digests: Sequence[bytes] | None = None) -> None:
+        """`_remember` for the keys of a run, journaled done: a few calls per run rather than three per key. With
+        the keys' ``digests``, their records are one join."""
+        if not hashes:
+            return
         self._keys.update(dict.fromkeys(hashes, now_ms))
         self._open_hashes.extend(hashes)
         self._open_times.extend(itertools.repeat(now_ms, len(hashes)))
+        if digests is None:
+            self._open_records.append(_key_records(hashes, [now_ms] * len(hashes)))
+        else:
+            # A record is a key's digest then the time's 8 bytes: the run's records are the digests joined by them.
+            time_bytes = _TIME_BYTES.pack(now_ms)
+            self._open_records.append(time_bytes.join(digests) + time_bytes)
 
     def _expire_later(self, at_ms: int, h: int) -> None:
         self._expiry_times.append(at_ms)
@@ -1111,13 +1181,15 @@ class FileIdempotencyStore(IdempotencyStore):
         hashes, times = tuple(self._open_hashes), self._open_times[:]
         self._open_hashes.clear()
         self._open_times.clear()
+        keys = b"".join(self._open_records)
+        self._open_records.clear()
         reemitted = self._open_reemitted
         if reemitted:
             self._open_reemitted = {}
         # Per round rather than per key: the keys' records and their places in the expiry queue.
         self._expiry_times.extend(times)
         self._expiry_hashes.extend(hashes)
-        return Round(_key_records(hashes, times), hashes, self._journal.position, reemitted)
+        return Round(keys, hashes, self._journal.position, reemitted)
 
     def committed(self, sealed: Round) -> None:
         # Keys become shared knowledge only now that their round's outputs are in the log; the journal keeps the

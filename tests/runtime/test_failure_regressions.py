@@ -200,7 +200,7 @@ def test_a_default_idempotency_key_that_cannot_be_hashed_fails_its_event_alone()
     from eventbus.runtime.idempotency import key_hash
 
     events: list[dict[str, Any] | None] = [{"source": "s", "id": "1"}, {"source": "s", "id": "a\udc80"}, None]
-    hashes, failure, positions = Executor._key_hashes(event_id, "p", events, [0, 1])
+    hashes, _, failure, positions = Executor._key_hashes(event_id, "p", events, [0, 1])
     assert hashes == [key_hash("p", "s\x1f1")]
     assert failure is not None
     assert failure.index == 1

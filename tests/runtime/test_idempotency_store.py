@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from eventbus import App, Event
 from eventbus.backends.base import Message
 from eventbus.runtime import idempotency
-from eventbus.runtime.idempotency import IN_DOUBT, FileIdempotencyStore, key_hash
+from eventbus.runtime.idempotency import IN_DOUBT, FileIdempotencyStore, default_key_digests, key_hash
 from eventbus.runtime.outbox import Outbox
 from tests.conftest import PYTHON, REPO
 
@@ -667,6 +668,40 @@ def test_a_key_committed_from_an_adopted_file_is_not_adopted_again_when_its_adop
     last = FileIdempotencyStore(tmp_path, retention_s=3600)
     assert last.seen([a, b], 3600) == {a: [], b: OUTPUTS}, "a committed: emitting it again would repeat it"
     last.close()
+
+
+@pytest.mark.parametrize("commits", [True, False], ids=["committed", "crashed"])
+def test_a_run_journaled_from_key_digests_reads_back_as_its_key_hashes(tmp_path: Path, commits: bool) -> None:
+    # The worker's loop writes keys as their digests (the bytes of their hashes); what it writes must read back,
+    # from the journal after a crash and from the key segment after a commit, as the hashes themselves.
+    app = App("t")
+
+    @app.processor("in", to="out")
+    def handle(event: Event) -> Event:
+        return Event("done", {"n": event.data["n"]}, partitionkey=f"k{event.data['n']}")
+
+    events: list[dict[str, Any] | None] = [
+        {"specversion": "1.0", "id": f"e{n}", "source": "/s", "type": "n", "data": {"n": n}} for n in range(3)
+    ]
+    hashes, digests = default_key_digests("p", [e for e in events if e is not None])
+    assert hashes == hashes_of("/s\x1fe0", "/s\x1fe1", "/s\x1fe2")
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    outbox = Outbox(
+        "/eventbus", lambda attrs: Message(str(attrs["data"]["n"]).encode(), attrs["partitionkey"].encode())
+    )
+    journal = store.journal(outbox)
+    journal.hashes, journal.digests = hashes, digests
+    assert journal.call_each(app.processors[0], "in", 0, [0, 1, 2], events, [0, 1, 2]) is None
+    if commits:
+        store.committed(store.seal())
+    store.close()
+
+    later = FileIdempotencyStore(tmp_path, retention_s=3600)
+    expected = {
+        h: [] if commits else [("out", Message(str(n).encode(), f"k{n}".encode()))] for n, h in enumerate(hashes)
+    }
+    assert later.seen(hashes, 3600) == expected
+    later.close()
 
 
 def test_a_running_worker_learns_of_a_crash_when_the_partition_comes_to_it(tmp_path: Path) -> None:
