@@ -31,8 +31,9 @@ from eventbus.publisher import EventEncoder
 from eventbus.runtime.breaker import Breaker
 from eventbus.runtime.dead_letter import DECODER, GiveUp, dead_letter, replayed_from
 from eventbus.runtime.dispatch import PoisonRecordError, RoutedBatch
-from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, KeyJournal, default_key_digests, key_digester
+from eventbus.runtime.idempotency import IdempotencyStore, InDoubt, KeyJournal
 from eventbus.runtime.invoke import Failure, call_batch, call_each, call_each_async
+from eventbus.runtime.key_hashing import KeyHashing
 from eventbus.runtime.lane import Attempts, Item, Lane, event_of, format_traceback
 from eventbus.runtime.outbox import Outbox, OutputError
 
@@ -576,7 +577,7 @@ class Executor:
         assert policy is not None
         events = batch.events
         name = processor.name
-        hashes, digests, failure_at, positions = self._key_hashes(policy.key, name, events, positions)
+        hashes, digests, failure_at, positions = self._key_hashes(store.keys, policy.key, name, events, positions)
         seen = store.seen(hashes, policy.ttl_s)
         journal = store.journal(self.outbox)
         if not seen and len(set(hashes)) == len(hashes):
@@ -618,9 +619,14 @@ class Executor:
 
     @staticmethod
     def _key_hashes(
-        key_of: Callable[[Event], str], name: str, events: Sequence[dict[str, Any] | None], positions: list[int]
+        keys: KeyHashing,
+        key_of: Callable[[Event], str],
+        name: str,
+        events: Sequence[dict[str, Any] | None],
+        positions: list[int],
     ) -> tuple[list[int], list[bytes], Failure | None, list[int]]:
-        """The key hashes of the events at ``positions``, and their digests: (hashes, digests, failure, positions).
+        """The key hashes of the events at ``positions``, the store's way (``keys``), and their digests: (hashes,
+        digests, failure, positions).
         Where a key function raises, the events before that one run and it fails like a call: the failure, and the
         positions before it."""
         if key_of is event_id:
@@ -628,9 +634,9 @@ class Executor:
             # decoder lets through) is found and failed alone below.
             with contextlib.suppress(Exception):
                 # Routed positions hold decoded events, never None.
-                keyed = default_key_digests(name, [events[p] for p in positions])  # type: ignore[misc]
+                keyed = keys.default_key_digests(name, [events[p] for p in positions])  # type: ignore[misc]
                 return keyed[0], keyed[1], None, positions
-        digest_key = key_digester(name)
+        digest_key = keys.digester(name)
         from_bytes = int.from_bytes
         hashes: list[int] = []
         digests: list[bytes] = []

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import hashlib
 import itertools
 import mmap
 import os
@@ -49,7 +48,7 @@ import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,7 @@ from eventbus.app.context import Context
 from eventbus.backends.base import Message
 from eventbus.errors import ConfigurationError
 from eventbus.runtime.invoke import Failure, argument_factory, call_each, call_with_time_limit
+from eventbus.runtime.key_hashing import KeyHashing, key_hashing_of, new_key_hashing
 
 if TYPE_CHECKING:
     from eventbus.app.processor import Processor
@@ -111,57 +111,17 @@ _TIME_BYTES = struct.Struct("<q")
 
 
 def key_hash(processor: str, key: str) -> int:
-    """64 bits of BLAKE2b: among a million stored keys, a new key is mistaken for one with odds of 1 in 10^13."""
-    return int.from_bytes(hashlib.blake2b(f"{processor}\0{key}".encode(), digest_size=8).digest(), "little")
+    """A key's hash the way stores made by earlier versions take it (`KeyHashing`, BLAKE2b-64): among a million
+    stored keys, a new key is mistaken for one with odds of 1 in 10^13."""
+    return _BLAKE2B.hash(processor, key)
 
 
-def key_hasher(processor: str) -> Callable[[str], int]:
-    """`key_hash` for one processor, its name hashed once: the worker hashes a key per event."""
-    digest_of = key_digester(processor)
-    from_bytes = int.from_bytes
-
-    def hash_key(key: str) -> int:
-        return from_bytes(digest_of(key), "little")
-
-    return hash_key
-
-
-def key_digester(processor: str) -> Callable[[str], bytes]:
-    """A key's digest for one processor: the 8 bytes whose little-endian value is its `key_hash`."""
-    seeded = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8)
-
-    def digest_key(key: str) -> bytes:
-        h = seeded.copy()
-        h.update(key.encode())
-        return h.digest()
-
-    return digest_key
+_BLAKE2B = KeyHashing()
 
 
 def default_key(attrs: Mapping[str, Any]) -> str:
     """`eventbus.app.policies.event_id` read straight from a decoded event's attributes."""
     return f"{attrs.get('source', '')}\x1f{attrs.get('id', '')}"
-
-
-def default_key_hashes(processor: str, events: Iterable[Mapping[str, Any]]) -> list[int]:
-    """`key_hash` of each event's `default_key`, for a batch."""
-    return default_key_digests(processor, events)[0]
-
-
-def default_key_digests(processor: str, events: Iterable[Mapping[str, Any]]) -> tuple[list[int], list[bytes]]:
-    """`key_hash` of each event's `default_key`, and its digest, for a batch: the same values, a function call or
-    two less per event on the hot path. The journal and the key records take the digests as they are."""
-    copy = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8).copy
-    from_bytes = int.from_bytes
-    hashes = []
-    digests = []
-    for attrs in events:
-        h = copy()
-        h.update(f"{attrs.get('source', '')}\x1f{attrs.get('id', '')}".encode())
-        digest = h.digest()
-        digests.append(digest)
-        hashes.append(from_bytes(digest, "little"))
-    return hashes, digests
 
 
 def _text(value: bytes | None) -> str | None:
@@ -295,7 +255,9 @@ def unframe_outputs(data: bytes, count: int, start: int) -> Outputs:
 
 
 class IdempotencyStore(ABC):
-    """Keys are passed as `key_hash` values, computed once per event by the caller."""
+    """Keys are passed as hashes, computed once per event by the caller the store's way (`keys`)."""
+
+    keys: KeyHashing
 
     @abstractmethod
     def seen(self, hashes: Sequence[int], ttl_s: float) -> Seen:
@@ -594,6 +556,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
     """Keys in a dict, for the memory log (whose events do not outlive the process either)."""
 
     def __init__(self) -> None:
+        self.keys = new_key_hashing()
         self._keys: dict[int, float] = {}
         self._open: dict[int, tuple[int, Outputs]] = {}
         # Outputs of a refused round, to emit again when its events come back (see `FileIdempotencyStore.refused`).
@@ -820,6 +783,11 @@ class FileIdempotencyStore(IdempotencyStore):
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigurationError(f"idempotency store {self.directory}: cannot create it: {exc}") from None
+        # A directory with files and no key-hash file holds a store of an earlier version, which used BLAKE2b.
+        self.keys = key_hashing_of(
+            self.directory,
+            legacy=any(_is_key_file(n) or _is_journal(n) or _is_adopted(n) for n in os.listdir(self.directory)),
+        )
         self._retention_ms = int(retention_s * 1000)
         self._segment_max_age_s = min(
             max(retention_s * self.SEGMENT_AGE_SHARE, self.SEGMENT_MIN_AGE_S), self.SEGMENT_MAX_AGE_S

@@ -197,11 +197,12 @@ def test_a_default_idempotency_key_that_cannot_be_hashed_fails_its_event_alone()
     # must fail its own event, the ones before it run, as a failing key function does.
     from eventbus.app.policies import event_id
     from eventbus.runtime.execution import Executor
-    from eventbus.runtime.idempotency import key_hash
+    from eventbus.runtime.key_hashing import KeyedXxh3
 
+    keys = KeyedXxh3(1)
     events: list[dict[str, Any] | None] = [{"source": "s", "id": "1"}, {"source": "s", "id": "a\udc80"}, None]
-    hashes, _, failure, positions = Executor._key_hashes(event_id, "p", events, [0, 1])
-    assert hashes == [key_hash("p", "s\x1f1")]
+    hashes, _, failure, positions = Executor._key_hashes(keys, event_id, "p", events, [0, 1])
+    assert hashes == [keys.hash("p", "s\x1f1")]
     assert failure is not None
     assert failure.index == 1
     assert "UnicodeEncodeError" in str(failure.error)

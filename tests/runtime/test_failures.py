@@ -15,7 +15,10 @@ import pytest
 
 from eventbus import App, BatchItemFailures, CircuitBreaker, Event, Idempotency, Retry
 from eventbus.backends.base import Message
+from eventbus.errors import ConfigurationError
 from eventbus.observability import metrics
+from eventbus.runtime.idempotency import FileIdempotencyStore, key_hash
+from eventbus.runtime.key_hashing import KeyedXxh3, KeyHashing
 from eventbus.testing import TestBus
 from tests.conftest import ALL_DRIVERS, open_log
 
@@ -495,16 +498,43 @@ def test_an_event_delivered_three_times_in_one_batch_runs_once(bus: TestBus) -> 
     assert [e.data["for"] for e in bus.events("out")] == ["x", "y", "z"]
 
 
-def test_the_worker_hashes_keys_as_the_store_defines_them() -> None:
+@pytest.mark.parametrize("keys", [KeyHashing(), KeyedXxh3(0x5EED)], ids=["blake2b-64", "xxh3-64"])
+def test_the_worker_hashes_keys_as_the_store_defines_them(keys: KeyHashing) -> None:
     from eventbus.app.policies import event_id
-    from eventbus.runtime.idempotency import default_key, key_hash, key_hasher
+    from eventbus.runtime.idempotency import default_key
 
     attrs = {"specversion": "1.0", "id": "e-1", "source": "/shop", "type": "t", "data": {}}
     assert default_key(attrs) == event_id(Event.wrap(attrs))
-    hash_key = key_hasher("orders.charge")
+    digest_key = keys.digester("orders.charge")
     for key in ("", "e-1", default_key(attrs), "ключ"):
-        assert hash_key(key) == key_hash("orders.charge", key)
-    assert hash_key("e-1") != key_hasher("orders.refund")("e-1")
+        assert int.from_bytes(digest_key(key), "little") == keys.hash("orders.charge", key)
+    assert digest_key("e-1") != keys.digester("orders.refund")("e-1")
+    hashes, digests = keys.default_key_digests("orders.charge", [attrs])
+    assert (hashes, digests) == ([keys.hash("orders.charge", default_key(attrs))], [digest_key(default_key(attrs))])
+
+
+def test_stores_made_by_earlier_versions_keep_hashing_with_blake2b(tmp_path: Path) -> None:
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "keys-1-abcdef01-0.bin").write_bytes(b"")
+    store = FileIdempotencyStore(legacy, retention_s=60)
+    assert store.keys.describe() == "blake2b-64"
+    assert store.keys.hash("p", "k") == key_hash("p", "k")
+    store.close()
+
+    new = FileIdempotencyStore(tmp_path / "new", retention_s=60)
+    again = FileIdempotencyStore(tmp_path / "new", retention_s=60)  # another worker of the host: the same way
+    assert isinstance(new.keys, KeyedXxh3)
+    assert again.keys.describe() == new.keys.describe()
+    assert (tmp_path / "new" / "key-hash").stat().st_mode & 0o077 == 0, "the seed is not for others to read"
+    new.close()
+    again.close()
+
+
+def test_a_key_hash_file_that_says_nothing_known_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "key-hash").write_text("md5\n")
+    with pytest.raises(ConfigurationError, match=r"key-hash holds 'md5', not a known key hash"):
+        FileIdempotencyStore(tmp_path, retention_s=60)
 
 
 def test_dead_letter_partition_offsets_commit_with_the_dead_letter(bus: TestBus) -> None:

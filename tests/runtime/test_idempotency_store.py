@@ -18,13 +18,27 @@ import pytest
 
 from eventbus import App, Event
 from eventbus.backends.base import Message
-from eventbus.runtime import idempotency
-from eventbus.runtime.idempotency import IN_DOUBT, FileIdempotencyStore, default_key_digests, key_hash
+from eventbus.runtime import idempotency, key_hashing
+from eventbus.runtime.idempotency import IN_DOUBT, FileIdempotencyStore, key_hash
+from eventbus.runtime.key_hashing import KeyHashing
 from eventbus.runtime.outbox import Outbox
 from tests.conftest import PYTHON, REPO
 
 RECORD_BYTES = 16
 WRITER = str(Path(__file__).with_name("idempotency_key_writer.py"))
+
+
+@pytest.fixture(autouse=True)
+def blake2b_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests are about the store's files and name keys by `key_hash` (BLAKE2b): their stores hash that way
+    # (test_failures checks how a store chooses).
+    monkeypatch.setattr(key_hashing, "new_key_hashing", KeyHashing)
+
+
+def pin_blake2b(directory: Path) -> None:
+    """Have a store that a subprocess creates in ``directory`` hash with BLAKE2b too."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / key_hashing.KEY_HASH_FILE).write_text("blake2b-64\n")
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +77,7 @@ def records(path: Path) -> list[int]:
 
 def kill_a_writer(directory: Path, env: dict[str, str], max_bytes: int, *keys: str) -> int:
     """Run a worker that commits ``keys`` and is killed; its pid."""
+    pin_blake2b(directory)
     writer = subprocess.Popen([PYTHON, WRITER, str(directory), str(max_bytes), *keys], cwd=REPO, env=env)
     assert writer.wait(timeout=60) == -9
     return writer.pid
@@ -251,7 +266,7 @@ def test_a_store_that_recorded_nothing_leaves_no_key_file(tmp_path: Path) -> Non
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
     store.committed(store.seal())
     store.close()
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == [key_hashing.KEY_HASH_FILE], "only how the store's keys are hashed"
 
 
 # -- the journal: what a worker that died had done, and emitted -----------------------------------------------------
@@ -683,9 +698,9 @@ def test_a_run_journaled_from_key_digests_reads_back_as_its_key_hashes(tmp_path:
     events: list[dict[str, Any] | None] = [
         {"specversion": "1.0", "id": f"e{n}", "source": "/s", "type": "n", "data": {"n": n}} for n in range(3)
     ]
-    hashes, digests = default_key_digests("p", [e for e in events if e is not None])
-    assert hashes == hashes_of("/s\x1fe0", "/s\x1fe1", "/s\x1fe2")
     store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    hashes, digests = store.keys.default_key_digests("p", [e for e in events if e is not None])
+    assert hashes == [store.keys.hash("p", f"/s\x1fe{n}") for n in range(3)]
     outbox = Outbox(
         "/eventbus", lambda attrs: Message(str(attrs["data"]["n"]).encode(), attrs["partitionkey"].encode())
     )
@@ -763,6 +778,7 @@ def test_a_live_worker_whose_pid_cannot_be_seen_keeps_its_journal(
 ) -> None:
     # Two containers sharing the store's directory: each in its own PID namespace, where the other's pid is not
     # there to look up. Such a namespace cannot be made here; what the lookup then answers is stood in for.
+    pin_blake2b(tmp_path)
     live = subprocess.Popen(
         [PYTHON, WRITER, str(tmp_path), str(1 << 20), "done", "?begun"],
         cwd=REPO,
@@ -811,6 +827,7 @@ def test_a_dead_workers_owner_lock_goes_with_its_journal(tmp_path: Path, subproc
 def test_a_child_forked_with_the_store_open_does_not_keep_a_dead_worker_looking_alive(
     tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
+    pin_blake2b(tmp_path)
     writer = subprocess.run(
         [PYTHON, WRITER, str(tmp_path), str(1 << 20), "done", "?doubt"],
         cwd=REPO,

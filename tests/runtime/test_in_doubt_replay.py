@@ -7,7 +7,7 @@ from pathlib import Path
 from eventbus import App, Event, Idempotency
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.replay import replay_dead_letters
-from eventbus.runtime.idempotency import FileIdempotencyStore, key_hash
+from eventbus.runtime.idempotency import FileIdempotencyStore
 from eventbus.testing import TestBus
 
 
@@ -26,7 +26,7 @@ def test_an_event_held_in_doubt_runs_once_it_is_replayed_from_the_dead_letter_to
     # A worker began charging c-1 and died before it finished: its journal says begun, never done.
     keys = tmp_path / "keys"
     dead = FileIdempotencyStore(keys, retention_s=3600)
-    dead.begin(key_hash(name, "/shop\x1fc-1"))
+    dead.begin(dead.keys.hash(name, "/shop\x1fc-1"))
     dead.close()
 
     bus.publish("charges", doubtful, Event("charge", {}, id="c-2", source="/shop"))

@@ -1,0 +1,132 @@
+"""How an idempotency store turns keys into 64-bit hashes, and how a store's directory says which way it uses.
+
+A key's *digest* is 8 bytes, and its hash the little-endian integer of them; the journal and the key segments
+hold digests, the in-memory sets hashes. The worker hashes a key per idempotent event, so the cost shows on the
+happy path:
+
+- ``xxh3-64``, keyed: XXH3 (xxhash) seeded with 64 random bits the store draws when it is created and keeps in
+  its directory. About a third of BLAKE2b's cost per key; the secret seed keeps a producer who does not know it
+  from crafting ids that collide with another event's key.
+- ``blake2b-64``: 64 bits of BLAKE2b, what stores made by earlier versions use; they keep it, so keys recorded
+  before an upgrade are still recognised after it.
+
+Every worker sharing a directory must hash alike: the first to open it writes the way into ``key-hash`` (created
+atomically: racing workers end up reading the same file), and the others read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from eventbus.errors import ConfigurationError
+
+KEY_HASH_FILE = "key-hash"
+_FROM_BYTES = int.from_bytes
+
+
+class KeyHashing:
+    """BLAKE2b-64 (``blake2b-64``): the way of stores made by earlier versions."""
+
+    name = "blake2b-64"
+
+    def digester(self, processor: str) -> Callable[[str], bytes]:
+        """A key's digest for one processor, its name hashed once."""
+        seeded = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8)
+
+        def digest_key(key: str) -> bytes:
+            h = seeded.copy()
+            h.update(key.encode())
+            return h.digest()
+
+        return digest_key
+
+    def hash(self, processor: str, key: str) -> int:
+        return _FROM_BYTES(self.digester(processor)(key), "little")
+
+    def default_key_digests(self, processor: str, events: Iterable[Mapping[str, Any]]) -> tuple[list[int], list[bytes]]:
+        """Hashes and digests of the events' default keys (source and id), for a batch in one loop."""
+        copy = hashlib.blake2b(f"{processor}\0".encode(), digest_size=8).copy
+        hashes, digests = [], []
+        for attrs in events:
+            h = copy()
+            h.update(f"{attrs.get('source', '')}\x1f{attrs.get('id', '')}".encode())
+            digest = h.digest()
+            digests.append(digest)
+            hashes.append(_FROM_BYTES(digest, "little"))
+        return hashes, digests
+
+    def describe(self) -> str:
+        """The line `key-hash` holds."""
+        return self.name
+
+
+class KeyedXxh3(KeyHashing):
+    """XXH3-64 with a secret seed (``xxh3-64 <seed in hex>``)."""
+
+    name = "xxh3-64"
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def digester(self, processor: str) -> Callable[[str], bytes]:
+        prefix, seed, digest = f"{processor}\0", self.seed, xxhash.xxh3_64_digest
+
+        def digest_key(key: str) -> bytes:
+            return digest(f"{prefix}{key}".encode(), seed)
+
+        return digest_key
+
+    def default_key_digests(self, processor: str, events: Iterable[Mapping[str, Any]]) -> tuple[list[int], list[bytes]]:
+        prefix, seed, digest_of = f"{processor}\0", self.seed, xxhash.xxh3_64_digest
+        digests = [
+            digest_of(f"{prefix}{attrs.get('source', '')}\x1f{attrs.get('id', '')}".encode(), seed) for attrs in events
+        ]
+        return [_FROM_BYTES(digest, "little") for digest in digests], digests
+
+    def describe(self) -> str:
+        return f"{self.name} {self.seed:016x}"
+
+
+def new_key_hashing() -> KeyHashing:
+    return KeyedXxh3(secrets.randbits(64))
+
+
+def parse_key_hashing(text: str, where: Path) -> KeyHashing:
+    fields = text.split()
+    if fields == [KeyHashing.name]:
+        return KeyHashing()
+    if len(fields) == 2 and fields[0] == KeyedXxh3.name:
+        try:
+            return KeyedXxh3(int(fields[1], 16))
+        except ValueError:
+            pass
+    raise ConfigurationError(f"idempotency store {where}: {KEY_HASH_FILE} holds {text.strip()!r}, not a known key hash")
+
+
+def key_hashing_of(directory: Path, *, legacy: bool) -> KeyHashing:
+    """The way the store in ``directory`` hashes keys; chosen now if it has none yet (``legacy``: the directory
+    holds files of a store made before the choice was written down, which hashed with BLAKE2b)."""
+    path = directory / KEY_HASH_FILE
+    try:
+        return parse_key_hashing(path.read_text(), directory)
+    except FileNotFoundError:
+        pass
+    chosen = KeyHashing() if legacy else new_key_hashing()
+    staging = directory / f".{KEY_HASH_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.write_text(chosen.describe() + "\n")
+    staging.chmod(0o600)  # the seed is what keeps crafted collisions out
+    try:
+        os.link(staging, path)  # atomic, and refused if another worker wrote it first
+    except FileExistsError:
+        return parse_key_hashing(path.read_text(), directory)
+    finally:
+        staging.unlink(missing_ok=True)
+    return chosen
