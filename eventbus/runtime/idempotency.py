@@ -5,6 +5,8 @@ An invocation writes two records to a per-process *journal*: *begin* before the 
 what was copied survives a crash of the process (it is in the page cache, like the log's own WAL). After each
 commit the round's keys are appended to the process's current *key segment* and the journal is cleared.
 
+Keys are hashed the store's way (``key-hash``, see `eventbus.runtime.key_hashing`).
+
 Key segments (``keys-<pid>-<random>-<seq>.bin``, 16-byte records: key hash, time in ms) are append-only. A process
 starts a new one when its current segment is a quarter of the retention window old (at least a minute, at most six
 hours) or would pass 64 MiB (by default), so what expires goes a segment at a time: a segment whose newest record
