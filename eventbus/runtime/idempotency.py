@@ -50,7 +50,7 @@ import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -555,14 +555,15 @@ class _FileKeyJournal(KeyJournal):
 
 
 class MemoryIdempotencyStore(IdempotencyStore):
-    """Keys in a dict, for the memory log (whose events do not outlive the process either)."""
+    """Keys in a dict, for the memory log (whose events do not outlive the process either). The workers of one
+    log share its keys (``shared``, another worker's store) and each has its own rounds."""
 
-    def __init__(self) -> None:
-        self.keys = new_key_hashing()
-        self._keys: dict[int, float] = {}
-        self._open: dict[int, tuple[int, Outputs]] = {}
+    def __init__(self, shared: MemoryIdempotencyStore | None = None) -> None:
+        self.keys = new_key_hashing() if shared is None else shared.keys
+        self._keys: dict[int, float] = {} if shared is None else shared._keys
         # Outputs of a refused round, to emit again when its events come back (see `FileIdempotencyStore.refused`).
-        self._recovered: dict[int, Outputs] = {}
+        self._recovered: dict[int, Outputs] = {} if shared is None else shared._recovered
+        self._open: dict[int, tuple[int, Outputs]] = {}
 
     def seal(self) -> Round:
         opened, self._open = self._open, {}
@@ -595,11 +596,12 @@ _memory_stores: weakref.WeakKeyDictionary[object, MemoryIdempotencyStore] = weak
 
 
 def memory_store_for(log: object) -> MemoryIdempotencyStore:
-    """The in-memory store that lives as long as a memory log, shared by every worker on it."""
-    store = _memory_stores.get(log)
-    if store is None:
-        store = _memory_stores[log] = MemoryIdempotencyStore()
-    return store
+    """A worker's in-memory store on a memory log: the keys live as long as the log, shared by every worker on it;
+    the rounds are the worker's own."""
+    shared = _memory_stores.get(log)
+    if shared is None:
+        shared = _memory_stores[log] = MemoryIdempotencyStore()
+    return MemoryIdempotencyStore(shared)
 
 
 class _LittleEndianWords:
@@ -817,6 +819,8 @@ class FileIdempotencyStore(IdempotencyStore):
         self._open_reemitted: dict[int, tuple[int, Outputs]] = {}
         # The same keys' _KEY_RECORD records, a run's in one piece.
         self._open_records: list[bytes] = []
+        # Rounds sealed and not yet committed or refused.
+        self._in_flight: list[Round] = []
         # Other processes' segments: how far each was read; and those read to the end that will not grow again
         # (a newer segment of their process exists) or that are past the window, which are not looked at again.
         self._read_up_to: dict[str, int] = {}
@@ -868,10 +872,15 @@ class FileIdempotencyStore(IdempotencyStore):
             begun: dict[int, int] = {}
             done = _done_records(data, begun, now_ms)
             # A key some worker committed since (segments are read first) has its outputs in the log: an adopted
-            # file keeps such keys until all of its keys are, and taking them again would emit them twice.
-            done = {h: record for h, record in done.items() if h not in self._keys or h in self._recovered}
+            # file keeps such keys until all of its keys are, and taking them again would emit them twice. A key
+            # known otherwise is not committed: still to emit again, or emitted again by this worker in a round
+            # not committed yet (the dead worker's file is all that keeps it then: it is adopted, not re-emitted).
+            emitted = self._emitted_uncommitted()
+            done = {
+                h: record for h, record in done.items() if h not in self._keys or h in self._recovered or h in emitted
+            }
             # Durable here before the dead worker's file goes: adopted records first, then the doubts.
-            self._adopt(done)
+            self._adopt(done, emitted)
             doubts = []
             for h, at_ms in begun.items():
                 self._keys[h] = -at_ms
@@ -916,8 +925,10 @@ class FileIdempotencyStore(IdempotencyStore):
                     self._expire_later(at_ms, h)
                     self._recovered[h] = outputs
 
-    def _adopt(self, done: dict[int, tuple[int, Outputs]]) -> None:
-        """Take ``done`` records of a dead worker as this worker's, in a file of its own (see the module docstring)."""
+    def _adopt(self, done: dict[int, tuple[int, Outputs]], emitted: Set[int] = frozenset()) -> None:
+        """Take ``done`` records of a dead worker as this worker's, in a file of its own (see the module docstring).
+        Keys in ``emitted`` this worker emitted again already, in a round not committed yet: kept, not handed out
+        again."""
         oldest_ms = _now_ms() - self._retention_ms
         done = {h: record for h, record in done.items() if record[0] >= oldest_ms}
         if not done:
@@ -931,7 +942,8 @@ class FileIdempotencyStore(IdempotencyStore):
         for h, (at_ms, outputs) in done.items():
             self._keys[h] = at_ms
             self._expire_later(at_ms, h)
-            self._recovered[h] = outputs
+            if h not in emitted:
+                self._recovered[h] = outputs
             self._adopted_records[h] = (at_ms, outputs)
         self._adopted[path] = (set(done), max(at_ms for at_ms, _ in done.values()))
 
@@ -994,6 +1006,10 @@ class FileIdempotencyStore(IdempotencyStore):
             if known is None or abs(at_ms) > abs(known) or (at_ms < 0 and abs(at_ms) == abs(known)):
                 keys[h] = at_ms
                 self._expire_later(abs(at_ms), h)
+            if at_ms >= 0 and h in self._recovered:
+                # Another worker emitted these outputs again and committed them: they are in the log now.
+                del self._recovered[h]
+                self._settle_adopted((h,))
 
     def _read_key_files(self, names: Sequence[str]) -> None:
         """Read what other processes' key segments gained since the last look (all of them at start-up).
@@ -1159,18 +1175,32 @@ class FileIdempotencyStore(IdempotencyStore):
         # Per round rather than per key: the keys' records and their places in the expiry queue.
         self._expiry_times.extend(times)
         self._expiry_hashes.extend(hashes)
-        return Round(keys, hashes, self._journal.position, reemitted)
+        sealed = Round(keys, hashes, self._journal.position, reemitted)
+        self._in_flight.append(sealed)
+        return sealed
 
     def committed(self, sealed: Round) -> None:
         # Keys become shared knowledge only now that their round's outputs are in the log; the journal keeps the
         # records of later rounds, still in flight.
+        self._land(sealed)
         self._write_keys(sealed.keys)
         self._journal.release_to(sealed.journal_end)
         if self._adopted:
             self._settle_adopted(sealed.hashes)
         self._maintain()
 
+    def _land(self, sealed: Round) -> None:
+        self._in_flight = [r for r in self._in_flight if r is not sealed]
+
+    def _emitted_uncommitted(self) -> set[int]:
+        """Keys this worker handled (or emitted again) in rounds not committed yet."""
+        emitted = set(self._open_hashes)
+        for sealed in self._in_flight:
+            emitted.update(sealed.hashes)
+        return emitted
+
     def refused(self, sealed: Round) -> None:
+        self._land(sealed)
         # The round's outputs were rolled back and its events will be delivered again, here or to another worker.
         # What its invocations did is in the journal: adopted like a dead worker's records (see the module
         # docstring), it is emitted again, by this worker or another of the host, rather than run again.

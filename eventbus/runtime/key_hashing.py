@@ -5,8 +5,8 @@ hold digests, the in-memory sets hashes. The worker hashes a key per idempotent 
 happy path:
 
 - ``xxh3-64``, keyed: XXH3 (xxhash) seeded with 64 random bits the store draws when it is created and keeps in
-  its directory. About a third of BLAKE2b's cost per key; the secret seed keeps a producer who does not know it
-  from crafting ids that collide with another event's key.
+  its directory. About half of BLAKE2b's cost per key; the seed, which producers never see, keeps them from
+  crafting ids that collide with another event's key.
 - ``blake2b-64``: 64 bits of BLAKE2b, what stores made by earlier versions use; they keep it, so keys recorded
   before an upgrade are still recognised after it.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -77,10 +78,12 @@ class KeyedXxh3(KeyHashing):
         self.seed = seed
 
     def digester(self, processor: str) -> Callable[[str], bytes]:
-        prefix, seed, digest = f"{processor}\0", self.seed, xxhash.xxh3_64_digest
+        prefix, seed, digest = f"{processor}\0".encode(), self.seed, xxhash.xxh3_64_digest
 
         def digest_key(key: str) -> bytes:
-            return digest(f"{prefix}{key}".encode(), seed)
+            # .encode, not formatting: a key function that returns None or a number fails its event, as it
+            # always did, instead of every such event sharing the key "None".
+            return digest(prefix + key.encode(), seed)
 
         return digest_key
 
@@ -103,12 +106,12 @@ def parse_key_hashing(text: str, where: Path) -> KeyHashing:
     fields = text.split()
     if fields == [KeyHashing.name]:
         return KeyHashing()
-    if len(fields) == 2 and fields[0] == KeyedXxh3.name:
-        try:
-            return KeyedXxh3(int(fields[1], 16))
-        except ValueError:
-            pass
+    if len(fields) == 2 and fields[0] == KeyedXxh3.name and _SEED.fullmatch(fields[1]):
+        return KeyedXxh3(int(fields[1], 16))
     raise ConfigurationError(f"idempotency store {where}: {KEY_HASH_FILE} holds {text.strip()!r}, not a known key hash")
+
+
+_SEED = re.compile("[0-9a-f]{16}")
 
 
 def key_hashing_of(directory: Path, *, legacy: bool) -> KeyHashing:
@@ -116,17 +119,33 @@ def key_hashing_of(directory: Path, *, legacy: bool) -> KeyHashing:
     holds files of a store made before the choice was written down, which hashed with BLAKE2b)."""
     path = directory / KEY_HASH_FILE
     try:
-        return parse_key_hashing(path.read_text(), directory)
-    except FileNotFoundError:
-        pass
-    chosen = KeyHashing() if legacy else new_key_hashing()
-    staging = directory / f".{KEY_HASH_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.write_text(chosen.describe() + "\n")
-    staging.chmod(0o600)  # the seed is what keeps crafted collisions out
-    try:
-        os.link(staging, path)  # atomic, and refused if another worker wrote it first
-    except FileExistsError:
-        return parse_key_hashing(path.read_text(), directory)
-    finally:
-        staging.unlink(missing_ok=True)
-    return chosen
+        try:
+            return parse_key_hashing(path.read_text(encoding="ascii"), directory)
+        except FileNotFoundError:
+            pass
+        chosen = KeyHashing() if legacy else new_key_hashing()
+        text = (chosen.describe() + "\n").encode()
+        staging = directory / f".{KEY_HASH_FILE}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Written whole and synced before it appears: a worker never reads it half written, and a power cut
+        # does not leave it empty.
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, text)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(staging, path)  # atomic, and refused if another worker wrote it first
+        except FileExistsError:
+            return parse_key_hashing(path.read_text(encoding="ascii"), directory)
+        except OSError:  # a file system without hard links: the first rename wins, and the others read it
+            if not path.exists():
+                os.replace(staging, path)
+            return parse_key_hashing(path.read_text(encoding="ascii"), directory)
+        finally:
+            staging.unlink(missing_ok=True)
+        return chosen
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"idempotency store {directory}: cannot read or write {KEY_HASH_FILE}: {exc}"
+        ) from None

@@ -526,15 +526,33 @@ def test_stores_made_by_earlier_versions_keep_hashing_with_blake2b(tmp_path: Pat
     again = FileIdempotencyStore(tmp_path / "new", retention_s=60)  # another worker of the host: the same way
     assert isinstance(new.keys, KeyedXxh3)
     assert again.keys.describe() == new.keys.describe()
-    assert (tmp_path / "new" / "key-hash").stat().st_mode & 0o077 == 0, "the seed is not for others to read"
     new.close()
     again.close()
 
 
-def test_a_key_hash_file_that_says_nothing_known_is_refused_naming_it(tmp_path: Path) -> None:
-    (tmp_path / "key-hash").write_text("md5\n")
-    with pytest.raises(ConfigurationError, match=r"key-hash holds 'md5', not a known key hash"):
+@pytest.mark.parametrize(
+    "text", ["md5\n", "xxh3-64 0x10\n", "xxh3-64 1ffffffffffffffff\n", "xxh3-64\n", "\xff\xfe"], ids=repr
+)
+def test_a_key_hash_file_that_says_nothing_known_is_refused_naming_it(tmp_path: Path, text: str) -> None:
+    (tmp_path / "key-hash").write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigurationError, match=rf"idempotency store {tmp_path}: .*key-hash"):
         FileIdempotencyStore(tmp_path, retention_s=60)
+
+
+def test_a_key_function_that_returns_no_string_fails_its_events_instead_of_sharing_a_key(bus: TestBus) -> None:
+    app = App("t")
+    processed: list[str] = []
+
+    @app.processor("in", idempotency=Idempotency(key=lambda e: e.data.get("order_id")))  # type: ignore[arg-type, return-value]
+    def handle(event: Event) -> None:
+        processed.append(event.id)
+
+    bus.publish("in", *[Event("n", {}) for _ in range(3)])
+    bus.run(app)
+    assert processed == []
+    failures = [failure for _, failure in bus.dead_letters("in.dlq")]
+    assert len(failures) == 3
+    assert all("IdempotencyKeyError" in failure["error.class"] for failure in failures)
 
 
 def test_dead_letter_partition_offsets_commit_with_the_dead_letter(bus: TestBus) -> None:

@@ -719,6 +719,53 @@ def test_a_run_journaled_from_key_digests_reads_back_as_its_key_hashes(tmp_path:
     later.close()
 
 
+def test_a_key_another_worker_is_emitting_again_survives_the_death_of_the_worker_that_adopted_it(
+    tmp_path: Path,
+) -> None:
+    h = die_with_a_done_record(tmp_path, "e")
+    adopter = FileIdempotencyStore(tmp_path, retention_s=3600)  # recovers the dead worker's journal
+    emitting = FileIdempotencyStore(tmp_path, retention_s=3600)  # got the partition
+    assert len(adopted_files(tmp_path)) == 1
+    assert emitting.seen([h], 3600) == {h: OUTPUTS}  # read from the adopter's file
+    emitting.reemitted(h)
+    emitting.seal()  # handed to the commit, which has not landed
+    adopter.close()  # dies: its adopted file is recovered at the next lookup
+    emitting.seen([], 3600)
+    emitting.close()  # dies too, before its commit landed: only its adopted file keeps the key now
+
+    assert FileIdempotencyStore(tmp_path, retention_s=3600).seen([h], 3600) == {h: OUTPUTS}
+
+
+def test_outputs_kept_to_emit_again_are_dropped_once_another_worker_commits_them(tmp_path: Path) -> None:
+    refusing = FileIdempotencyStore(tmp_path, retention_s=3600)
+    other = FileIdempotencyStore(tmp_path, retention_s=3600)
+    (h,) = hashes_of("e")
+    refusing.begin(h)
+    refusing.record(h, OUTPUTS)
+    refusing.refused(refusing.seal())
+    assert other.seen([], 3600) == {}  # reads the refusing worker's adopted file: e's outputs to emit again
+    refusing.reemitted(h)  # the event came back to the worker that refused it
+    refusing.committed(refusing.seal())
+    assert other.seen([h], 3600) == {h: []}, "committed by the other: emitting it again would repeat it"
+    assert adopted_files(tmp_path) == []
+    refusing.close()
+    other.close()
+
+
+def test_workers_of_one_memory_log_share_keys_and_keep_their_own_rounds() -> None:
+    from eventbus.backends.memory import MemoryLog
+    from eventbus.runtime.idempotency import memory_store_for
+
+    log = MemoryLog("shared-keys")
+    a, b = memory_store_for(log), memory_store_for(log)
+    a.record(1, OUTPUTS)
+    b.record(2, OUTPUTS)
+    assert a.seal().hashes == (1,)
+    b.refused(b.seal())  # b's round came back: its event is emitted again, not run again, by either worker
+    assert a.seen([1, 2], 3600) == {1: [], 2: OUTPUTS}
+    assert b.seen([2], 3600) == {2: OUTPUTS}
+
+
 def test_a_running_worker_learns_of_a_crash_when_the_partition_comes_to_it(tmp_path: Path) -> None:
     # Three workers on one host. "running" started first; "dead" handles two events (one to the end, one not)
     # and dies before committing; "taking_over" starts and recovers its journal. The partition then goes to
