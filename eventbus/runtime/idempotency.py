@@ -41,6 +41,7 @@ from __future__ import annotations
 import array
 import contextlib
 import itertools
+import logging
 import mmap
 import os
 import struct
@@ -50,7 +51,7 @@ import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,14 @@ if TYPE_CHECKING:
     from eventbus.runtime.outbox import Outbox
 
 Outputs = list[tuple[str, Message]]
+# Where a round's commit moves a group: (topic, partition, offset committed before, offset it commits).
+Moves = list[tuple[str, int, int, int]]
+# Whether a group's commit of these moves landed in the log.
+Landed = Callable[[str, Moves], bool]
+# The group and the moves of a round's commit, as handed to the log.
+HandedOver = tuple[str, Moves]
+
+logger = logging.getLogger("eventbus.idempotency")
 
 
 class InDoubt:
@@ -89,6 +98,11 @@ _JOURNAL_START_BYTES = 1 << 20
 # Journal records: a kind byte and the key hash; "done" adds the time and what the invocation emitted, framed
 # (_DONE) or, in journals of earlier versions, as JSON (_DONE_JSON).
 _BEGIN, _ABANDON, _DONE, _DONE_JSON = b"b", b"a", b"D", b"d"
+# A round handed to the log's commit, after its records: the group, the offsets it moves, and its keys, as JSON. A
+# worker recovering the journal asks the log whether it landed: if so, the round's keys are committed, not to adopt.
+# Only a commit that moves an offset can be told apart: one that moves none is taken as not landed (its outputs may
+# then be emitted twice, never lost).
+_HANDED_OVER = b"R"
 # A record that covers bytes left over when the journal moves its records to the top; readers pass over it (as
 # over any record too short to hold a key, which is what a skip record of fewer than 5 bytes is).
 _SKIP = b"s"
@@ -197,13 +211,22 @@ def _framed_key_record(kind: bytes, h: int) -> bytes:
 
 
 def _done_records(
-    journal: bytes, begun: dict[int, int] | None = None, now_ms: int = 0
+    journal: bytes,
+    begun: dict[int, int] | None = None,
+    now_ms: int = 0,
+    landed: Landed | None = None,
+    committed: dict[int, int] | None = None,
 ) -> dict[int, tuple[int, Outputs]]:
     """The done records in a journal's pending part, by key: (time, outputs). Keys begun and not done (nor
-    abandoned) go to ``begun``, with ``now_ms``."""
+    abandoned) go to ``begun``, with ``now_ms``. Keys of rounds handed over whose commit ``landed`` says landed go
+    to ``committed`` (with their times) instead."""
     done: dict[int, tuple[int, Outputs]] = {}
     for raw in _Journal.records(journal):
         if len(raw) < _JOURNAL_KEY.size:
+            continue
+        kind = raw[:1]
+        if kind == _HANDED_OVER:
+            _take_landed(raw, landed, done, committed, now_ms)
             continue
         kind, h = _JOURNAL_KEY.unpack_from(raw)
         if kind == _BEGIN:
@@ -226,14 +249,48 @@ def _done_records(
         elif kind in (_DONE, _DONE_JSON):
             if begun is not None:
                 begun.pop(h, None)
-            if kind == _DONE:
-                _, _, at_ms, count = _DONE_HEAD.unpack_from(raw)
-                outputs = unframe_outputs(raw, count, _DONE_HEAD.size)
-            else:
-                (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
-                outputs = decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
-            done[h] = (at_ms, outputs)
+            done[h] = _done_record(kind, raw)
     return done
+
+
+def _done_record(kind: bytes, raw: bytes) -> tuple[int, Outputs]:
+    """A _DONE or (written by earlier versions) _DONE_JSON record's time and outputs."""
+    if kind == _DONE:
+        _, _, at_ms, count = _DONE_HEAD.unpack_from(raw)
+        return at_ms, unframe_outputs(raw, count, _DONE_HEAD.size)
+    (at_ms,) = _JOURNAL_TIME.unpack_from(raw, _JOURNAL_KEY.size)
+    return at_ms, decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
+
+
+def _handed_over_record(group: str, moves: Moves, hashes: Sequence[int]) -> bytes:
+    body = orjson.dumps({"group": group, "moves": moves, "keys": [f"{h:016x}" for h in hashes]})
+    return _RECORD_LENGTH.pack(1 + len(body)) + _HANDED_OVER + body
+
+
+def _take_landed(
+    raw: bytes,
+    landed: Landed | None,
+    done: dict[int, tuple[int, Outputs]],
+    committed: dict[int, int] | None,
+    now_ms: int,
+) -> None:
+    """Move the keys of a handed-over round (``raw``) that landed from ``done`` to ``committed``."""
+    if landed is None or committed is None:
+        return
+    for h in _landed(raw, landed):
+        record = done.pop(h, None)
+        committed[h] = now_ms if record is None else record[0]
+
+
+def _landed(raw: bytes, landed: Landed) -> list[int]:
+    """The keys of a handed-over round whose commit landed; none when it did not (or that cannot be told)."""
+    try:
+        handed = orjson.loads(raw[1:])
+        if landed(handed["group"], [(t, p, before, after) for t, p, before, after in handed["moves"]]):
+            return [int(h, 16) for h in handed["keys"]]
+    except Exception:  # unreadable, or the log cannot say: not known to have landed, so the keys are adopted
+        logger.warning("idempotency: cannot tell whether a dead worker's round landed; its keys are adopted")
+    return []
 
 
 def unframe_outputs(data: bytes, count: int, start: int) -> Outputs:
@@ -277,7 +334,7 @@ class IdempotencyStore(ABC):
         """Remember that the key was handled, and what it emitted (durable against a crash when it returns);
         then, when given, `begin` ``then_begin`` (the next invocation), in the same write."""
 
-    def seal(self) -> Round:
+    def seal(self, handed_over: HandedOver | None = None) -> Round:
         """The keys recorded since the last seal: the round whose commit is being handed to the log."""
         return Round(b"", (), 0)
 
@@ -565,7 +622,7 @@ class MemoryIdempotencyStore(IdempotencyStore):
         self._recovered: dict[int, Outputs] = {} if shared is None else shared._recovered
         self._open: dict[int, tuple[int, Outputs]] = {}
 
-    def seal(self) -> Round:
+    def seal(self, handed_over: HandedOver | None = None) -> Round:
         opened, self._open = self._open, {}
         return Round(b"", tuple(opened), 0, opened)
 
@@ -781,8 +838,11 @@ class FileIdempotencyStore(IdempotencyStore):
     # time of the last record written to it: a segment counts as expired only this long after its mtime says so.
     MTIME_SLACK_S = 2.0
 
-    def __init__(self, directory: str | os.PathLike[str], retention_s: float) -> None:
+    def __init__(self, directory: str | os.PathLike[str], retention_s: float, landed: Landed | None = None) -> None:
         self.directory = Path(directory)
+        # Asks the log whether a dead worker's handed-over round landed (see `_HANDED_OVER`); without it, such
+        # rounds are adopted as not landed.
+        self._landed = landed
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -856,10 +916,14 @@ class FileIdempotencyStore(IdempotencyStore):
         the event comes back (they become committed keys with that round), and are adopted (see the module
         docstring). Files adopted by workers that died since are recovered the same way. ``names``: a listing of
         the store's directory. True when a file listed was gone when read: another worker recovered it."""
+        # Journals first: the rounds of theirs that landed make keys committed, which adopted files then pass over.
         dead = sorted(
-            self.directory / name
-            for name in names
-            if (_is_journal(name) or _is_adopted(name)) and not _owner_alive(self.directory, name)
+            (
+                self.directory / name
+                for name in names
+                if (_is_journal(name) or _is_adopted(name)) and not _owner_alive(self.directory, name)
+            ),
+            key=lambda path: (not _is_journal(path.name), path.name),
         )
         vanished = False
         for path in dead:
@@ -870,7 +934,16 @@ class FileIdempotencyStore(IdempotencyStore):
                 vanished = True
                 continue
             begun: dict[int, int] = {}
-            done = _done_records(data, begun, now_ms)
+            landed: dict[int, int] = {}
+            done = _done_records(data, begun, now_ms, self._landed, landed)
+            if landed:
+                # Committed with their outputs, the dead worker just did not write them down: they are now.
+                for h, at_ms in landed.items():
+                    self._keys[h] = at_ms
+                    self._recovered.pop(h, None)
+                self._expiry_times.extend(landed.values())
+                self._expiry_hashes.extend(landed)
+                self._write_keys(_key_records(list(landed), list(landed.values())))
             # A key some worker committed since (segments are read first) has its outputs in the log: an adopted
             # file keeps such keys until all of its keys are, and taking them again would emit them twice. A key
             # known otherwise is not committed: still to emit again, or emitted again by this worker in a round
@@ -1162,7 +1235,7 @@ class FileIdempotencyStore(IdempotencyStore):
     def journal(self, outbox: Outbox) -> KeyJournal:
         return _FileKeyJournal(self, outbox)
 
-    def seal(self) -> Round:
+    def seal(self, handed_over: HandedOver | None = None) -> Round:
         # The lists are emptied, not replaced: journals hold their bound methods.
         hashes, times = tuple(self._open_hashes), self._open_times[:]
         self._open_hashes.clear()
@@ -1175,6 +1248,9 @@ class FileIdempotencyStore(IdempotencyStore):
         # Per round rather than per key: the keys' records and their places in the expiry queue.
         self._expiry_times.extend(times)
         self._expiry_hashes.extend(hashes)
+        if handed_over is not None and handed_over[1] and hashes:
+            # After the round's records: a worker recovering this journal asks the log whether it landed.
+            self._journal.append(_handed_over_record(handed_over[0], handed_over[1], hashes))
         sealed = Round(keys, hashes, self._journal.position, reemitted)
         self._in_flight.append(sealed)
         return sealed

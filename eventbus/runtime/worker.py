@@ -198,7 +198,18 @@ class Worker:
                 if isinstance(self.log, SQLiteLog)
                 else "eventbus.idempotency"
             )
-        return FileIdempotencyStore(directory, retention_s=max(p.ttl_s for p in policies))
+        return FileIdempotencyStore(directory, retention_s=max(p.ttl_s for p in policies), landed=self._landed)
+
+    def _landed(self, group: str, moves: list[tuple[str, int, int, int]]) -> bool:
+        """Whether a commit of ``group`` that moved offsets (``moves``: topic, partition, before, after) landed:
+        some partition's committed offset is past where it was, and at or past where that commit put it."""
+        committed: dict[str, dict[int, int]] = {}
+        for topic, partition, before, after in moves:
+            if topic not in committed:
+                committed[topic] = self.log.committed(group, topic)
+            if before < after <= committed[topic].get(partition, -1):
+                return True
+        return False
 
     @property
     def stopping(self) -> bool:
@@ -477,7 +488,10 @@ class Worker:
             return
         emitted = sum(len(m) for m in outputs.values())
         # The idempotency keys recorded in this round count only once its commit lands.
-        sealed = self._idempotency.seal() if self._idempotency is not None else None
+        sealed = None
+        if self._idempotency is not None:
+            moves = [(tp.topic, tp.partition, self._committed.get(tp, -1), o) for tp, o in offsets.items()]
+            sealed = self._idempotency.seal((self.group, moves))
         if self._local_calls:
             self._in_flight = (_done_now(consumer.publish_and_commit, outputs, offsets), offsets, emitted, dead, sealed)
             await self._settle_commit()  # done already: record it now, not at the next checkpoint

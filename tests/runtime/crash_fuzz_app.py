@@ -16,7 +16,7 @@ event to ``<processor>-out``.
 
 ``EVENTBUS_FUZZ_DIE`` (per process): ``effect:N`` kills the process (SIGKILL) right after its N-th side effect, in
 the middle of that call; ``commit:N`` kills it just before its N-th commit lands (outputs and offsets of the round
-written by the log in one transaction).
+written by the log in one transaction); ``landed:N`` right after it landed, before the worker heard of it.
 """
 
 from __future__ import annotations
@@ -71,6 +71,16 @@ if _die_when == "commit":
         return _commit_owned(self, *args, **kwargs)
 
     SQLiteLog.commit_owned = _commit_or_die  # type: ignore[method-assign]
+
+if _die_when == "landed":
+    _commit_owned_then = SQLiteLog.commit_owned
+
+    def _commit_then_die(self: SQLiteLog, *args: Any, **kwargs: Any) -> Any:
+        result = _commit_owned_then(self, *args, **kwargs)
+        _count("landed")
+        return result
+
+    SQLiteLog.commit_owned = _commit_then_die  # type: ignore[method-assign]
 
 
 def _maybe_kill_myself(name: str, n: int, *, after_effect: bool) -> None:

@@ -441,6 +441,59 @@ def test_two_crashes_in_a_row_emit_an_idempotent_processors_outputs_once(
     assert outputs == {0: 1, 1: 1, 2: 1, 3: 1}, "each of p0's outputs is in the log once"
 
 
+def test_a_worker_killed_just_after_its_commit_landed_emits_nothing_twice(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    """Deterministic: p0 (idempotent) emits one output per event; p1's first call on event 0 fails in each process
+    (retried 300 ms later), holding the group's offset at 0.
+
+    1. A worker polls events 0-3: p0 handles them all; its commit lands (p0's outputs, offset still 0), and it is
+       killed before it hears so: its journal still holds p0's done records, which no key segment has.
+    2. The next runs to idle: events 0-3 come back. p0's outputs are in the log once already, and must not be
+       emitted again."""
+    spec: dict[str, Any] = {
+        "kind": "each",
+        "async": False,
+        "concurrency": 1,
+        "delay_ms": 300,
+        "jitter": "none",
+        "breaker": False,
+        "sleep_ms": 0,
+    }
+    plan = {
+        "partitions": 1,
+        "processors": [
+            {**spec, "name": "p0", "idempotent": True, "max_attempts": 1, "failures": {}},
+            {**spec, "name": "p1", "idempotent": False, "max_attempts": 2, "failures": {"0": ["transient", 1]}},
+        ],
+        "self_kill": None,
+        "effects": str(tmp_path / "effects.txt"),
+        "marker": str(tmp_path / "self-killed"),
+    }
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_bytes(orjson.dumps(plan))
+    db = tmp_path / "fuzz.db"
+    with Publisher(f"sqlite:///{db}") as publisher:
+        publisher.log.create_topic("in", 1)
+        publisher.publish_many("in", [Event("fuzz.start", {"n": n}, id=f"e{n}") for n in range(4)])
+    env = {**subprocess_env, "EVENTBUS_FUZZ_PLAN": str(plan_path)}
+    for poll, extra, die in [("4", (), "landed:1"), ("4", ("--until-idle",), "")]:
+        run = Run(f"sqlite:///{db}", env, ["--max-poll-records", poll], tmp_path)
+        worker, path = run.start(*extra, die=die)
+        worker.wait(timeout=60)
+        assert worker.returncode == (0 if not die else -signal.SIGKILL), path.read_text(errors="replace")
+
+    log = SQLiteLog(db)
+    try:
+        outputs = Counter(orjson.loads(v or b"")["data"]["n"] for _, _, v, _ in _read_all(log, "p0-out"))
+        assert log.committed(GROUP, "in") == {0: 4}
+    finally:
+        log.close()
+    lines = [line.split() for line in (tmp_path / "effects.txt").read_text().splitlines()]
+    assert Counter(n for name, n, _ in lines if name == "p0") == {"0": 1, "1": 1, "2": 1, "3": 1}, "p0 ran each once"
+    assert outputs == {0: 1, 1: 1, 2: 1, 3: 1}, "each of p0's outputs is in the log once"
+
+
 SEEDS = range(24)
 
 
