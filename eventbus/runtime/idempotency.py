@@ -3,7 +3,10 @@
 An invocation writes two records to a per-process *journal*: *begin* before the function is called and *done*
 (with what it emitted) after it returns. The journal is a memory-mapped file: an append is a memory copy, and
 what was copied survives a crash of the process (it is in the page cache, like the log's own WAL). After each
-commit the round's keys are appended to the process's current *key segment* and the journal is cleared.
+commit the round's keys are appended to the process's current *key segment* and the journal is cleared. A round
+handed to the log's commit is marked in the journal (group, offsets moved, keys): a worker that dies after the
+commit landed and before its keys were appended leaves a journal whose recovery asks the log, and finds them
+committed.
 
 Keys are hashed the store's way (``key-hash``, see `eventbus.runtime.key_hashing`).
 
