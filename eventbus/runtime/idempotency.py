@@ -265,9 +265,12 @@ def _done_record(kind: bytes, raw: bytes) -> tuple[int, Outputs]:
     return at_ms, decode_outputs(orjson.loads(raw[_JOURNAL_KEY.size + _JOURNAL_TIME.size :]))
 
 
-def _handed_over_record(group: str, moves: Moves, hashes: Sequence[int]) -> bytes:
-    body = orjson.dumps({"group": group, "moves": moves, "keys": [f"{h:016x}" for h in hashes]})
-    return _RECORD_LENGTH.pack(1 + len(body)) + _HANDED_OVER + body
+def _handed_over_record(group: str, moves: Moves, key_records: bytes) -> bytes:
+    """The kind, the length of the JSON of the group and moves, that JSON, then the round's _KEY_RECORD records
+    (already built for the key segment: no work per key here)."""
+    head = orjson.dumps({"group": group, "moves": moves})
+    body = b"".join((_HANDED_OVER, _RECORD_LENGTH.pack(len(head)), head, key_records))
+    return _RECORD_LENGTH.pack(len(body)) + body
 
 
 def _take_landed(
@@ -280,17 +283,21 @@ def _take_landed(
     """Move the keys of a handed-over round (``raw``) that landed from ``done`` to ``committed``."""
     if landed is None or committed is None:
         return
-    for h in _landed(raw, landed):
-        record = done.pop(h, None)
-        committed[h] = now_ms if record is None else record[0]
+    for h, at_ms in _landed(raw, landed):
+        done.pop(h, None)
+        committed[h] = at_ms
 
 
-def _landed(raw: bytes, landed: Landed) -> list[int]:
-    """The keys of a handed-over round whose commit landed; none when it did not (or that cannot be told)."""
+def _landed(raw: bytes, landed: Landed) -> list[tuple[int, int]]:
+    """The keys (and times) of a handed-over round whose commit landed; none when it did not, or that cannot be
+    told."""
     try:
-        handed = orjson.loads(raw[1:])
+        (head_length,) = _RECORD_LENGTH.unpack_from(raw, 1)
+        start = 1 + _RECORD_LENGTH.size
+        handed = orjson.loads(raw[start : start + head_length])
         if landed(handed["group"], [(t, p, before, after) for t, p, before, after in handed["moves"]]):
-            return [int(h, 16) for h in handed["keys"]]
+            records = raw[start + head_length :]
+            return list(_KEY_RECORD.iter_unpack(records[: len(records) - len(records) % _KEY_RECORD.size]))
     except Exception:  # unreadable, or the log cannot say: not known to have landed, so the keys are adopted
         logger.warning("idempotency: cannot tell whether a dead worker's round landed; its keys are adopted")
     return []
@@ -1253,7 +1260,7 @@ class FileIdempotencyStore(IdempotencyStore):
         self._expiry_hashes.extend(hashes)
         if handed_over is not None and handed_over[1] and hashes:
             # After the round's records: a worker recovering this journal asks the log whether it landed.
-            self._journal.append(_handed_over_record(handed_over[0], handed_over[1], hashes))
+            self._journal.append(_handed_over_record(handed_over[0], handed_over[1], keys))
         sealed = Round(keys, hashes, self._journal.position, reemitted)
         self._in_flight.append(sealed)
         return sealed
