@@ -500,7 +500,7 @@ class _FileKeyJournal(KeyJournal):
         digests = self.digests
         self._file_store.remember(self.hashes[:index], _now_ms(), None if digests is None else digests[:index])
 
-    def call_each(
+    def call_each(  # noqa: PLR0912, PLR0915 - the per-event loop is written out in one function for speed
         self,
         processor: Processor,
         topic: str,
@@ -525,54 +525,65 @@ class _FileKeyJournal(KeyJournal):
         wants_context = processor.wants_context
         make = argument_factory(processor)
         add_result = outbox.add_result
+        messages, trail = outbox.messages, outbox.trail  # the same objects until the round is taken
         pack = _FRAMED_DONE_ONE_THEN_BEGIN_BYTES.pack
         run_ms = _now_ms()
         run_time = _TIME_BYTES.pack(run_ms)
         records.append(_framed_key_record(_BEGIN, self.hashes[0]))
         journal_map, header, size, used = records._map, records._header, records._size, records._used
+        compact, compact_bytes, compact_fixed, compact_length = (
+            self._topic,
+            self._topic_bytes,
+            self._topic_fixed,
+            self._topic_length,
+        )
         index = 0
         mark = outbox.count
         try:
             for index, position in enumerate(positions):
-                attrs = events[position]
-                assert attrs is not None
                 count = outbox.count
                 if index:
                     # The one before returned: its done record, with this one's begin, in one write.
-                    framed = None
-                    if count - mark == 1:
-                        output_topic = outbox.trail[-1]
-                        value, key, headers, _, _ = outbox.messages[output_topic][-1]  # faster than three getattrs
-                        if output_topic is self._topic and key is not None and value is not None and not headers:
+                    if count - mark == 1 and trail[-1] is compact:
+                        value, key, headers, _, _ = messages[compact][-1]  # unpacked at once: faster than getattrs
+                        if key is None or value is None or headers:
+                            framed = self._done_then_begin(index, mark, run_ms)  # not compact: the topic stays
+                        else:
                             framed = b"".join(
                                 (
                                     pack(
-                                        self._topic_fixed + len(key) + len(value),
+                                        compact_fixed + len(key) + len(value),
                                         _DONE_ONE,
                                         digests[index - 1],
                                         run_time,
                                         digests[index],
-                                        self._topic_length,
+                                        compact_length,
                                         len(key),
                                         len(value),
                                     ),
-                                    self._topic_bytes,
+                                    compact_bytes,
                                     key,
                                     value,
                                 )
                             )
-                    if framed is None:
+                    else:
                         framed = self._done_then_begin(index, mark, run_ms)
-                    # `_Journal.append`, written out.
+                        compact, compact_bytes, compact_fixed, compact_length = (
+                            self._topic,
+                            self._topic_bytes,
+                            self._topic_fixed,
+                            self._topic_length,
+                        )
+                    # `_Journal.append`, written out (its `_used` is brought up to date when the run ends).
                     used += len(framed)
                     end = _JOURNAL_HEADER_BYTES + used
                     if end > size:
                         records._grow(end)
                         journal_map, header, size = records._map, records._header, records._size
                     journal_map[end - len(framed) : end] = framed
-                    records._used = used
                     header[1] = used
                 mark = count
+                attrs: dict[str, Any] = events[position]  # type: ignore[assignment] # routed: always decoded
                 if wants_context:
                     args: tuple[Any, ...] = (
                         make(attrs),
@@ -583,10 +594,14 @@ class _FileKeyJournal(KeyJournal):
                 result = func(*args) if timeout_s is None else call_with_time_limit(func, args, timeout_s)
                 if result is not None:
                     add_result(result, to, attrs, name)
-        except Exception as exc:
+        except BaseException as exc:
+            records._used = used
+            if not isinstance(exc, Exception):
+                raise
             outbox.rollback(mark)
             self.abandon(index)
             return Failure(index, exc)
+        records._used = used
         self._mark = mark
         self.end(index)
         return None
@@ -1228,7 +1243,9 @@ class FileIdempotencyStore(IdempotencyStore):
         the keys' ``digests``, their records are one join."""
         if not hashes:
             return
-        self._keys.update(dict.fromkeys(hashes, now_ms))
+        known = self._keys
+        for h in hashes:  # faster than an update from dict.fromkeys, which builds and then copies a dict
+            known[h] = now_ms
         self._open_hashes.extend(hashes)
         self._open_times.extend(itertools.repeat(now_ms, len(hashes)))
         if digests is None:

@@ -5,6 +5,7 @@ windows are a second or two, so the tests sleep that long, no more."""
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import signal
 import struct
@@ -909,3 +910,65 @@ def test_a_file_system_without_flock_leaves_liveness_to_pids(tmp_path: Path, mon
     assert second.seen(committed, 3600) == {committed[0]: []}
     second.close()
     first.close()
+
+
+class _Killed(BaseException):
+    """Stands for the worker dying in the middle of an invocation (nothing catches it)."""
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_written_out_journal_loop_leaves_what_the_generic_one_does(tmp_path: Path, seed: int) -> None:
+    """`_FileKeyJournal.call_each` writes a run's journal in its own loop; the generic `KeyJournal.call_each`
+    writes it through `begin`, `end` and `abandon`. For random runs (outputs of every shape, to two topics, a
+    failure, a death in the middle) a worker recovering either journal must find the same: each done key with
+    its outputs, the one under way in doubt, the failed one neither."""
+    import random
+
+    from eventbus.runtime.idempotency import KeyJournal
+
+    rng = random.Random(seed)
+    count = rng.randint(1, 12)
+    shapes = [rng.choice(SHAPES_OF_OUTPUTS + [[("other", Message(b"o", b"k"))]] * 2) for _ in range(count)]
+    ending = rng.choice(["end", "fail", "die"])
+    stop_at = rng.randrange(count)
+    app = App("t")
+
+    @app.processor("in", to="payments")
+    def handle(event: Event) -> None:
+        n = event.data["n"]
+        if n == stop_at and ending != "end":
+            raise ValueError("failed") if ending == "fail" else _Killed()
+        for topic, message in shapes[n]:
+            context_outbox.add_message(topic, message)
+
+    events: list[dict[str, Any] | None] = [
+        {"specversion": "1.0", "id": f"e{n}", "source": "/s", "type": "n", "data": {"n": n}} for n in range(count)
+    ]
+    recovered = []
+    for written_out in (True, False):
+        directory = tmp_path / ("written-out" if written_out else "generic")
+        directory.mkdir()
+        dead = FileIdempotencyStore(directory, retention_s=3600)
+        context_outbox = Outbox("/eventbus", lambda attrs: Message(b""))
+        hashes, digests = dead.keys.default_key_digests("p", [e for e in events if e is not None])
+        journal = dead.journal(context_outbox)
+        journal.hashes, journal.digests = hashes, digests
+        # The generic path: the base class's method on the same journal object.
+        run = journal.call_each if written_out else functools.partial(KeyJournal.call_each, journal)
+        try:
+            failure = run(app.processors[0], "in", 0, list(range(count)), events, list(range(count)))
+        except _Killed:
+            failure = None
+        assert (failure is not None) == (ending == "fail")
+        dead.close()  # dies before its round commits
+        store = FileIdempotencyStore(directory, retention_s=3600)
+        recovered.append([store.seen([h], 3600).get(h) for h in store.keys.default_key_digests("p", events)[0]])
+        store.close()
+
+    written, generic = recovered
+    assert written == generic
+    last = count if ending == "end" else stop_at
+    assert written[:last] == [shapes[n] for n in range(last)]
+    if ending == "die":
+        assert written[stop_at] is IN_DOUBT
+    assert all(seen is None for seen in written[last + (ending == "die") :])
