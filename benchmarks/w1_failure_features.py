@@ -10,7 +10,12 @@ Runs go in pairs, one of each back to back (each first in every other pair), eac
 reported are the best of each, and the median over the pairs of the ratio of their times (wall clock, and CPU time
 of the process).
 
-usage: python benchmarks/w1_failure_features.py [--events N] [--repeat R]
+`--instructions` counts instead of timing, for a figure that does not move with the machine's load: each side runs
+once under valgrind's callgrind (on fewer events: 20,000 by default), and so does filling the log alone; the
+worker's instructions per event are a side's count less the fill's. Under valgrind every millisecond holds a few
+events, so the per-millisecond caches of output times and ids hit less than at full speed, on both sides alike.
+
+usage: python benchmarks/w1_failure_features.py [--events N] [--repeat R] [--instructions]
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import resource
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,11 +93,81 @@ def run(path: Path, events: list[tuple[bytes, bytes]], *, features: bool) -> dic
     }
 
 
+SIDES = ("fill", "features off", "features on")
+
+
+def run_side(side: str, count: int) -> None:
+    """One side, as counted by `count_instructions`: fill a log, then (but for "fill") run the worker over it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = fill_eventbus_log(Path(tmp) / "events.db", make_events(count))
+        if side != "fill":
+            settings = WorkerSettings(until_idle=True, max_poll_records=BATCH, idle_poll_s=0.0)
+            run_coroutine(Worker(w1_app(features=side == "features on"), log, settings).run())
+        log.close()
+
+
+def count_instructions(count: int) -> None:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        sys.exit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    print(f"W1 with and without retries + dead-letter topic + idempotency: {count:,} events, batch {BATCH}")
+    print(f"on: Python {platform.python_version()} {platform.machine()}, SQLite {sqlite3.sqlite_version}, callgrind")
+    runs = [(side, events) for side in SIDES for events in (0, count)]
+    totals: dict[tuple[str, int], int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        # Two at a time: callgrind runs one thread, and the machine has at least two cores.
+        for first in range(0, len(runs), 2):
+            procs = {
+                (side, events): subprocess.Popen(
+                    [
+                        valgrind,
+                        "--tool=callgrind",
+                        f"--callgrind-out-file={tmp}/{side}-{events}.out",
+                        sys.executable,
+                        __file__,
+                        "--side",
+                        side,
+                        "--events",
+                        str(events),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for side, events in runs[first : first + 2]
+            }
+            for run_of, proc in procs.items():
+                _, stderr = proc.communicate()
+                found = re.search(r"Collected : (\d+)", stderr)
+                if proc.returncode != 0 or found is None:
+                    sys.exit(f"{run_of} under callgrind failed (exit {proc.returncode}):\n{stderr[-2000:]}")
+                totals[run_of] = int(found.group(1))
+    # A side's count less the same side with no events is its work per event plus filling the log; start-up
+    # (imports, which compile from source where no bytecode is cached, and opening stores) is apart.
+    fill = totals["fill", count] - totals["fill", 0]
+    per_event = {side: (totals[side, count] - totals[side, 0] - fill) / count for side in SIDES[1:]}
+    for side, instructions in per_event.items():
+        start_up = totals[side, 0] - totals["fill", 0]
+        print(f"  {side:<14} {instructions:>10,.0f} instructions per event  (start-up {start_up / 1e6:,.1f} M)")
+    extra = per_event["features on"] - per_event["features off"]
+    cost = 100 * extra / per_event["features off"]
+    print(f"features on cost, instructions per event: {extra:+,.0f}, {cost:+.1f}% (target: <= +10%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=None, help="default 200,000; 20,000 with --instructions")
     parser.add_argument("--repeat", type=int, default=5, help="pairs of runs, one of each, back to back")
+    parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, run by --instructions
     args = parser.parse_args()
+    if args.side is not None:
+        run_side(args.side, args.events)
+        return
+    if args.instructions:
+        count_instructions(args.events or 20_000)
+        return
+    args.events = args.events or 200_000
     events = make_events(args.events)
     print(f"W1 with and without retries + dead-letter topic + idempotency: {args.events:,} events, batch {BATCH}")
     print(
