@@ -13,7 +13,7 @@ from typing import Any
 from eventbus.routing.conditions import Condition, SubRule, path_order_key
 from eventbus.routing.errors import InvalidPatternError, shown
 from eventbus.routing.matchers import Matcher, WildcardMatcher
-from eventbus.routing.numbers import NumberLiteral
+from eventbus.routing.numbers import NumberLiteral, int_text
 from eventbus.routing.operators import OperatorCompiler, plain_matcher
 
 OR_KEY = "$or"
@@ -212,7 +212,7 @@ def _scalar_length(value: Any) -> int:
     elif value is None or isinstance(value, bool):
         text = "null" if value is None else str(value).lower()
     else:
-        text = repr(value) if isinstance(value, float) else str(value)
+        text = repr(value) if isinstance(value, float) else int_text(value)
     return len(text)
 
 

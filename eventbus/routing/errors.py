@@ -45,6 +45,10 @@ def _json_text(value: object) -> str:
     text = getattr(value, "text", None)  # a NumberLiteral keeps the spelling the pattern used
     if isinstance(text, str) and not isinstance(value, str):
         return text
+    if isinstance(value, int) and not isinstance(value, bool):
+        from eventbus.routing.numbers import int_text, shortened
+
+        return shortened(int_text(value))  # json.dumps and repr refuse more than 4,300 digits
     try:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):

@@ -5,7 +5,7 @@ round-trip decimal equals the literal numerically. Two numbers are equal when bo
 doubles are equal, or when their literal texts are identical. Numeric ranges only ever see representable
 numbers, compared as doubles.
 
-Values reach this module as Python ``int`` (text ``str(i)``), ``float`` (text ``repr(f)``, representable by
+Values reach this module as Python ``int`` (text `int_text`), ``float`` (text ``repr(f)``, representable by
 construction when finite) or :class:`NumberLiteral` (a literal kept with its spelling, from pattern text or from
 a raw event whose float would otherwise be rounded).
 """
@@ -17,6 +17,8 @@ from collections.abc import Hashable
 
 # Every integer of magnitude up to 2**53 is a double whose shortest decimal is the integer itself.
 _EXACT_INT_LIMIT = 2**53
+# An integer with more bits than this is past the largest finite double (about 1.8e308).
+_MAX_DOUBLE_BITS = 1024
 # A decimal of at most this many significant digits (and no exponent) always survives the round trip.
 _SAFE_DIGITS = 15
 
@@ -75,7 +77,25 @@ def int_double(value: int) -> float | None:
     """The double of an integer if the integer is exactly representable, else ``None``."""
     if -_EXACT_INT_LIMIT <= value <= _EXACT_INT_LIMIT:
         return float(value)
+    if value.bit_length() > _MAX_DOUBLE_BITS:
+        return None  # past the largest double: not representable, and too long for a quick str()
     return representable_double(str(value))
+
+
+def int_text(value: int) -> str:
+    """An integer's decimal text, whatever its length: `str` refuses more than 4,300 digits (Python's guard
+    against slow conversions), which a pattern or event built in Python may hold (R11: numbers of any magnitude)."""
+    try:
+        return str(value)
+    except ValueError:
+        from decimal import Decimal
+
+        return str(Decimal(value))
+
+
+def shortened(text: str, limit: int = 40) -> str:
+    """A number's text for a message: whole when short, else its start and how long it is."""
+    return text if len(text) <= limit else f"{text[:20]}... ({len(text)} characters)"
 
 
 def number_key(value: object) -> Hashable:
@@ -86,7 +106,7 @@ def number_key(value: object) -> Hashable:
         return value.double if value.double is not None else _text_key(value.text)
     if isinstance(value, int):
         double = int_double(value)
-        return double if double is not None else _text_key(str(value))
+        return double if double is not None else _text_key(int_text(value))
     raise TypeError(f"not a number: {value!r}")
 
 

@@ -32,7 +32,7 @@ from eventbus.routing.matchers import (
     Suffix,
     WildcardMatcher,
 )
-from eventbus.routing.numbers import NumberLiteral, int_double, number_key
+from eventbus.routing.numbers import NumberLiteral, int_double, int_text, number_key, shortened
 from eventbus.routing.wildcard import MAX_COMPLEXITY, Wildcard, WildcardSyntaxError, complexity
 
 NUMERIC_OPERATORS = frozenset({"=", "<", "<=", ">", ">="})
@@ -286,7 +286,7 @@ def _representable_double(value: Any, what: str, where: str) -> float:
         text = repr(value)
     else:
         double = int_double(value)
-        text = str(value)
+        text = int_text(value)
     if double is None:
-        raise InvalidPatternError(where, f"{what} {text} is not exactly representable as a double")
+        raise InvalidPatternError(where, f"{what} {shortened(text)} is not exactly representable as a double")
     return double

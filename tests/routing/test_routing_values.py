@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from routing_helpers import Decide
 
-from eventbus.routing import compile_pattern
+from eventbus.routing import InvalidPatternError, Router, compile_pattern
 
 # -- R1 data model ----------------------------------------------------------------------------------------
 
@@ -193,3 +193,22 @@ def test_r3_4_identical_spellings_match_in_any_reading(matches: Decide) -> None:
 def test_r3_4_non_addresses_stay_plain_strings(matches: Decide, text: str) -> None:
     assert not matches({"ip": [text]}, {"ip": text + " "})
     assert not matches({"ip": [text]}, {"ip": "1.2.3.0"})
+
+
+def test_r11_integers_longer_than_pythons_str_limit_are_numbers_like_any_other() -> None:
+    # Python's str() refuses integers of more than 4,300 digits; a pattern or event built in Python may hold one.
+    huge = 10**5000
+    pattern = compile_pattern({"a": [huge]}, max_size=10**6)
+    assert pattern.matches({"a": huge})
+    assert not pattern.matches({"a": huge + 1})
+    assert compile_pattern("{\"a\": [1" + "0" * 5000 + "]}", max_size=10**6).matches({"a": huge})
+    assert not compile_pattern({"a": [1]}).matches({"a": huge})
+    assert not compile_pattern({"a": [{"numeric": [">", 0]}]}).matches({"a": -huge})
+    router: Router[str] = Router(max_size=10**6)
+    router.add({"a": [huge]}, "huge")
+    router.add({"a": [{"anything-but": [1]}]}, "not one")
+    assert sorted(router.match({"a": huge})) == ["huge", "not one"]
+    with pytest.raises(InvalidPatternError, match=r"a: numeric operand 1000.*\(5001 characters\) is not exactly"):
+        compile_pattern({"a": [{"numeric": [">", huge]}]}, max_size=10**6)
+    with pytest.raises(InvalidPatternError, match="over the limit of 2048"):
+        compile_pattern({"a": [huge]})
