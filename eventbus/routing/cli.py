@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eventbus.routing.errors import InvalidPatternError
-from eventbus.routing.pattern import DEFAULT_MAX_SIZE, Pattern, compile_pattern
+from eventbus.routing.pattern import DEFAULT_MAX_SIZE, LAMBDA_MAX_SIZE, Pattern, compile_pattern
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -61,8 +61,9 @@ def _add_pattern_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-size",
         type=_positive_int,
-        default=DEFAULT_MAX_SIZE,
-        help=f"longest pattern accepted, in characters of compact JSON (default {DEFAULT_MAX_SIZE})",
+        default=None,
+        help=f"longest pattern accepted, in characters of compact JSON (default {DEFAULT_MAX_SIZE}; "
+        f"{LAMBDA_MAX_SIZE} with --profile lambda)",
     )
     parser.add_argument(
         "--profile",

@@ -11,7 +11,8 @@ from eventbus.routing.errors import InvalidPatternError
 from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
 
-DEFAULT_MAX_SIZE = 2048
+DEFAULT_MAX_SIZE = 2048  # EventBridge's default quota
+LAMBDA_MAX_SIZE = 4096  # Lambda's Filter.Pattern (spec R11 item 13)
 # Calls to Pattern.matches (and to Router.match after a change) before a specialised function is generated:
 # generating one costs about as much as this many matches by the general evaluator.
 SPECIALISE_AFTER = 64
@@ -116,13 +117,19 @@ def load_event(raw: bytes | bytearray | memoryview | str) -> Any:
     return _event_parser[0](raw)
 
 
+def default_max_size(profile: str | None) -> int:
+    """The longest pattern accepted when no limit is given: Lambda's under the lambda profile, else EventBridge's."""
+    return LAMBDA_MAX_SIZE if profile == "lambda" else DEFAULT_MAX_SIZE
+
+
 def compile_pattern(
-    pattern: Mapping[str, Any] | str, *, max_size: int = DEFAULT_MAX_SIZE, profile: str | None = None
+    pattern: Mapping[str, Any] | str, *, max_size: int | None = None, profile: str | None = None
 ) -> Pattern:
     """Validate and compile an event pattern.
 
     ``pattern`` is a dict, or JSON text (whose number literals keep their spelling, R3.3). ``max_size`` limits
-    the pattern's length as compact JSON (EventBridge's default quota is 2048 characters). ``profile="lambda"``
+    the pattern's length as compact JSON; by default EventBridge's quota, 2048 characters, or under
+    ``profile="lambda"`` Lambda's, 4096. ``profile="lambda"``
     refuses what Lambda and Pipes filtering do not support (wildcard, cidr, the object forms of anything-but).
     Raises :class:`InvalidPatternError` naming where the pattern is wrong and what is wrong there.
     """
@@ -144,6 +151,8 @@ def compile_pattern(
         raise InvalidPatternError("", f"a pattern must be a JSON object or its text, not {type(pattern).__name__}")
     try:
         size = compact_length(parsed)
+        if max_size is None:
+            max_size = default_max_size(profile)
         if size > max_size:
             raise InvalidPatternError("", f"pattern is {size} characters as compact JSON, over the limit of {max_size}")
         return Pattern(source, compile_subrules(parsed, profile=profile))

@@ -26,7 +26,7 @@ from eventbus.routing.conditions import SubRule
 from eventbus.routing.evaluate import BoundCondition, holds, holds_consistently
 from eventbus.routing.fields import PathTrie, collect, collect_tracked
 from eventbus.routing.index import ValueIndex
-from eventbus.routing.pattern import DEFAULT_MAX_SIZE, SPECIALISE_AFTER, Pattern, compile_pattern, load_event
+from eventbus.routing.pattern import SPECIALISE_AFTER, Pattern, compile_pattern, load_event
 
 if TYPE_CHECKING:
     from eventbus.routing.codegen import FunctionSource
@@ -66,7 +66,7 @@ class Router(Generic[T]):
     ``max_size`` and ``profile`` apply to patterns given as dicts or text (see :func:`compile_pattern`).
     """
 
-    def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE, profile: str | None = None) -> None:
+    def __init__(self, *, max_size: int | None = None, profile: str | None = None) -> None:
         self.max_size = max_size
         self.profile = profile
         self._rules: dict[int, _Rule[T]] = {}

@@ -86,3 +86,15 @@ def test_s12_lambda_profile_accepts_supported_operators(matcher: object) -> None
 def test_s12_unknown_profile_is_a_usage_error() -> None:
     with pytest.raises(ValueError, match="profile"):
         compile_pattern({"a": ["x"]}, profile="pipes")
+
+
+def test_r11_13_the_lambda_profile_takes_lambdas_limit_of_4096_characters() -> None:
+    compile_pattern(_pattern_of_length(4096), profile="lambda")
+    with pytest.raises(InvalidPatternError, match="over the limit of 4096"):
+        compile_pattern(_pattern_of_length(4097), profile="lambda")
+    router: Router[str] = Router(profile="lambda")
+    router.add(_pattern_of_length(4096), "t")
+    with pytest.raises(InvalidPatternError, match="over the limit of 2048"):
+        compile_pattern(_pattern_of_length(2049), profile="eventbridge")
+    with pytest.raises(InvalidPatternError, match="over the limit of 100"):
+        compile_pattern(_pattern_of_length(101), profile="lambda", max_size=100)

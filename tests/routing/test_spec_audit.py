@@ -1332,7 +1332,7 @@ def test_r12_lambda_profile_accepts_the_common_operators(matcher: object) -> Non
 def test_r12_lambda_profile_still_validates_everything_else() -> None:
     refuse({"a": [{"prefix": 5}]}, "a", "prefix", profile="lambda")
     refuse({"a": [{"numeric": [">", 5, "<", 5]}]}, "a", "bottom", profile="lambda")
-    refuse(_sized(2049), "(root)", "2048", profile="lambda")
+    refuse(_sized(4097), "(root)", "4096", profile="lambda")  # Lambda's Filter.Pattern limit (R11 item 13)
     refuse({"$or": [{"a": ["1"]}]}, "$or", "at least 2", profile="lambda")
 
 
