@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import os
 import sys
+import sysconfig
 import traceback
 from types import ModuleType
 
@@ -13,13 +14,27 @@ from eventbus.app import App
 from eventbus.errors import ConfigurationError
 
 
+def _library_directories() -> tuple[str, ...]:
+    """Where Python's own modules, installed packages and eventbus live: not where a user's mistake is."""
+    paths = sysconfig.get_paths()
+    found = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths}
+    found.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # eventbus itself
+    return tuple(os.path.join(os.path.realpath(d), "") for d in found)
+
+
 def _where_it_failed(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [f for f in frames if "importlib" not in f.filename]
-    if not user:
+    """Where in the user's code an import failed: the deepest frame outside Python's and the installed packages'
+    code (json.loads raising is the user's call of it), else the deepest frame at all."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen ")]
+    if not frames:
         return ""
-    last = user[-1]
-    return f" (at {os.path.relpath(last.filename)}:{last.lineno})"
+    libraries = _library_directories()
+    user = [f for f in frames if not os.path.realpath(f.filename).startswith(libraries)]
+    last = (user or frames)[-1]
+    filename = last.filename
+    with contextlib.suppress(ValueError):  # on another drive, on Windows
+        filename = os.path.relpath(filename)
+    return f" (at {filename}:{last.lineno})"
 
 
 def _syntax_error(exc: SyntaxError) -> str:
@@ -40,7 +55,9 @@ def _import(module_name: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        # The module itself, or a package on its dotted path, is missing; any other name is missing from an
+        # import inside the user's code (orders_app importing orders is not orders_app missing).
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ConfigurationError(
                 f"cannot find module {module_name!r} (looked in {os.getcwd()} and the installed packages)"
             ) from None

@@ -289,3 +289,24 @@ def test_absurd_partition_counts_are_refused(project: Path, subprocess_env: dict
     refused(result, "--partitions 100000000")
     listed = eventbus("topics", "list", cwd=project, env=subprocess_env)
     assert "x " not in listed.stdout
+
+
+# 11. Import errors inside the user's module.
+
+
+def test_a_missing_import_inside_the_users_module_is_not_called_the_module_missing(
+    project: Path, subprocess_env: dict[str, str]
+) -> None:
+    (project / "orders_app.py").write_text("import orders\n")
+    error = refused(eventbus("run", "orders_app", cwd=project, env=subprocess_env), "No module named 'orders'")
+    assert "cannot find module" not in error
+    assert "orders_app.py:1" in error
+    refused(eventbus("run", "orders_ap", cwd=project, env=subprocess_env), "cannot find module 'orders_ap'")
+
+
+def test_an_error_raised_in_a_library_the_user_called_names_the_users_line(
+    project: Path, subprocess_env: dict[str, str]
+) -> None:
+    (project / "bad_json.py").write_text('import json\n\njson.loads("{")\n')
+    error = refused(eventbus("run", "bad_json", cwd=project, env=subprocess_env), "JSONDecodeError", "bad_json.py:3")
+    assert "decoder.py" not in error
