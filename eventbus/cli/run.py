@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import Any
 
-from eventbus.cli import EXIT_FAILURE, EXIT_OK
+from eventbus.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 MAX_PORT = 65535
 
@@ -101,4 +101,6 @@ def _supervise(args: argparse.Namespace) -> int:
     supervisor = Supervisor([first, *[argv] * (args.workers - 1)])
     signal.signal(signal.SIGINT, supervisor.forward)
     signal.signal(signal.SIGTERM, supervisor.forward)
-    return EXIT_OK if supervisor.run() else EXIT_FAILURE
+    if supervisor.run():
+        return EXIT_OK
+    return EXIT_USAGE if supervisor.misconfigured else EXIT_FAILURE

@@ -3,8 +3,9 @@
 A worker process that fails (exits non-zero, or is killed) is started again, as gunicorn and celery do with theirs;
 its partitions go to the others meanwhile and come back when it rejoins. Workers that keep failing (more than
 ``max_restarts`` times within ``window_s``) are not started again: the supervisor stops the others and reports a
-failure, since restarting will not help then. SIGINT and SIGTERM are passed on; a worker that exits 0 (caught up,
-with ``--until-idle``, or stopped) is done.
+failure, since restarting will not help then. Nor is a worker that exits with the usage code (2: a configuration
+error, such as its HTTP port in use): the supervisor stops the others and exits 2 too. SIGINT and SIGTERM are
+passed on; a worker that exits 0 (caught up, with ``--until-idle``, or stopped) is done.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from eventbus.cli import EXIT_USAGE
+
 logger = logging.getLogger("eventbus.supervisor")
 
 # Set in the environment of the workers a supervisor starts: its pid.
@@ -29,6 +32,8 @@ MAX_RESTARTS = 5
 # worker per core on any host eventbus runs on.
 MAX_WORKERS = 256
 RESTART_WINDOW_S = 60.0
+# What a worker exits with when its configuration is wrong: starting it again would fail the same way.
+WORKER_MISCONFIGURED = EXIT_USAGE
 _CHECK_INTERVAL_S = 0.2
 
 
@@ -49,6 +54,8 @@ class Supervisor:
         # have been among them: it is sent the signal once it exists).
         self._signalled: set[int] = set()
         self._failed = False
+        # Set when a worker exited with WORKER_MISCONFIGURED: the supervisor's own exit code is then the same.
+        self.misconfigured = False
 
     def forward(self, signum: int, _frame: object = None) -> None:
         """Pass a signal on to every worker; no worker is started after it (not the rest of those starting, nor
@@ -99,6 +106,16 @@ class Supervisor:
         if self._stopping:
             self._failed = True
             logger.error("worker %d (pid %d) %s while stopping", index, pid, how)
+            return
+        if code == WORKER_MISCONFIGURED:
+            self._failed = self.misconfigured = True
+            logger.error(
+                "worker %d (pid %d) %s, a configuration error (above): not starting it again; stopping the others",
+                index,
+                pid,
+                how,
+            )
+            self.forward(signal.SIGTERM)
             return
         now = time.monotonic()
         while self._restarts and self._restarts[0] < now - self._window_s:

@@ -185,3 +185,21 @@ def test_workers_drain_and_stop_when_their_supervisor_is_killed(
         for pid in workers:
             if os.path.exists(f"/proc/{pid}"):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_with_a_configuration_error_is_not_started_again(
+    tmp_path: Path, subprocess_env: dict[str, str], supervisor_of: Callable[..., subprocess.Popen[str]]
+) -> None:
+    import socket
+
+    (tmp_path / "echo_app.py").write_text(ECHO_APP)
+    publish(tmp_path, subprocess_env, 1)
+    with socket.socket() as taken:  # the port the first worker is to serve HTTP on, in use
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        supervisor = supervisor_of("echo_app", "--workers", "2", "--http", str(port))
+        _, stderr = supervisor.communicate(timeout=120)
+    assert supervisor.returncode == 2, stderr
+    assert "; starting it again" not in stderr, stderr
+    assert "a configuration error (above): not starting it again; stopping the others" in stderr, stderr
