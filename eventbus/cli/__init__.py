@@ -90,7 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EventbusError as exc:
         print(f"eventbus: failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if type(exc).__name__ == "StoppedAtOnce":  # not imported here: eventbus.runtime is slow to import
+            print(
+                f"eventbus: stopped at once ({exc}): events read but not committed will be delivered again",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (e.g. `eventbus consume ... | head`): not an error of ours.

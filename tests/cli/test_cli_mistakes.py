@@ -310,3 +310,69 @@ def test_an_error_raised_in_a_library_the_user_called_names_the_users_line(
     (project / "bad_json.py").write_text('import json\n\njson.loads("{")\n')
     error = refused(eventbus("run", "bad_json", cwd=project, env=subprocess_env), "JSONDecodeError", "bad_json.py:3")
     assert "decoder.py" not in error
+
+
+# 12. Stopping a worker whose processor is slow: the first signal drains what was read, the second stops at once.
+
+SLOW_APP = """
+import os
+import time
+
+from eventbus import App, Event
+
+app = App("slow")
+
+
+@app.processor("orders")
+def slow(event: Event) -> None:
+    if os.path.exists("slow"):  # removed by the test before it runs the app again
+        time.sleep(0.5)
+"""
+
+
+def _start_slow_worker(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    (project / "slow_app.py").write_text(SLOW_APP)
+    (project / "slow").touch()
+    lines = "\n".join(json.dumps({"n": n}) for n in range(40))
+    assert eventbus("publish", "orders", "--type", "t", cwd=project, env=env, stdin=lines).returncode == 0
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "eventbus", "run", "slow_app", *args],
+        cwd=project,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)  # started, and in the middle of its first round of slow calls
+    return worker
+
+
+def test_a_second_signal_stops_a_slow_worker_at_once_and_nothing_is_lost(
+    project: Path, subprocess_env: dict[str, str]
+) -> None:
+    worker = _start_slow_worker(project, subprocess_env)
+    worker.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert worker.poll() is None, "the first signal drains the round: 40 events of 0.5 s"
+    stopped_at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert time.monotonic() - stopped_at < 5, "the second signal stops at once, in the middle of a processor call"
+    assert worker.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "stopped at once (SIGTERM): events read but not committed will be delivered again" in stderr
+
+    (project / "slow").unlink()
+    rerun = eventbus("run", "slow_app", "--until-idle", cwd=project, env=subprocess_env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "40 events in" in rerun.stderr, "none was committed, so all 40 come again"
+
+
+def test_the_first_signal_drains_what_was_read_and_commits_it(project: Path, subprocess_env: dict[str, str]) -> None:
+    worker = _start_slow_worker(project, subprocess_env, "--max-poll-records", "10")
+    worker.send_signal(signal.SIGINT)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert "worker stopped: 10 events in" in stderr, stderr
+    (project / "slow").unlink()
+    rerun = eventbus("run", "slow_app", "--until-idle", cwd=project, env=subprocess_env)
+    assert "30 events in" in rerun.stderr, rerun.stderr
