@@ -7,7 +7,10 @@ Imports are deferred to the subcommand that needs them, so ``eventbus run`` star
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import cast
@@ -16,6 +19,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+_FULL_OR_FAILING_DEVICE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def check_topic_option(name: str, option: str = "topic") -> str:
@@ -101,4 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `eventbus consume ... | head`): not an error of ours.
         sys.stderr.close()
         return EXIT_OK
+    except OSError as exc:
+        if exc.errno not in _FULL_OR_FAILING_DEVICE:
+            raise
+        # Output to a full disk (`> /dev/full`) or a failing device: say so, and drop what is still buffered
+        # for standard output, which would fail again, with a traceback, as the interpreter exits.
+        print(f"eventbus: failed: cannot write: {exc.strerror}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     return code

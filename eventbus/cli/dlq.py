@@ -8,6 +8,9 @@ from typing import Any
 
 from eventbus.cli import EXIT_OK, check_group_option, check_topic_option
 
+# Offsets are signed 64-bit numbers in Kafka and SQLite alike.
+MAX_OFFSET = 2**63 - 1
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     dlq = sub.add_parser("dlq", help="inspect and replay dead-letter topics")
@@ -150,8 +153,11 @@ def handle_reset(args: argparse.Namespace) -> int:
     start = args.start.strip()
     with open_log(args.broker) as log:
         log.topic(args.topic)
-        if start == "earliest" or start.isdigit():
-            positions = reset_group(log, args.group, args.topic, offset=0 if start == "earliest" else int(start))
+        if start == "earliest" or (start.isascii() and start.isdigit()):  # isdigit alone takes "²" and other digits
+            offset = 0 if start == "earliest" else int(start)
+            if offset > MAX_OFFSET:
+                raise ConfigurationError(f"--from {start}: an offset is at most {MAX_OFFSET}")
+            positions = reset_group(log, args.group, args.topic, offset=offset)
         elif start == "latest":
             positions = reset_group(log, args.group, args.topic, offset=2**62)
         else:

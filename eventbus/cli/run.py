@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 from eventbus.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 MAX_PORT = 65535
+
+# A round holds every record of a poll in memory: past a million, a larger --max-poll-records is a typo.
+MAX_POLL_RECORDS = 1_000_000
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -51,9 +55,9 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--http {args.http}: a port is 0 to {MAX_PORT} (0: any free port)")
     if args.group is not None:
         check_group_option(args.group)
-    if args.max_poll_records < 1:
-        raise ConfigurationError(f"--max-poll-records must be at least 1, got {args.max_poll_records}")
-    if args.commit_interval_ms is not None and args.commit_interval_ms < 0:
+    if not 1 <= args.max_poll_records <= MAX_POLL_RECORDS:
+        raise ConfigurationError(f"--max-poll-records must be 1 to {MAX_POLL_RECORDS:,}, got {args.max_poll_records}")
+    if args.commit_interval_ms is not None and not 0 <= args.commit_interval_ms < math.inf:  # nan fails too
         raise ConfigurationError(f"--commit-interval-ms must be 0 or more, got {args.commit_interval_ms:g}")
     if args.workers > 1:
         return _supervise(args)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from eventbus.schemas.registry import SchemaRegistry
     from eventbus.schemas.settings import SubjectStrategy
 
+# Schema ids are 32-bit signed in the Confluent wire format (the 4 bytes after the magic byte).
+MAX_SCHEMA_ID = 2**31 - 1
+
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     from eventbus.schemas.settings import SUBJECT_STRATEGIES
@@ -165,6 +168,8 @@ def handle_show(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"give a SUBJECT ({args.subject!r}) or --id {args.id}, not both")
     if args.subject is None and args.id is None:
         raise ConfigurationError("give a SUBJECT, or --id N")
+    if args.id is not None and not 0 <= args.id <= MAX_SCHEMA_ID:
+        raise ConfigurationError(f"--id {args.id}: schema ids are 0 to {MAX_SCHEMA_ID}")
     with _registry(args) as registry:
         if args.id is not None:
             text, label = registry.schema_by_id(args.id), f"schema id {args.id}"

@@ -376,3 +376,44 @@ def test_the_first_signal_drains_what_was_read_and_commits_it(project: Path, sub
     (project / "slow").unlink()
     rerun = eventbus("run", "slow_app", "--until-idle", cwd=project, env=subprocess_env)
     assert "30 events in" in rerun.stderr, rerun.stderr
+
+
+# 13. Numbers past what the log or the registry can hold, and digits that are not ASCII.
+
+
+def test_numbers_out_of_range_are_refused_by_name(project: Path, subprocess_env: dict[str, str]) -> None:
+    huge = "99999999999999999999"
+    refused(
+        eventbus("run", "echo_app", "--until-idle", "--max-poll-records", huge, cwd=project, env=subprocess_env),
+        "--max-poll-records must be 1 to 1,000,000",
+    )
+    for interval in ("nan", "inf"):
+        result = eventbus("run", "echo_app", "--commit-interval-ms", interval, cwd=project, env=subprocess_env)
+        refused(result, "--commit-interval-ms")
+    refused(eventbus("schema", "show", "--id", huge, cwd=project, env=subprocess_env), f"--id {huge}")
+    assert eventbus("topics", "create", "in", cwd=project, env=subprocess_env).returncode == 0
+    for start in (huge, "²", "\u0661"):  # an Arabic-Indic one, which int() reads as 1
+        result = eventbus("replay", "in", "--group", "g", "--from", start, cwd=project, env=subprocess_env)
+        refused(result, "--from", start)
+
+
+# 14. Output to a full disk.
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_reported_in_one_line(project: Path, subprocess_env: dict[str, str]) -> None:
+    lines = "\n".join(json.dumps({"n": n, "pad": "x" * 200}) for n in range(200))
+    assert eventbus("publish", "in", "--type", "t", cwd=project, env=subprocess_env, stdin=lines).returncode == 0
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [PYTHON, "-m", "eventbus", "consume", "in", "--from-beginning", "--until-end"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=project,
+            env=subprocess_env,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == "eventbus: failed: cannot write: No space left on device", result.stderr
