@@ -146,6 +146,10 @@ def replay_dead_letters(
             check_topic_name(to)
         except ValueError as exc:
             raise ConfigurationError(f"--to: {exc}") from None
+        if to in (topic, ledger_topic(topic)):
+            # Copies without failure headers would pile up among the dead letters (or the replay's notes),
+            # and each later replay would send them on again.
+            raise ConfigurationError(f"--to {to}: that is the dead-letter topic being replayed (or its notes)")
     matcher = None
     if pattern is not None:
         from eventbus.routing import InvalidPatternError, compile_pattern

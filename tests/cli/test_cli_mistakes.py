@@ -163,6 +163,15 @@ def test_replay_dead_letters_checks_the_to_topic(tmp_path: Path) -> None:
         log.close()
 
 
+def test_dead_letters_are_not_replayed_into_their_own_topic(dead_letters: Path, subprocess_env: dict[str, str]) -> None:
+    for to in ("orders.dlq", "orders.dlq.replayed"):
+        result = eventbus("dlq", "replay", "orders.dlq", "--to", to, cwd=dead_letters, env=subprocess_env)
+        refused(result, f"--to {to}", "the dead-letter topic being replayed")
+    listed = eventbus("dlq", "list", "orders.dlq", cwd=dead_letters, env=subprocess_env)
+    assert "orders.dlq: 3 dead letter(s)" in listed.stdout
+    assert "without eventbus failure headers" not in listed.stdout, listed.stdout
+
+
 def test_the_missing_topic_hint_is_a_command_that_works() -> None:
     assert "`eventbus topics create orders`" in str(TopicNotFoundError("orders"))
     assert "`eventbus topics create -- -x`" in str(TopicNotFoundError("-x"))
