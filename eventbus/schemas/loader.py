@@ -169,6 +169,10 @@ def _definitions(schema: Any, namespace: str | None, path: Path) -> Iterator[tup
         name = schema.get("name")
         if not isinstance(name, str) or not all(_NAME.match(part) for part in name.split(".")):
             raise SchemaError(f"{path}: a {kind} needs a \"name\" of letters, digits and '_', got {name!r}")
+        size = schema.get("size")
+        if kind == "fixed" and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            # fastavro takes any size and writes nothing for it (Avro: a non-negative int of bytes).
+            raise SchemaError(f'{path}: fixed {name!r} needs a "size" of 0 or more bytes, got {size!r}')
         full = full_name(name, schema.get("namespace", namespace))
         standalone = {k: v for k, v in schema.items() if k != "namespace"}
         standalone["name"] = full

@@ -69,6 +69,9 @@ def test_the_default_directory_may_be_missing_but_a_named_one_may_not(
         (record("R", **{"eventbus.type": ""}), "'eventbus.type' must be a non-empty string"),
         ({"type": "record", "name": "R", "fields": {}}, 'needs a "fields" list'),
         ({"type": "enum", "name": "E", "symbols": ["a-b"]}, "symbol must match"),
+        (record("R", {"name": "a", "type": {"type": "fixed", "name": "F", "size": -1}}), "fixed 'F' needs a \"size\""),
+        (record("R", {"name": "a", "type": {"type": "fixed", "name": "F", "size": "x"}}), "got 'x'"),
+        ({"type": "fixed", "name": "F"}, 'needs a "size" of 0 or more bytes, got None'),
     ],
 )
 def test_a_bad_file_is_named_with_its_problem(tmp_path: Path, content: object, problem: str) -> None:
