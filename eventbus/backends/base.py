@@ -137,8 +137,10 @@ def check_topic_name(name: str) -> str:
         raise ValueError(f"topic name must be a non-empty string, got {name!r}")
     if len(name) > MAX_TOPIC_NAME_LENGTH:
         raise ValueError(f"topic name {name[:40]!r}... is longer than {MAX_TOPIC_NAME_LENGTH} characters")
-    if name in {".", ".."} or not _TOPIC_NAME_CHARACTERS.issuperset(name):
-        raise ValueError(f"topic name {name!r}: use only letters, digits, '.', '_' and '-'")
+    if name in {".", ".."}:
+        raise ValueError(f"topic name {name!r} is reserved (Kafka refuses '.' and '..')")
+    if not _TOPIC_NAME_CHARACTERS.issuperset(name):
+        raise ValueError(f"topic name {name!r}: use only ASCII letters, digits, '.', '_' and '-'")
     return name
 
 

@@ -129,6 +129,10 @@ def _filter_pattern(argument: str) -> str:
     except (OSError, ValueError):  # inline JSON can be too long, or hold a NUL, for a file name
         is_file = False
     if not is_file:
+        if not argument.lstrip().startswith("{"):
+            # Not JSON text, so meant as a file: say what is wrong with it rather than "not valid JSON".
+            what = "is a directory" if Path(argument).is_dir() else "no such file"
+            raise ConfigurationError(f"--filter {argument}: {what} (give a pattern file, or the pattern as JSON)")
         return argument
     try:
         text = Path(argument).read_text(encoding="utf-8")

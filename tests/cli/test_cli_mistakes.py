@@ -132,6 +132,11 @@ def test_a_stop_signal_while_workers_start_starts_no_more_and_stops_those_starte
 # 2. Topic names.
 
 
+def test_reserved_topic_names_are_called_reserved(project: Path, subprocess_env: dict[str, str]) -> None:
+    for name in (".", ".."):
+        refused(eventbus("topics", "create", name, cwd=project, env=subprocess_env), f"topic name {name!r} is reserved")
+
+
 def test_publishing_to_an_invalid_topic_name_is_refused(project: Path, subprocess_env: dict[str, str]) -> None:
     result = eventbus("publish", "bad topic", "--type", "t", cwd=project, env=subprocess_env, stdin="{}\n")
     refused(result, "'bad topic'")
@@ -220,6 +225,10 @@ def test_dlq_replay_filter_takes_a_pattern_file(dead_letters: Path, subprocess_e
     assert "would replay 0 event(s)" in result.stdout
     result = eventbus("dlq", "replay", "orders.dlq", "--filter", "bad.pat", cwd=dead_letters, env=subprocess_env)
     refused(result, "--filter bad.pat", "invalid pattern")
+    (dead_letters / "patterns").mkdir()
+    for argument, problem in (("missing.pat", "no such file"), ("patterns", "is a directory")):
+        result = eventbus("dlq", "replay", "orders.dlq", "--filter", argument, cwd=dead_letters, env=subprocess_env)
+        assert "not valid JSON" not in refused(result, f"--filter {argument}: {problem}")
 
 
 # 4. schema codegen -o.
