@@ -257,26 +257,18 @@ def publish_lines(
     every good line is still published.
 
     Each line is an event in CloudEvents JSON form, or, with ``event_type``, the data of an event of that type.
-    ``key_field`` names a field of the data to use as the partition key. Blank lines are ignored.
-    """
-    import orjson
-
+    ``key_field`` names a field of the data to use as the partition key. Blank lines are ignored. What makes a
+    line bad is `line_parser`'s."""
+    event_of = line_parser(event_type, key_field)
     errors: list[tuple[int, str]] = []
     batch: list[Event] = []
     published = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        raw = line.encode() if isinstance(line, str) else line
         try:
-            parsed = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            errors.append((number, f"not valid JSON: {exc}"))
-            continue
-        try:
-            if event_type is None:
-                batch.append(event_from_json(parsed))
-            else:
-                batch.append(Event(event_type, parsed, partitionkey=_key_of(parsed, key_field)))
+            batch.append(event_of(raw, may_hold_wide_integers(raw)))
         except (InvalidEventError, TypeError) as exc:
             errors.append((number, str(exc)))
             continue
@@ -286,3 +278,61 @@ def publish_lines(
     if batch:
         published += len(publisher.publish_many(topic, batch))
     return LineReport(published, errors)
+
+
+# Integers JSON parsers keep exactly: orjson turns any other into a float, losing digits without a word.
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+# Digits to "0", the minus sign kept, the rest to spaces: what may be an integer out of that range (or merely a
+# long run of digits in a string) is then a plain substring search, cheap enough for every byte of input.
+_DIGIT_RUNS = bytes(ord("0") if ord("0") <= b <= ord("9") else b if b == ord("-") else ord(" ") for b in range(256))
+_WIDE_POSITIVE = b"0" * 20
+_WIDE_NEGATIVE = b"-" + b"0" * 19
+
+
+def may_hold_wide_integers(text: bytes) -> bool:
+    """Whether ``text`` (a line, or many) may hold an integer beyond 64 bits: False means surely not."""
+    runs = text.translate(_DIGIT_RUNS)
+    return _WIDE_POSITIVE in runs or _WIDE_NEGATIVE in runs
+
+
+def line_parser(event_type: str | None, key_field: str | None) -> Callable[[bytes, bool], Event]:
+    """``event_of(line, suspect)``: the event of one JSON line (see `publish_lines`), or an `InvalidEventError`
+    saying what is wrong with it. ``suspect`` is False when `may_hold_wide_integers` cleared the line (or the
+    input it came in), which spares it a second look."""
+    import orjson
+
+    def event_of(line: bytes, suspect: bool) -> Event:
+        try:
+            parsed = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEventError(f"not valid JSON: {exc}") from None
+        if suspect and may_hold_wide_integers(line):
+            _refuse_wide_integers(line)
+        if event_type is None:
+            if isinstance(parsed, dict) and "data" in parsed and "data_base64" in parsed:
+                raise InvalidEventError("data and data_base64: an event carries one or the other, not both")
+            return event_from_json(parsed)
+        if key_field is not None and isinstance(parsed, dict) and key_field in parsed and parsed[key_field] is None:
+            raise InvalidEventError(f"{key_field}: the key field is null (a partition key is a string or a number)")
+        return Event(event_type, parsed, partitionkey=_key_of(parsed, key_field))
+
+    return event_of
+
+
+def _refuse_wide_integers(line: bytes) -> None:
+    """An `InvalidEventError` naming the first integer of ``line`` (already valid JSON) outside 64 bits."""
+    import json
+
+    stack: list[tuple[str, object]] = [("", json.loads(line))]  # the standard parser keeps every digit
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+        elif type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+            raise InvalidEventError(
+                f"{path + ': ' if path else ''}the integer {value} is out of the 64-bit range ({_INT_MIN} to"
+                f" {_INT_MAX}) and would lose digits; send it as a string"
+            )

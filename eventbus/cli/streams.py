@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
-from typing import Any
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
-from eventbus.cli import EXIT_FAILURE, EXIT_OK, check_topic_option
+from eventbus.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, check_topic_option
+
+if TYPE_CHECKING:
+    from eventbus.event import Event
+    from eventbus.publisher import Publisher
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -33,23 +42,220 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def handle_publish(args: argparse.Namespace) -> int:
     from eventbus.errors import ConfigurationError
-    from eventbus.publisher import Publisher, publish_lines
+    from eventbus.publisher import Publisher
 
     check_topic_option(args.topic)  # before reading stdin: not a traceback once the first line is published
+    for option, value, what in (
+        ("--type", args.event_type, "an event type"),
+        ("--key-field", args.key_field, "a field name"),
+        ("--source", args.source, "a source (leave the option out for /eventbus/cli)"),
+    ):
+        if value == "":
+            # Else --type and --key-field fail once per line, and the publisher takes an empty source for "none".
+            raise ConfigurationError(f"{option}: {what} cannot be empty")
     if args.key_field and not args.event_type:
         raise ConfigurationError("--key-field needs --type (lines in CloudEvents form carry their own partitionkey)")
     with Publisher(args.broker, source=args.source) as publisher:
-        report = publish_lines(
-            publisher, args.topic, sys.stdin.buffer, event_type=args.event_type, key_field=args.key_field
-        )
-    for number, message in report.errors:
-        print(f"eventbus: line {number}: {message}", file=sys.stderr)
-    print(
-        f"published {report.published} event(s) to {args.topic}"
-        + (f"; {len(report.errors)} line(s) rejected" if report.errors else ""),
-        file=sys.stderr,
-    )
-    return EXIT_FAILURE if report.errors else EXIT_OK
+        lines = _LinePublisher(publisher, args.topic, args.event_type, args.key_field)
+        with _StopSignals() as stop:
+            try:
+                _publish_stdin(lines, stop)
+            except KeyboardInterrupt:
+                # A second Ctrl-C while the last batch was being sent: the log may or may not hold that batch.
+                note = f"; stopped at once by a second signal, {len(lines.pending)} event(s) read maybe not published"
+                _print_summary(lines, note)
+                return EXIT_INTERRUPTED
+    if stop.requested():
+        note = f"; stopped by {signal.Signals(stop.signum).name} after line {lines.last_line}"
+        if lines.partial:
+            note += f" (line {lines.last_line + 1} was cut off before its end and not published)"
+        _print_summary(lines, note)
+        return EXIT_INTERRUPTED
+    _print_summary(lines, "")
+    return EXIT_FAILURE if lines.rejected else EXIT_OK
+
+
+def _print_summary(lines: _LinePublisher, note: str) -> None:
+    rejected = f"; {lines.rejected} line(s) rejected" if lines.rejected else ""
+    print(f"published {lines.published} event(s) to {lines.topic}{rejected}{note}", file=sys.stderr)
+
+
+class _LinePublisher:
+    """Cuts input into numbered lines, turns them into events and publishes those in batches: of ``batch_size``,
+    and once the first event of a batch has waited ``linger_s`` (see `wait_s`). A bad line is reported on stderr
+    by its number as it is met and skipped; the good ones still go out."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        topic: str,
+        event_type: str | None,
+        key_field: str | None,
+        batch_size: int = 1000,
+        linger_s: float = 0.15,
+    ) -> None:
+        from eventbus.event import InvalidEventError
+        from eventbus.publisher import line_parser
+
+        self.publisher = publisher
+        self.topic = topic
+        self.batch_size = batch_size
+        self.linger_s = linger_s
+        self.pending: list[Event] = []
+        self.published = 0
+        self.rejected = 0
+        self.last_line = 0  # the number of the last line read whole
+        self.partial: list[bytes] = []  # a line's beginning, read without its end yet
+        self._due: float | None = None  # when the pending batch goes out, however much more is coming
+        self._event_of = line_parser(event_type, key_field)
+        self._refusals = (InvalidEventError, TypeError)
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the lines ``chunk`` ends, keeping a last line without its newline for the next chunk."""
+        from eventbus.publisher import may_hold_wide_integers
+
+        if b"\n" not in chunk:
+            self.partial.append(chunk)  # joined once its end comes: a long line costs no repeated copying
+            return
+        pieces = chunk.split(b"\n")
+        suspect = may_hold_wide_integers(chunk)
+        if self.partial:
+            # Its digits may run across the chunks' boundary, out of the sight of the chunk's own check.
+            first = b"".join((*self.partial, pieces.pop(0)))
+            self.partial = []
+            self.add(self.last_line + 1, first, may_hold_wide_integers(first))
+        if pieces[-1]:
+            self.partial.append(pieces[-1])
+        for piece in pieces[:-1]:
+            self.add(self.last_line + 1, piece, suspect)
+
+    def end_of_input(self) -> None:
+        """The last line may have no newline; then send everything pending."""
+        from eventbus.publisher import may_hold_wide_integers
+
+        if self.partial:
+            line = b"".join(self.partial)
+            self.partial = []
+            self.add(self.last_line + 1, line, may_hold_wide_integers(line))
+        self.flush()
+
+    def add(self, number: int, line: bytes, suspect: bool = True) -> None:
+        """Take line ``number``; ``suspect`` False when a check on more input found no integer beyond 64 bits."""
+        self.last_line = number
+        if not line.strip():
+            return
+        try:
+            self.pending.append(self._event_of(line, suspect))
+        except self._refusals as exc:
+            self.rejected += 1
+            print(f"eventbus: line {number}: {exc}", file=sys.stderr)
+            return
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def wait_s(self) -> float | None:
+        """How long to wait for more input before the pending batch is due, sending it if it is due now; None
+        when nothing is pending. Called once per read, not per line: it reads the clock."""
+        if not self.pending:
+            return None
+        now = time.monotonic()
+        if self._due is None:
+            self._due = now + self.linger_s
+        elif now >= self._due:
+            self.flush()
+            return None
+        return self._due - now
+
+    def flush(self) -> None:
+        self._due = None
+        if self.pending:
+            self.published += len(self.publisher.publish_many(self.topic, self.pending))
+            self.pending = []
+
+
+# Big reads keep a large file's cost per line low; a pipe hands over what it holds, up to its own size.
+_CHUNK_BYTES = 1 << 20
+
+
+def _publish_stdin(lines: _LinePublisher, stop: _StopSignals) -> None:
+    """Feed stdin to ``lines`` until the end of input or a stop signal, waiting for input no longer than the
+    pending batch may wait; then send what is pending."""
+    import selectors
+
+    from eventbus.errors import ConfigurationError
+
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        raise ConfigurationError("publish reads its events from stdin, which is closed or not a file") from None
+    # Not the default selector: epoll refuses regular files, and `publish < file` is the common case.
+    with selectors.SelectSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        if stop.wakeup_fd is not None:
+            selector.register(stop.wakeup_fd, selectors.EVENT_READ)
+        while not stop.requested():
+            ready = {key.fd for key, _ in selector.select(lines.wait_s())}
+            if stop.wakeup_fd in ready:
+                stop.drain()
+            if fd in ready and not stop.requested():
+                chunk = os.read(fd, _CHUNK_BYTES)
+                if not chunk:
+                    lines.end_of_input()
+                    return
+                lines.feed(chunk)
+    lines.flush()
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM, turned into a request the read loop sees (`signum`), woken from its wait by a byte on
+    `wakeup_fd`: what was read is published before stopping. The first signal puts the former handlers back, so a
+    second one stops at once, as usual. Signals the process ignores (a background job's SIGINT) stay ignored."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.wakeup_fd: int | None = None
+        self._write_fd: int | None = None
+        self._former_wakeup_fd = -1
+        self._former: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals; elsewhere they keep their usual effect
+        self.wakeup_fd, self._write_fd = os.pipe()
+        os.set_blocking(self.wakeup_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._former_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._former[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def requested(self) -> bool:
+        return self.signum != 0
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+        self._restore_handlers()
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._former.items():
+            signal.signal(signum, handler)
+        self._former = {}
+
+    def drain(self) -> None:
+        """Empty the wakeup pipe, which every signal writes to, handled here or not."""
+        assert self.wakeup_fd is not None
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wakeup_fd, 4096):
+                pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.wakeup_fd is None or self._write_fd is None:
+            return
+        self._restore_handlers()
+        signal.set_wakeup_fd(self._former_wakeup_fd)
+        os.close(self.wakeup_fd)
+        os.close(self._write_fd)
 
 
 def handle_consume(args: argparse.Namespace) -> int:

@@ -179,6 +179,12 @@ def _publish(lines: list[str]) -> tuple[int, list[tuple[int, str]], list[Event]]
         ('[{"id": "a"}]', "expected a JSON object (the event's data, with the key field 'id'), got an array"),
         ('"a"', "expected a JSON object (the event's data, with the key field 'id'), got a string"),
         ("{}", "id: the key field is missing from the data"),
+        ('{"id": null}', "id: the key field is null (a partition key is a string or a number)"),
+        (
+            '{"id": "a", "n": 18446744073709551616}',
+            "n: the integer 18446744073709551616 is out of the 64-bit range (-9223372036854775808 to "
+            "18446744073709551615) and would lose digits; send it as a string",
+        ),
     ],
 )
 def test_key_fields_that_are_not_keys_are_reported(line: str, message: str) -> None:
@@ -191,3 +197,23 @@ def test_string_and_number_key_fields_become_partition_keys() -> None:
     published, errors, events = _publish(['{"id": "a"}', '{"id": 7}', '{"id": 1.5}'])
     assert (published, errors) == (3, [])
     assert [e.partitionkey for e in events] == ["a", "7", "1.5"]
+
+
+def test_lines_in_cloudevents_form_with_data_and_data_base64_or_wide_integers_are_refused() -> None:
+    bus = TestBus()
+    lines = [
+        '{"type": "t", "source": "/s", "id": "1", "data": {"n": 1}, "data_base64": "AA=="}',
+        '{"type": "t", "source": "/s", "id": "2", "data": {"n": -9223372036854775809}}',
+        '{"type": "t", "source": "/s", "id": "3", "data": {"n": 18446744073709551615}}',
+    ]
+    with Publisher(bus.log) as publisher:
+        report = publish_lines(publisher, "in", lines)
+    assert report.errors == [
+        (1, "data and data_base64: an event carries one or the other, not both"),
+        (
+            2,
+            "data.n: the integer -9223372036854775809 is out of the 64-bit range (-9223372036854775808 to "
+            "18446744073709551615) and would lose digits; send it as a string",
+        ),
+    ]
+    assert [e.data for e in bus.events("in")] == [{"n": 18446744073709551615}]
