@@ -22,6 +22,10 @@ from eventbus.errors import PositionMovedError, TopicNotFoundError
 Headers = tuple[tuple[str, bytes], ...]
 
 MAX_TOPIC_NAME_LENGTH = 249
+# The most partitions a topic is given (`topics create`, a log URL's ?partitions=). Kafka advises some thousands
+# of partitions per broker in all, and on the embedded logs each partition is rows and offsets to track for every
+# group: a count past this is a typo, not a plan, and would take minutes and much of the disk to create.
+MAX_PARTITIONS = 10_000
 _TOPIC_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 

@@ -87,10 +87,12 @@ def handle(args: argparse.Namespace) -> int:
 
 def _supervise(args: argparse.Namespace) -> int:
     """Run ``--workers`` processes of one group under a `Supervisor`."""
+    from eventbus.backends import broker_url
     from eventbus.cli.supervisor import Supervisor
     from eventbus.loader import load_app
 
     load_app(args.app)  # report a bad module once, here, rather than once per child
+    broker_url(args.broker)  # and an empty --broker, which the children would not be passed
     argv = [sys.executable, "-m", "eventbus", "--log-level", args.log_level, "run", args.app]
     for flag, value in (("--broker", args.broker), ("--group", args.group)):
         if value:  # an empty --group was refused above

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from eventbus.backends.base import MAX_PARTITIONS
 from eventbus.cli import EXIT_OK, check_topic_option
-
-# The most partitions `topics create` gives a topic. Kafka advises some thousands of partitions per broker in all,
-# and on the embedded logs each partition is rows and offsets to track for every group: a count past this is a
-# typo, not a plan, and would take minutes and much of the disk to create.
-MAX_PARTITIONS = 10_000
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:

@@ -126,15 +126,15 @@ class ProjectionStore(ABC):
 
 def open_store(url: str) -> ProjectionStore:
     """A store from its URL: ``sqlite:///path.db`` or ``postgresql://user@host:port/db``."""
-    from urllib.parse import urlsplit
+    from eventbus.backends import split_url
 
-    scheme = urlsplit(url).scheme.lower()
+    parts = split_url(url, "projection store")
+    scheme = parts.scheme.lower()
     if scheme == "sqlite":
         from eventbus.projections.sqlite import SQLiteStore
 
-        path = urlsplit(url).path
-        path = path[1:] if path.startswith("/") else path
-        if not path or urlsplit(url).netloc:
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path or parts.netloc:
             raise ConfigurationError(f"{url}: a SQLite store URL looks like sqlite:///projections.db")
         return SQLiteStore(path)
     if scheme in {"postgresql", "postgres"}:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from eventbus.errors import ConfigurationError
 from eventbus.schemas.compatibility import Compatibility, Violation, check
@@ -104,7 +103,9 @@ def open_registry(url: str | None = None, log: Log | None = None) -> SchemaRegis
         from eventbus.schemas.embedded import embedded_registry_for
 
         return embedded_registry_for(log)
-    scheme = urlsplit(url).scheme.lower()
+    from eventbus.backends import split_url
+
+    scheme = split_url(url, "schema registry").scheme.lower()
     if scheme in ("http", "https"):
         from eventbus.schemas.confluent import ConfluentRegistry
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
+from eventbus.backends import partition_count, redact_url, split_url
 from eventbus.errors import ConfigurationError
 
 ENV_PREFIX: Final = "EVENTBUS_KAFKA_"
@@ -71,7 +72,10 @@ _SECRET = re.compile(r"(password|secret|key|token)", re.IGNORECASE)
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL urlsplit reads: still one a message has to show
+        return redact_url(url)
     if not parts.query:
         return url
     pairs = [
@@ -83,7 +87,7 @@ def redact(url: str) -> str:
 
 def parse_kafka_url(url: str, environ: Mapping[str, str] | None = None) -> KafkaSettings:
     """The settings of a ``kafka://`` URL; anything malformed is a `ConfigurationError` naming it."""
-    parts = urlsplit(url)
+    parts = split_url(url)
     shown = redact(url)
     if parts.scheme.lower() != "kafka":
         raise ConfigurationError(f"{shown}: not a kafka:// URL")
@@ -113,7 +117,7 @@ def parse_kafka_url(url: str, environ: Mapping[str, str] | None = None) -> Kafka
         url=url,
         bootstrap_servers=bootstrap,
         client_settings=settings,
-        default_partitions=_positive_int(shown, "partitions", options.get("partitions", "1")),
+        default_partitions=partition_count(shown, options.get("partitions", "1")),
         auto_create=_flag(shown, "auto_create", options.get("auto_create", "true")),
         replication_factor=_replication_factor(shown, options.get("replication_factor", "-1")),
         connect_timeout_s=_seconds(shown, "connect_timeout_s", options.get("connect_timeout_s", "10")),
