@@ -15,6 +15,7 @@ URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, with opt
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import cycle
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -40,7 +41,23 @@ from eventbus.backends.base import (
 from eventbus.backends.group import EmbeddedLog, Member, host_identity, process_is_gone
 from eventbus.errors import BackendError, ConfigurationError, PartitionRevokedError, TopicNotFoundError
 
+_T = TypeVar("_T")
+
 SCHEMA_VERSION = 3
+
+# Written into the header of every log file this version creates (PRAGMA application_id; the bytes spell "EvBs"):
+# a file is then known as a log by a mark of its own, not by table names any application could use.
+APPLICATION_ID = 0x45764273
+
+# The tables every schema version of the log has had: how a file made before the mark is known as a log.
+_LOG_TABLES = frozenset({"topics", "partitions", "records", "group_offsets", "group_members", "group_owners"})
+
+# Tables other parts of eventbus keep in a log's file (the event store, the embedded schema registry, a projection
+# store given the same file). One of them may have made its tables before a log was first opened on the file: such
+# a file holds no other application's data and becomes a log like an empty one.
+_COMPANION_TABLES = re.compile(
+    r"(event_(streams|snapshots|outbox)|registry_(schemas|versions|config)|projection_\w+)\Z"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -113,20 +130,66 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
+def _is_readonly(exc: sqlite3.Error) -> bool:
+    """SQLITE_READONLY in any of its forms (the file, its directory, its -shm file cannot be written)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_READONLY
+
+
+def _not_a_log(db: sqlite3.Connection) -> str | None:
+    """Why the file ``db`` has open is no eventbus log, or None if it is one or can become one (it holds no other
+    application's tables). Only reads, so that a file it refuses is left as it was."""
+    # One snapshot: another process may be making the file a log meanwhile, and a mark read before its commit
+    # beside tables read after it would look like someone else's file.
+    db.execute("BEGIN")
+    try:
+        return _not_a_log_in(db)
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
+
+
+def _not_a_log_in(db: sqlite3.Connection) -> str | None:
+    (application_id,) = db.execute("PRAGMA application_id").fetchone()
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if application_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            return f"it was made by a newer eventbus (log schema {version}; this one knows up to {SCHEMA_VERSION})"
+        return None
+    if application_id != 0:
+        return f"it belongs to another application (its application_id is {application_id:#010x})"
+    tables = {
+        name
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+        )
+    }
+    if 1 <= version <= SCHEMA_VERSION and _LOG_TABLES.issubset(tables):
+        return None  # made by an earlier eventbus, before the mark
+    others = sorted(name for name in tables if not _COMPANION_TABLES.match(name))
+    if not others:
+        return None
+    listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    return f"it holds tables eventbus did not make ({listed})"
+
+
 def _prepare(db: sqlite3.Connection, synchronous: str) -> None:
     """WAL mode, durability, and the schema if the file lacks it (or has an older one)."""
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+            db.executescript(
+                f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};"
+                f"PRAGMA application_id={APPLICATION_ID};COMMIT;"
+            )
     except sqlite3.OperationalError:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
 
 
-def _retry_while_busy(step: Callable[[], None]) -> None:
+def _retry_while_busy(step: Callable[[], _T]) -> _T:
     """Run ``step``, again after short pauses while SQLite answers busy, for up to _BUSY_TIMEOUT_S.
 
     Needed where SQLite does not wait itself: several processes opening a new file at once all try to switch it
@@ -135,8 +198,7 @@ def _retry_while_busy(step: Callable[[], None]) -> None:
     pause_s = _FIRST_BUSY_PAUSE_S
     while True:
         try:
-            step()
-            return
+            return step()
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or time.monotonic() >= deadline:
                 raise
@@ -209,11 +271,38 @@ class SQLiteLog(EmbeddedLog):
             raise ConfigurationError(f"{self.url}: directory {self.path.parent} does not exist")
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
-            _retry_while_busy(lambda: _prepare(db, synchronous))
-            db.execute("PRAGMA busy_timeout = 0")  # see _begin
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(f"{self.url}: cannot open {self.path} as an eventbus log: {exc}") from None
+        try:
+            # Before anything writes: even switching to WAL mode changes the file's header.
+            reason = _retry_while_busy(lambda: _not_a_log(db))
+            if reason is not None:
+                raise ConfigurationError(
+                    f"{self.url}: {self.path} is not an eventbus log: {reason}; it was left unchanged (check the "
+                    "path, or give the log a file of its own)"
+                )
+            _retry_while_busy(lambda: _prepare(db, synchronous))
+            db.execute("PRAGMA busy_timeout = 0")  # see _begin
+        except BaseException as exc:
+            db.close()
+            if not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            if _is_readonly(exc):
+                raise self._cannot_write(exc) from None
+            raise ConfigurationError(f"{self.url}: cannot open {self.path} as an eventbus log: {exc}") from None
         return db
+
+    def _cannot_write(self, exc: sqlite3.Error) -> ConfigurationError:
+        """The error for a write SQLite refused as read-only: a matter of permissions, which the user can fix."""
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DIRECTORY:
+            return ConfigurationError(
+                f"{self.url}: cannot use {self.path}: its directory {self.path.parent} is read-only for this user, "
+                "and SQLite keeps the -wal and -shm files beside the database; check the permissions"
+            )
+        return ConfigurationError(
+            f"{self.url}: cannot write {self.path}: the file (or its -wal or -shm file) is read-only for this user; "
+            "check the permissions"
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -224,13 +313,17 @@ class SQLiteLog(EmbeddedLog):
             self._created = []
             try:
                 yield db
-            except BaseException:
+            except BaseException as exc:
                 db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _is_readonly(exc):
+                    raise self._cannot_write(exc) from None
                 raise
             try:
                 db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 db.execute("ROLLBACK")
+                if _is_readonly(exc):
+                    raise self._cannot_write(exc) from None
                 raise BackendError(f"{self.url}: commit failed: {exc}") from None
             self._topics.update(self._created)
 
@@ -244,6 +337,8 @@ class SQLiteLog(EmbeddedLog):
                 db.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
+                if _is_readonly(exc):
+                    raise self._cannot_write(exc) from None
                 if not _is_busy(exc):
                     raise BackendError(f"{self.url}: cannot start a write transaction: {exc}") from None
                 now = time.monotonic()
