@@ -66,13 +66,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 @contextmanager
 def _registry(args: argparse.Namespace) -> Iterator[SchemaRegistry]:
-    import os
-
     from eventbus.schemas.registry import open_registry
-    from eventbus.schemas.settings import REGISTRY_ENVIRONMENT
+    from eventbus.schemas.settings import chosen_registry_url
 
-    if args.registry or os.environ.get(REGISTRY_ENVIRONMENT):
-        with open_registry(args.registry) as registry:
+    url = chosen_registry_url(args.registry, "--registry")
+    if url is not None:
+        with open_registry(url) as registry:
             yield registry
         return
     from eventbus.backends import open_log

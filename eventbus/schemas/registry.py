@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventbus.errors import ConfigurationError
 from eventbus.schemas.compatibility import Compatibility, Violation, check
-from eventbus.schemas.settings import REGISTRY_ENVIRONMENT
+from eventbus.schemas.settings import REGISTRY_ENVIRONMENT, chosen_registry_url
 
 if TYPE_CHECKING:
     from eventbus.backends.base import Log
@@ -94,9 +94,7 @@ class SchemaRegistry(ABC):
 
 def open_registry(url: str | None = None, log: Log | None = None) -> SchemaRegistry:
     """The registry ``url`` names (default ``EVENTBUS_SCHEMA_REGISTRY``), else the embedded one inside ``log``."""
-    import os
-
-    url = url or os.environ.get(REGISTRY_ENVIRONMENT) or None
+    url = chosen_registry_url(url)
     if url is None:
         if log is None:
             raise ConfigurationError(f"no schema registry: give a registry URL or set {REGISTRY_ENVIRONMENT}")

@@ -83,4 +83,17 @@ def subject_name(strategy: SubjectStrategy, topic: str | None, record_name: str)
 
 def registry_url(settings: Schemas) -> str | None:
     """The registry URL the settings name, else ``EVENTBUS_SCHEMA_REGISTRY``, else None (embedded in the log)."""
-    return settings.registry or os.environ.get(REGISTRY_ENVIRONMENT) or None
+    return chosen_registry_url(settings.registry)
+
+
+def chosen_registry_url(url: str | None, what: str = "registry") -> str | None:
+    """``url``, else ``EVENTBUS_SCHEMA_REGISTRY``, else None (the registry embedded in the log). An empty one is
+    refused rather than read as "none": a registry meant to be shared would silently become the log's own."""
+    if url is None:
+        url = os.environ.get(REGISTRY_ENVIRONMENT)
+        if url is None:
+            return None
+        what = REGISTRY_ENVIRONMENT
+    if not url:
+        raise ConfigurationError(f"{what} is empty: give a registry URL, or leave it out for the log's own registry")
+    return url

@@ -435,3 +435,16 @@ def test_output_to_a_full_disk_is_reported_in_one_line(project: Path, subprocess
         )
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip() == "eventbus: failed: cannot write: No space left on device", result.stderr
+
+
+# 15. An empty registry URL is not the log's own registry.
+
+
+def test_an_empty_registry_url_is_refused_not_read_as_the_embedded_one(
+    project: Path, subprocess_env: dict[str, str]
+) -> None:
+    refused(eventbus("schema", "list", "--registry", "", cwd=project, env=subprocess_env), "--registry is empty")
+    empty = {**subprocess_env, "EVENTBUS_SCHEMA_REGISTRY": ""}
+    refused(eventbus("schema", "list", cwd=project, env=empty), "EVENTBUS_SCHEMA_REGISTRY is empty")
+    unset = {k: v for k, v in subprocess_env.items() if k != "EVENTBUS_SCHEMA_REGISTRY"}
+    assert eventbus("schema", "list", cwd=project, env=unset).returncode == 0
