@@ -574,15 +574,19 @@ class _FileKeyJournal(KeyJournal):
                             self._topic_fixed,
                             self._topic_length,
                         )
-                    # `_Journal.append`, written out (its `_used` is brought up to date when the run ends).
-                    used += len(framed)
-                    end = _JOURNAL_HEADER_BYTES + used
+                    # The one before is done: its outputs stay, whatever happens to this write.
+                    mark = count
+                    # `_Journal.append`, written out (its `_used` is brought up to date when the run ends). The
+                    # length counts the record only once it is copied: a signal raised in between (StoppedAtOnce)
+                    # must not leave a length that a later header write would publish over bytes never written.
+                    written = used + len(framed)
+                    end = _JOURNAL_HEADER_BYTES + written
                     if end > size:
                         records._grow(end)
                         journal_map, header, size = records._map, records._header, records._size
                     journal_map[end - len(framed) : end] = framed
+                    used = written
                     header[1] = used
-                mark = count
                 attrs: dict[str, Any] = events[position]  # type: ignore[assignment] # routed: always decoded
                 if wants_context:
                     args: tuple[Any, ...] = (

@@ -972,3 +972,34 @@ def test_the_written_out_journal_loop_leaves_what_the_generic_one_does(tmp_path:
     if ending == "die":
         assert written[stop_at] is IN_DOUBT
     assert all(seen is None for seen in written[last + (ending == "die") :])
+
+
+def test_a_stop_raised_while_the_journal_grows_leaves_its_length_at_what_was_written(tmp_path: Path) -> None:
+    """A second stop signal (StoppedAtOnce) can be raised at any step of the written-out loop. Raised as the
+    journal grows, before a record is copied, the journal must not count that record: a later header write (a
+    commit that lands on the writer thread as the worker stops) would publish bytes never written."""
+    app = App("t")
+
+    @app.processor("in", to="out")
+    def handle(event: Event) -> Event:
+        return Event("done", {"n": event.data["n"]}, partitionkey="k")
+
+    count = 8
+    events: list[dict[str, Any] | None] = [
+        {"specversion": "1.0", "id": f"e{n}", "source": "/s", "type": "n", "data": {"n": n}} for n in range(count)
+    ]
+    store = FileIdempotencyStore(tmp_path, retention_s=3600)
+    value = b"x" * (idempotency._JOURNAL_START_BYTES // 3)  # the journal grows at the fourth record
+    outbox = Outbox("/eventbus", lambda attrs: Message(value + str(attrs["data"]["n"]).encode(), b"k"))
+    journal = store.journal(outbox)
+    journal.hashes, journal.digests = store.keys.default_key_digests("p", [e for e in events if e is not None])
+
+    def stopped(needed: int) -> None:
+        raise _Killed()
+
+    store._journal._grow = stopped  # type: ignore[method-assign]
+    with pytest.raises(_Killed):
+        journal.call_each(app.processors[0], "in", 0, list(range(count)), events, list(range(count)))
+    records = store._journal
+    on_disk = struct.unpack_from("<QQ", records._map, 0)
+    assert records._used == on_disk[1], "the journal counts exactly what its header says was written"
