@@ -266,7 +266,8 @@ def publish_lines(
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        raw = line.encode() if isinstance(line, str) else line
+        # surrogatepass: a lone surrogate reaches the parser, which reports the line, rather than raising here.
+        raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
         try:
             batch.append(event_of(raw, may_hold_wide_integers(raw)))
         except (InvalidEventError, TypeError) as exc:
@@ -324,7 +325,12 @@ def _refuse_wide_integers(line: bytes) -> None:
     """An `InvalidEventError` naming the first integer of ``line`` (already valid JSON) outside 64 bits."""
     import json
 
-    stack: list[tuple[str, object]] = [("", json.loads(line))]  # the standard parser keeps every digit
+    try:
+        document = json.loads(line)  # the standard parser keeps every digit
+    except (RecursionError, ValueError):
+        # Deeper than the standard parser goes (orjson went deeper): too deep to check, so refused as well.
+        raise InvalidEventError("nested too deeply to check its integers (keep JSON under 1,000 levels)") from None
+    stack: list[tuple[str, object]] = [("", document)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, dict):

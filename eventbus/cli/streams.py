@@ -188,6 +188,16 @@ def _publish_stdin(lines: _LinePublisher, stop: _StopSignals) -> None:
         fd = sys.stdin.fileno()
     except (AttributeError, OSError, ValueError):
         raise ConfigurationError("publish reads its events from stdin, which is closed or not a file") from None
+    if sys.platform == "win32":
+        # select() takes only sockets there: read as input comes, each batch going out when full or at the end.
+        while not stop.requested():
+            chunk = os.read(fd, _CHUNK_BYTES)
+            if not chunk:
+                lines.end_of_input()
+                return
+            lines.feed(chunk)
+        lines.flush()
+        return
     # Not the default selector: epoll refuses regular files, and `publish < file` is the common case.
     with selectors.SelectSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
@@ -221,6 +231,13 @@ class _StopSignals:
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return self  # only the main thread may handle signals; elsewhere they keep their usual effect
+        if sys.platform == "win32":
+            # No wakeup pipe (pipes cannot be made non-blocking before Python 3.12 there): the flag is seen
+            # between reads.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._former[signum] = signal.signal(signum, self._on_signal)
+            return self
         self.wakeup_fd, self._write_fd = os.pipe()
         os.set_blocking(self.wakeup_fd, False)
         os.set_blocking(self._write_fd, False)
@@ -250,9 +267,9 @@ class _StopSignals:
                 pass
 
     def __exit__(self, *exc_info: object) -> None:
+        self._restore_handlers()
         if self.wakeup_fd is None or self._write_fd is None:
             return
-        self._restore_handlers()
         signal.set_wakeup_fd(self._former_wakeup_fd)
         os.close(self.wakeup_fd)
         os.close(self._write_fd)

@@ -217,3 +217,15 @@ def test_lines_in_cloudevents_form_with_data_and_data_base64_or_wide_integers_ar
         ),
     ]
     assert [e.data for e in bus.events("in")] == [{"n": 18446744073709551615}]
+
+
+def test_lines_too_deep_to_check_or_with_lone_surrogates_are_reported_and_the_others_kept() -> None:
+    bus = TestBus()
+    deep = '{"id": "12345678901234567890", "n": ' + "[" * 1010 + "]" * 1010 + "}"
+    with Publisher(bus.log) as publisher:
+        report = publish_lines(
+            publisher, "in", ['{"id": "a"}', deep, '{"id": "\ud800"}', '{"id": "b"}'], event_type="t"
+        )
+    assert [number for number, _ in report.errors] == [2, 3], report.errors
+    assert "nested too deeply" in report.errors[0][1]
+    assert report.published == 2
