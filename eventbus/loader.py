@@ -18,7 +18,7 @@ def _library_directories() -> tuple[str, ...]:
     """Where Python's own modules, installed packages and eventbus live: not where a user's mistake is."""
     paths = sysconfig.get_paths()
     found = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths}
-    found.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # eventbus itself
+    found.add(os.path.dirname(os.path.abspath(__file__)))  # eventbus itself (not its parent: apps may live there)
     return tuple(os.path.join(os.path.realpath(d), "") for d in found)
 
 

@@ -448,3 +448,15 @@ def test_an_empty_registry_url_is_refused_not_read_as_the_embedded_one(
     refused(eventbus("schema", "list", cwd=project, env=empty), "EVENTBUS_SCHEMA_REGISTRY is empty")
     unset = {k: v for k, v in subprocess_env.items() if k != "EVENTBUS_SCHEMA_REGISTRY"}
     assert eventbus("schema", "list", cwd=project, env=unset).returncode == 0
+
+
+def test_an_app_beside_the_eventbus_package_is_still_the_users_code(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    # As in a checkout of eventbus itself, or an app vendoring it: the package's parent directory is the app's.
+    from tests.conftest import REPO
+
+    (tmp_path / "eventbus").symlink_to(REPO / "eventbus")
+    (tmp_path / "beside.py").write_text('import json\n\njson.loads("{")\n')
+    env = {**subprocess_env, "PYTHONPATH": str(tmp_path)}
+    refused(eventbus("run", "beside", cwd=tmp_path, env=env), "JSONDecodeError", "beside.py:3")
