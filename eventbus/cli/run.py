@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from eventbus.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from eventbus.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 MAX_PORT = 65535
 
@@ -108,5 +108,5 @@ def _supervise(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, supervisor.forward)
     signal.signal(signal.SIGTERM, supervisor.forward)
     if supervisor.run():
-        return EXIT_OK
+        return EXIT_INTERRUPTED if supervisor.stopped_at_once else EXIT_OK
     return EXIT_USAGE if supervisor.misconfigured else EXIT_FAILURE

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from eventbus.cli import EXIT_USAGE
+from eventbus.cli import EXIT_INTERRUPTED, EXIT_USAGE
 
 logger = logging.getLogger("eventbus.supervisor")
 
@@ -34,6 +34,7 @@ MAX_WORKERS = 256
 RESTART_WINDOW_S = 60.0
 # What a worker exits with when its configuration is wrong: starting it again would fail the same way.
 WORKER_MISCONFIGURED = EXIT_USAGE
+WORKER_STOPPED_AT_ONCE = EXIT_INTERRUPTED
 _CHECK_INTERVAL_S = 0.2
 
 
@@ -56,12 +57,17 @@ class Supervisor:
         self._failed = False
         # Set when a worker exited with WORKER_MISCONFIGURED: the supervisor's own exit code is then the same.
         self.misconfigured = False
+        # A second stop signal stops the workers at once (they exit with WORKER_STOPPED_AT_ONCE): so does the
+        # supervisor, with the same code, and that is no failure.
+        self._signals_forwarded = 0
+        self.stopped_at_once = False
 
     def forward(self, signum: int, _frame: object = None) -> None:
         """Pass a signal on to every worker; no worker is started after it (not the rest of those starting, nor
         workers that fail from then on)."""
         self._stopping = True
         self._stop_signal = signal.Signals(signum)
+        self._signals_forwarded += 1
         for child in list(self._children.values()):
             if child.poll() is None:
                 child.send_signal(signum)
@@ -104,6 +110,10 @@ class Supervisor:
     def _on_failure(self, index: int, pid: int, code: int) -> None:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         if self._stopping:
+            if code == WORKER_STOPPED_AT_ONCE and self._signals_forwarded >= 2:
+                self.stopped_at_once = True
+                logger.warning("worker %d (pid %d) stopped at once", index, pid)
+                return
             self._failed = True
             logger.error("worker %d (pid %d) %s while stopping", index, pid, how)
             return

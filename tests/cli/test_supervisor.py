@@ -203,3 +203,34 @@ def test_a_worker_with_a_configuration_error_is_not_started_again(
     assert supervisor.returncode == 2, stderr
     assert "; starting it again" not in stderr, stderr
     assert "a configuration error (above): not starting it again; stopping the others" in stderr, stderr
+
+
+SLOW_APP = """
+import time
+
+from eventbus import App, Event
+
+app = App("slow")
+
+
+@app.processor("in")
+def slow(event: Event) -> None:
+    time.sleep(1)
+"""
+
+
+def test_a_second_ctrl_c_stops_every_worker_at_once_and_the_supervisor_exits_130(
+    tmp_path: Path, subprocess_env: dict[str, str], supervisor_of: Callable[..., subprocess.Popen[str]]
+) -> None:
+    (tmp_path / "slow_app.py").write_text(SLOW_APP)
+    publish(tmp_path, subprocess_env, *range(40))
+    supervisor = supervisor_of("slow_app", "--workers", "2")
+    wait_for(lambda: len(members(tmp_path, "slow")) == 2, "two workers to join")
+    time.sleep(1.5)  # each in the middle of its slow round
+    os.killpg(supervisor.pid, signal.SIGINT)
+    time.sleep(0.5)
+    os.killpg(supervisor.pid, signal.SIGINT)
+    _, stderr = supervisor.communicate(timeout=30)
+    assert supervisor.returncode == 130, stderr
+    assert "while stopping" not in stderr, stderr
+    assert stderr.count("stopped at once") >= 2, stderr
