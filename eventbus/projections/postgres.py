@@ -15,6 +15,7 @@ import orjson
 
 from eventbus.backends.base import TopicPartition
 from eventbus.errors import BackendError, ConfigurationError
+from eventbus.projections.sqlite import check_query_integer
 from eventbus.projections.store import (
     Changes,
     CheckpointMovedError,
@@ -208,6 +209,9 @@ class PostgresStore(ProjectionStore):
     def query(self, projection: str, version: int, equals: Mapping[str, object], limit: int) -> list[tuple[str, str]]:
         # Containment is JSON equality for the scalars a query holds (`ProjectionReader.query` checks); null
         # matches a missing field too, as on SQLite.
+        for field, value in equals.items():
+            # PostgreSQL would compare it exactly, SQLite cannot: refused here too, so both answer alike.
+            check_query_integer(field, value)
         present = {field: value for field, value in equals.items() if value is not None}
         clauses, params = ["doc @> %s::jsonb"], [orjson.dumps(present).decode()]
         for field in equals:

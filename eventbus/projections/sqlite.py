@@ -58,6 +58,21 @@ def json_path(field: str) -> str:
     return f"$.{field}"
 
 
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def check_query_integer(field: str, value: object) -> None:
+    """Refuse an integer a query cannot compare exactly: SQLite holds 64-bit integers, and reads a document's
+    larger ones as floats, which two neighbouring integers share. Refused rather than matching nothing, since a
+    document may hold that very number; refused on every store, so a query means the same on each."""
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64_MIN <= value <= _INT64_MAX:
+        raise ConfigurationError(
+            f"query field {field!r}: {value} is outside the 64-bit integer range a query compares"
+            f" ({_INT64_MIN} to {_INT64_MAX})"
+        )
+
+
 def _put_rows(db: sqlite3.Connection, table: str, puts: Mapping[str, str]) -> None:
     """Upsert a round's rows in one statement over a JSON array of [key, doc] pairs.
 
@@ -258,6 +273,7 @@ class SQLiteStore(ProjectionStore):
                 clauses.append("json_type(doc, ?) = ?")
                 params.extend([path, "true" if value else "false"])
             elif isinstance(value, int | float):
+                check_query_integer(field, value)
                 clauses.append("json_type(doc, ?) IN ('integer', 'real') AND json_extract(doc, ?) = ?")
                 params.extend([path, path, value])
             else:
