@@ -309,7 +309,7 @@ def line_parser(event_type: str | None, key_field: str | None) -> Callable[[byte
         except orjson.JSONDecodeError as exc:
             raise InvalidEventError(f"not valid JSON: {exc}") from None
         if suspect and may_hold_wide_integers(line):
-            _refuse_wide_integers(line)
+            refuse_wide_integers(line)
         if event_type is None:
             if isinstance(parsed, dict) and "data" in parsed and "data_base64" in parsed:
                 raise InvalidEventError("data and data_base64: an event carries one or the other, not both")
@@ -321,8 +321,9 @@ def line_parser(event_type: str | None, key_field: str | None) -> Callable[[byte
     return event_of
 
 
-def _refuse_wide_integers(line: bytes) -> None:
-    """An `InvalidEventError` naming the first integer of ``line`` (already valid JSON) outside 64 bits."""
+def refuse_wide_integers(line: bytes) -> None:
+    """An `InvalidEventError` naming the first integer of ``line`` (already valid JSON) outside 64 bits: orjson
+    reads such an integer as a float, losing digits without a word."""
     import json
 
     try:

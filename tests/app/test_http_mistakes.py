@@ -275,3 +275,24 @@ def test_unknown_routes_wrong_methods_and_large_bodies_answer_json(
         assert written(log, "commands") == []
 
     serving(tmp_path, bank_app(f"sqlite:///{tmp_path}/balances.db"), scenario, caplog)
+
+
+def test_an_integer_beyond_64_bits_is_refused_by_where_it_is_not_turned_into_a_float(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wide = b'{"type": "deposited", "id": "w", "data": {"amount": 18446744073709551616}}'
+    widest_kept = b'{"type": "deposited", "id": "k", "data": {"amount": 18446744073709551615}}'
+
+    async def scenario(client: TestClient[Any, Any], log: SQLiteLog) -> None:
+        status, body = await answer(await client.post("/topics/commands", data=wide, headers=CLOUDEVENT))
+        assert status == 400
+        assert body["error"].startswith("data.amount: the integer 18446744073709551616 is out of the 64-bit range")
+        batch = b"[" + widest_kept + b", " + wide + b"]"
+        status, body = await answer(await client.post("/topics/commands", data=batch, headers=BATCH))
+        assert status == 400
+        assert body["error"].startswith("[1].data.amount: the integer 18446744073709551616")
+        status, body = await answer(await client.post("/topics/commands", data=widest_kept, headers=CLOUDEVENT))
+        assert (status, body["offset"]) == (201, 0), "nothing of the refused requests was written"
+        assert written(log, "commands")[0]["data"] == {"amount": 18446744073709551615}
+
+    serving(tmp_path, bank_app(f"sqlite:///{tmp_path}/balances.db"), scenario, caplog)
