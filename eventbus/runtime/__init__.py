@@ -4,6 +4,7 @@ which runs one until it is stopped by a signal or goes idle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Coroutine
@@ -65,7 +66,8 @@ def run_worker(worker: Worker | AppRunner) -> WorkerStats | AppStats:
             for each in _STOP_SIGNALS:
                 signal.signal(each, _stop_at_once)
             logger.warning("stopping after the events already read; a second signal stops at once")
-            loop.call_soon_threadsafe(_nothing)  # wake the loop if it is waiting, so that it sees the stop
+            with contextlib.suppress(RuntimeError):  # the loop closed just now: there is nothing left to wake
+                loop.call_soon_threadsafe(_nothing)  # wake the loop if it is waiting, so that it sees the stop
 
         for signum in _STOP_SIGNALS:
             signal.signal(signum, on_signal)
