@@ -15,15 +15,14 @@ URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, with opt
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import cycle
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -40,24 +39,10 @@ from eventbus.backends.base import (
 )
 from eventbus.backends.group import EmbeddedLog, Member, host_identity, process_is_gone
 from eventbus.errors import BackendError, ConfigurationError, PartitionRevokedError, TopicNotFoundError
-
-_T = TypeVar("_T")
+from eventbus.sqlite_files import APPLICATION_ID, foreign_file_reason, retry_while_busy
+from eventbus.sqlite_files import is_busy as _is_busy
 
 SCHEMA_VERSION = 3
-
-# Written into the header of every log file this version creates (PRAGMA application_id; the bytes spell "EvBs"):
-# a file is then known as a log by a mark of its own, not by table names any application could use.
-APPLICATION_ID = 0x45764273
-
-# The tables every schema version of the log has had: how a file made before the mark is known as a log.
-_LOG_TABLES = frozenset({"topics", "partitions", "records", "group_offsets", "group_members", "group_owners"})
-
-# Tables other parts of eventbus keep in a log's file (the event store, the embedded schema registry, a projection
-# store given the same file). One of them may have made its tables before a log was first opened on the file: such
-# a file holds no other application's data and becomes a log like an empty one.
-_COMPANION_TABLES = re.compile(
-    r"(event_(streams|snapshots|outbox)|registry_(schemas|versions|config)|projection_\w+)\Z"
-)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -124,12 +109,6 @@ _FIRST_BUSY_PAUSE_S = 0.00005
 _MAX_BUSY_PAUSE_S = 0.001
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
-    """SQLITE_BUSY in any of its forms (BUSY_RECOVERY while another connection repairs the WAL index, ...)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
-
-
 def _is_readonly(exc: sqlite3.Error) -> bool:
     """SQLITE_READONLY in any of its forms (the file, its directory, its -shm file cannot be written)."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -138,7 +117,7 @@ def _is_readonly(exc: sqlite3.Error) -> bool:
 
 def _not_a_log(db: sqlite3.Connection) -> str | None:
     """Why the file ``db`` has open is no eventbus log, or None if it is one or can become one (it holds no other
-    application's tables). Only reads, so that a file it refuses is left as it was."""
+    application's tables; see eventbus.sqlite_files). Only reads, so that a file it refuses is left as it was."""
     # One snapshot: another process may be making the file a log meanwhile, and a mark read before its commit
     # beside tables read after it would look like someone else's file.
     db.execute("BEGIN")
@@ -152,25 +131,9 @@ def _not_a_log(db: sqlite3.Connection) -> str | None:
 def _not_a_log_in(db: sqlite3.Connection) -> str | None:
     (application_id,) = db.execute("PRAGMA application_id").fetchone()
     (version,) = db.execute("PRAGMA user_version").fetchone()
-    if application_id == APPLICATION_ID:
-        if version > SCHEMA_VERSION:
-            return f"it was made by a newer eventbus (log schema {version}; this one knows up to {SCHEMA_VERSION})"
-        return None
-    if application_id != 0:
-        return f"it belongs to another application (its application_id is {application_id:#010x})"
-    tables = {
-        name
-        for (name,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
-        )
-    }
-    if 1 <= version <= SCHEMA_VERSION and _LOG_TABLES.issubset(tables):
-        return None  # made by an earlier eventbus, before the mark
-    others = sorted(name for name in tables if not _COMPANION_TABLES.match(name))
-    if not others:
-        return None
-    listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-    return f"it holds tables eventbus did not make ({listed})"
+    if application_id == APPLICATION_ID and version > SCHEMA_VERSION:
+        return f"it was made by a newer eventbus (log schema {version}; this one knows up to {SCHEMA_VERSION})"
+    return foreign_file_reason(db)
 
 
 def _prepare(db: sqlite3.Connection, synchronous: str) -> None:
@@ -187,23 +150,6 @@ def _prepare(db: sqlite3.Connection, synchronous: str) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-
-
-def _retry_while_busy(step: Callable[[], _T]) -> _T:
-    """Run ``step``, again after short pauses while SQLite answers busy, for up to _BUSY_TIMEOUT_S.
-
-    Needed where SQLite does not wait itself: several processes opening a new file at once all try to switch it
-    to WAL mode, and SQLite answers some of them busy at once rather than wait, since waiting could deadlock."""
-    deadline = time.monotonic() + _BUSY_TIMEOUT_S
-    pause_s = _FIRST_BUSY_PAUSE_S
-    while True:
-        try:
-            return step()
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(pause_s)
-        pause_s = min(2 * pause_s, _MAX_BUSY_PAUSE_S)
 
 
 def _encode_headers(headers: Headers | None) -> bytes | None:
@@ -275,13 +221,13 @@ class SQLiteLog(EmbeddedLog):
             raise ConfigurationError(f"{self.url}: cannot open {self.path} as an eventbus log: {exc}") from None
         try:
             # Before anything writes: even switching to WAL mode changes the file's header.
-            reason = _retry_while_busy(lambda: _not_a_log(db))
+            reason = retry_while_busy(lambda: _not_a_log(db))
             if reason is not None:
                 raise ConfigurationError(
                     f"{self.url}: {self.path} is not an eventbus log: {reason}; it was left unchanged (check the "
                     "path, or give the log a file of its own)"
                 )
-            _retry_while_busy(lambda: _prepare(db, synchronous))
+            retry_while_busy(lambda: _prepare(db, synchronous))
             db.execute("PRAGMA busy_timeout = 0")  # see _begin
         except BaseException as exc:
             db.close()

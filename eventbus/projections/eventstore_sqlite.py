@@ -16,6 +16,7 @@ from eventbus.backends.sqlite import SQLiteLog
 from eventbus.errors import BackendError, ConfigurationError
 from eventbus.projections.aggregates import ConcurrencyError
 from eventbus.projections.eventstore import Append, EventStoreBackend, publish_outbox_rows
+from eventbus.sqlite_files import prepare_file, refusal
 
 # How long a write waits for another process's write transaction on the store's file.
 _BUSY_TIMEOUT_MS = 30_000
@@ -46,6 +47,10 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     headers BLOB
 );
 """
+
+
+def _statements(script: str) -> list[str]:
+    return [statement for statement in script.split(";") if statement.strip()]
 
 
 def _read(db: sqlite3.Connection, stream_type: str, stream_id: str, after: int) -> list[tuple[int, bytes]]:
@@ -90,9 +95,8 @@ class SharedFileEvents(EventStoreBackend):
         self._log = log
         with log.shared_transaction() as tx:
             # One statement at a time: executescript would commit the transaction it runs in.
-            for statement in _STREAMS.split(";"):
-                if statement.strip():
-                    tx.db.execute(statement)
+            for statement in _statements(_STREAMS):
+                tx.db.execute(statement)
 
     def read(self, stream_type: str, stream_id: str, after_version: int) -> list[tuple[int, bytes]]:
         with self._log.shared_transaction() as tx:
@@ -127,15 +131,19 @@ class SQLiteOutboxEvents(EventStoreBackend):
         self._log = log
         if not path.parent.is_dir():
             raise ConfigurationError(f"sqlite:///{path}: directory {path.parent} does not exist")
+        db = None
         try:
-            self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(f"BEGIN IMMEDIATE;{_STREAMS}{_OUTBOX}COMMIT;")
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+            reason = prepare_file(db, _statements(_STREAMS + _OUTBOX))
+            db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
             raise ConfigurationError(f"sqlite:///{path}: cannot open it as an event store: {exc}") from None
+        if reason is not None:
+            db.close()
+            raise ConfigurationError(f"sqlite:///{path}: {refusal(path, reason)}")
+        self._db = db
         self._lock = threading.RLock()
 
     @contextmanager

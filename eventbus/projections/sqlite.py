@@ -22,22 +22,23 @@ from eventbus.projections.store import (
     check_projection_name,
     stale_version,
 )
+from eventbus.sqlite_files import prepare_file, refusal
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS projection_versions (
-    projection TEXT PRIMARY KEY,
-    current INTEGER NOT NULL,
-    latest INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS projection_checkpoints (
-    projection TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    topic TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (projection, version, topic, partition)
-) WITHOUT ROWID;
-"""
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS projection_versions (
+        projection TEXT PRIMARY KEY,
+        current INTEGER NOT NULL,
+        latest INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS projection_checkpoints (
+        projection TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        next_offset INTEGER NOT NULL,
+        PRIMARY KEY (projection, version, topic, partition)
+    ) WITHOUT ROWID""",
+)
 
 
 def _create_rows(db: sqlite3.Connection, projection: str, version: int) -> None:
@@ -100,13 +101,19 @@ class SQLiteStore(ProjectionStore):
         self.url = f"sqlite:///{self.path}"
         if not self.path.parent.is_dir():
             raise ConfigurationError(f"{self.url}: directory {self.path.parent} does not exist")
+        db = None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            reason = prepare_file(db, _SCHEMA)
+            db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
+            if db is not None:
+                db.close()
             raise ConfigurationError(f"{self.url}: cannot open it as a projection store: {exc}") from None
+        if reason is not None:
+            db.close()
+            raise ConfigurationError(f"{self.url}: {refusal(self.path, reason)}")
+        self._db = db
         self._lock = threading.RLock()
 
     def close(self) -> None:

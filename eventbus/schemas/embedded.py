@@ -26,6 +26,7 @@ from eventbus.errors import ConfigurationError
 from eventbus.schemas.compatibility import DEFAULT_COMPATIBILITY, Compatibility, check
 from eventbus.schemas.errors import IncompatibleSchemaError, RegistryError, SchemaNotFoundError
 from eventbus.schemas.registry import RegisteredSchema, SchemaRegistry
+from eventbus.sqlite_files import prepare_file, refusal
 
 if TYPE_CHECKING:
     from eventbus.backends.base import Log
@@ -84,12 +85,20 @@ class _OwnStore:
         self._url = url
         self._path = path
         self._lock = threading.RLock()
+        db = None
+        reason = None
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
             if path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
+                reason = prepare_file(db, _TABLES)
         except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
             raise ConfigurationError(f"schema registry {url}: cannot open {path}: {exc}") from None
+        if reason is not None:
+            db.close()
+            raise ConfigurationError(f"schema registry {url}: {refusal(path, reason)}")
+        self._db = db
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
