@@ -310,6 +310,16 @@ def line_parser(event_type: str | None, key_field: str | None) -> Callable[[byte
             raise InvalidEventError(f"not valid JSON: {exc}") from None
         if suspect and may_hold_wide_integers(line):
             refuse_wide_integers(line)
+        if line.count(b"[") + line.count(b"{") >= _DEEPEST_WRITTEN - 1:  # the event may wrap the line: one more
+            # orjson reads deeper than it writes: a line it parses may hold data it cannot write, which would
+            # fail its whole batch when it is sent. Checked here, where the line can be named.
+            try:
+                orjson.dumps([parsed if event_type is not None else parsed.get("data")])
+            except (orjson.JSONEncodeError, AttributeError):
+                if isinstance(parsed, dict) or event_type is not None:
+                    raise InvalidEventError(
+                        f"nested too deeply to be written (JSON data is written to at most {_DEEPEST_WRITTEN} levels)"
+                    ) from None
         if event_type is None:
             if isinstance(parsed, dict) and "data" in parsed and "data_base64" in parsed:
                 raise InvalidEventError("data and data_base64: an event carries one or the other, not both")
@@ -319,6 +329,10 @@ def line_parser(event_type: str | None, key_field: str | None) -> Callable[[byte
         return Event(event_type, parsed, partitionkey=_key_of(parsed, key_field))
 
     return event_of
+
+
+# How deep orjson writes JSON (it reads to about 1,000 levels): an event's data sits one level inside it.
+_DEEPEST_WRITTEN = 254
 
 
 def refuse_wide_integers(line: bytes) -> None:

@@ -229,3 +229,19 @@ def test_lines_too_deep_to_check_or_with_lone_surrogates_are_reported_and_the_ot
     assert [number for number, _ in report.errors] == [2, 3], report.errors
     assert "nested too deeply" in report.errors[0][1]
     assert report.published == 2
+
+
+def test_data_too_deep_to_be_written_is_a_bad_line_not_a_failed_batch() -> None:
+    # orjson reads about 1,000 levels but writes 254: such a line parsed, then failed its whole batch when sent.
+    bus = TestBus()
+    deep = "[" * 300 + "]" * 300
+    # Written as an event: its attributes, then the data object, then the list: 254 levels, orjson's most.
+    deepest_kept, one_deeper = "[" * 252 + "]" * 252, "[" * 253 + "]" * 253
+    lines = ['{"n": 1}', '{"n": ' + deep + "}", '{"n": ' + deepest_kept + "}", '{"n": ' + one_deeper + "}"]
+    cloudevent = '{"type": "t", "source": "/s", "id": "x", "data": ' + deep + "}"
+    with Publisher(bus.log) as publisher:
+        report = publish_lines(publisher, "in", lines, event_type="t")
+        in_cloudevents_form = publish_lines(publisher, "in", [cloudevent])
+    assert [(n, m.startswith("nested too deeply to be written")) for n, m in report.errors] == [(2, True), (4, True)]
+    assert report.published == 2
+    assert [(n, m.startswith("nested too deeply to be written")) for n, m in in_cloudevents_form.errors] == [(1, True)]
