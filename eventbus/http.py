@@ -16,7 +16,9 @@
   1,000 events) answers a list of those, or refuses the whole batch, naming the event by its index. Events are
   written as the app declares: Avro records, checked against their schemas, to its ``codec="avro"`` topics. An
   event that cannot be written (data that does not fit its schema, or nested too deeply) answers 400; other media
-  types 415; a topic that does not exist (and the app does not declare) 404.
+  types 415; a topic that does not exist (and the app does not declare) 404. A body that has not all arrived
+  within ``body_timeout_s`` (default 30 s) answers 408 and the connection is closed; a client that hangs up part
+  way through its body has published nothing.
 - ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
 
 Every refusal is JSON, ``{"error": ...}`` naming the culprit, aiohttp's own (404, 405, 413) included.
@@ -58,6 +60,7 @@ WAIT_THREADS = 2
 WAIT_RETRY_AFTER_S = 1
 MAX_BODY_BYTES = 1 << 20
 MAX_QUERY_LIMIT = 10_000
+BODY_TIMEOUT_S = 30.0
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -113,9 +116,10 @@ def _field_value(text: str) -> object:
 
 
 class HttpService:
-    def __init__(self, app: App, log: Log) -> None:
+    def __init__(self, app: App, log: Log, *, body_timeout_s: float = BODY_TIMEOUT_S) -> None:
         self.app = app
         self.log = log
+        self.body_timeout_s = body_timeout_s
         self._readers: dict[str, Any] = {}
         self._waiting = 0
         self._wait_executor: ThreadPoolExecutor | None = None
@@ -273,22 +277,16 @@ class HttpService:
         return _json({"rows": read.value, "position": read.position_json()})
 
     async def publish(self, request: web.Request) -> web.Response:
-        from eventbus.backends.base import check_topic_name
         from eventbus.publisher import event_from_json
 
         topic = request.match_info["topic"]
+        refusal = await self._refuse_topic(topic)
+        if refusal is not None:
+            return refusal
+        body = await self._body(request)
+        if not isinstance(body, bytes):
+            return body
         try:
-            check_topic_name(topic)
-        except ValueError as exc:
-            return _problem(400, str(exc))
-        if topic not in self.app.topics:
-            # Ingress faces clients the app does not control: it publishes to topics that exist, never makes one.
-            try:
-                await self._in_thread(self.log.topic, topic)
-            except TopicNotFoundError:
-                return _problem(404, f"no topic {topic!r}")
-        try:
-            body = await request.read()
             events = _events_from_request(request.headers, body, event_from_json)
         except UnsupportedMediaTypeError as exc:
             return _problem(415, str(exc))
@@ -305,6 +303,36 @@ class HttpService:
             for event, (partition, offset) in zip(batch, positions, strict=True)
         ]
         return _json(placed if batched else placed[0], 201)
+
+    async def _refuse_topic(self, topic: str) -> web.Response | None:
+        """The answer to a publish to a topic ingress does not take, or None."""
+        from eventbus.backends.base import check_topic_name
+
+        try:
+            check_topic_name(topic)
+        except ValueError as exc:
+            return _problem(400, str(exc))
+        if topic not in self.app.topics:
+            # Ingress faces clients the app does not control: it publishes to topics that exist, never makes one.
+            try:
+                await self._in_thread(self.log.topic, topic)
+            except TopicNotFoundError:
+                return _problem(404, f"no topic {topic!r}")
+        return None
+
+    async def _body(self, request: web.Request) -> bytes | web.Response:
+        """The whole request body, or the answer when it does not all arrive (the connection is then closed)."""
+        try:
+            return await asyncio.wait_for(request.read(), self.body_timeout_s)
+        except TimeoutError:
+            # A client that stalls mid-body would otherwise hold its connection (and the body so far) for ever.
+            response = _problem(408, f"the request body did not all arrive within {self.body_timeout_s:g} s")
+        except ConnectionResetError:
+            # The client hung up mid-body: nothing was published and nobody is left to answer.
+            logger.debug("%s: the client closed the connection before its body had arrived", request.path)
+            response = _problem(400, "the connection closed before the request body had arrived")
+        response.force_close()
+        return response
 
     def _append(self, topic: str, events: Sequence[Event], batched: bool) -> list[tuple[int, int]]:
         """`Publisher.publish_many` with the app's encoders, so a topic the app declares Avro gets Avro records

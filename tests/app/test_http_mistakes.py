@@ -46,7 +46,13 @@ def bank_app(store_url: str) -> App:
 
 
 def serving(
-    tmp_path: Path, app: App, scenario: Scenario, caplog: pytest.LogCaptureFixture, *, binary: bool = False
+    tmp_path: Path,
+    app: App,
+    scenario: Scenario,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    binary: bool = False,
+    body_timeout_s: float = 30.0,
 ) -> None:
     """Run ``scenario`` against the app's HTTP service on a SQLite log (topics ``commands``, and ``accounts`` of 3
     partitions); then nothing may have been logged as an error (aiohttp logs a 500 with its traceback)."""
@@ -57,7 +63,7 @@ def serving(
     log.create_topic("accounts", 3)
 
     async def main() -> None:
-        service = HttpService(app, log)
+        service = HttpService(app, log, body_timeout_s=body_timeout_s)
         try:
             async with TestClient(TestServer(service.routes())) as client:
                 await scenario(client, log)
@@ -296,3 +302,38 @@ def test_an_integer_beyond_64_bits_is_refused_by_where_it_is_not_turned_into_a_f
         assert written(log, "commands")[0]["data"] == {"amount": 18446744073709551615}
 
     serving(tmp_path, bank_app(f"sqlite:///{tmp_path}/balances.db"), scenario, caplog)
+
+
+def test_a_body_that_stalls_answers_408_and_a_body_cut_off_publishes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    head = (
+        b"POST /topics/commands HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/cloudevents+json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    part = b'{"type": "deposited", "id": "cut", "data": {"n": '
+    good = orjson.dumps({"type": "deposited", "id": "good", "data": {"n": 1}})
+
+    async def scenario(client: TestClient[Any, Any], log: SQLiteLog) -> None:
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(head + part)
+        await writer.drain()
+        head_lines = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PROMPTLY_S)).decode().split("\r\n")
+        fields = {name.lower(): value for name, _, value in (line.partition(": ") for line in head_lines[1:])}
+        body = await reader.readexactly(int(fields["content-length"]))
+        writer.close()
+        assert int(head_lines[0].split()[1]) == 408
+        assert fields["connection"] == "close"
+        assert orjson.loads(body) == {"error": "the request body did not all arrive within 0.3 s"}
+
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(head + part)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.2)  # the server notices the hang-up
+
+        status, body = await answer(await client.post("/topics/commands", data=good, headers=CLOUDEVENT))
+        assert (status, body["offset"]) == (201, 0), "nothing of the cut-off or stalled requests was written"
+
+    serving(tmp_path, bank_app(f"sqlite:///{tmp_path}/balances.db"), scenario, caplog, body_timeout_s=0.3)
