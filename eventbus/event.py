@@ -330,11 +330,20 @@ class Event:
         return f"Event({shown})"
 
 
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
 def _check_extension(name: str, value: object) -> str:
     if name in DATA_MEMBERS or not _EXTENSION_NAME.match(name):
         raise InvalidEventError(f"extension {name!r}: names must be lowercase letters and digits (CloudEvents 1.0)")
     if not isinstance(value, str | int | bool):
         raise InvalidEventError(f"extension {name!r}: expected a string, integer or boolean, got {value!r}")
+    if type(value) is int and not _INT32_MIN <= value <= _INT32_MAX:
+        # CloudEvents integers are 32-bit: other SDKs reading the event would refuse it or wrap it round.
+        raise InvalidEventError(
+            f"extension {name!r}: the integer {value} is outside the 32-bit range CloudEvents allows"
+            f" ({_INT32_MIN} to {_INT32_MAX}); send it as a string"
+        )
     return name
 
 

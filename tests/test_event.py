@@ -59,6 +59,8 @@ def test_attributes_and_extensions() -> None:
         ({"type": "t", "source": 5}, "source: expected a non-empty string"),
         ({"type": "t", "extensions": {"Bad-Name": "x"}}, "extension 'Bad-Name'"),
         ({"type": "t", "extensions": {"ok": [1]}}, "expected a string, integer or boolean"),
+        ({"type": "t", "extensions": {"seq": 1 << 31}}, "extension 'seq': the integer 2147483648 is outside"),
+        ({"type": "t", "extensions": {"seq": -(1 << 31) - 1}}, "extension 'seq': the integer -2147483649"),
         ({"type": "t", "time": datetime(2026, 1, 1)}, "timezone-aware"),
     ],
 )
@@ -221,3 +223,10 @@ def test_binary_mode_headers_and_value(
     encoded_headers, encoded_value = encode_binary({**BASE, **extra})
     assert list(encoded_headers) == [*BASE_HEADERS, *headers]
     assert encoded_value == value
+
+
+def test_extension_integers_span_the_32_bit_range_cloudevents_allows() -> None:
+    event = Event("t", extensions={"low": -(1 << 31), "high": (1 << 31) - 1, "flag": True})
+    assert event.extensions == {"low": -(1 << 31), "high": (1 << 31) - 1, "flag": True}
+    with pytest.raises(InvalidEventError, match="extension 'high'"):
+        event.replace(high=1 << 31)
