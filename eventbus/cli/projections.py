@@ -34,7 +34,7 @@ def handle_status(args: argparse.Namespace) -> int:
     from eventbus.backends.base import TopicPartition
     from eventbus.errors import TopicNotFoundError
     from eventbus.loader import load_app
-    from eventbus.projections import ProjectionReader
+    from eventbus.projections import open_store
 
     app = load_app(args.app)
     if not app.projections:
@@ -43,15 +43,17 @@ def handle_status(args: argparse.Namespace) -> int:
     with open_log(args.broker) as log:
         for name, projection in sorted(app.projections.items()):
             url = resolve_store_url(projection.store)
-            with ProjectionReader(url, name) as reader:
-                version = reader.store.current_version(name)
-                position = reader.position()
+            with open_store(url) as store:
+                # Looking must not make it: a projection no worker has started on has no version yet.
+                version: int | None = store.current_version(name) if name in store.projections() else None
+                position = {} if version is None else store.checkpoints(name, version)
             lag = 0
             lines = []
             for topic in projection.topics:
                 try:
                     states = log.watermarks(topic)
                 except TopicNotFoundError:
+                    lines.append(f"  {topic}  not in the log (yet)")
                     continue
                 for state in states:
                     at = position.get(TopicPartition(topic, state.partition), 0)
@@ -60,8 +62,10 @@ def handle_status(args: argparse.Namespace) -> int:
                         f"  {topic}[{state.partition}]  at {at:>10}  end {state.end_offset:>10}  "
                         f"lag {state.end_offset - at:>8}"
                     )
-            print(f"projection {name}: version {version}, lag {lag}, store {url}")
-            print("\n".join(lines))
+            shown = "not started (nothing folded yet)" if version is None else f"version {version}"
+            print(f"projection {name}: {shown}, lag {lag}, store {url}")
+            for line in lines:
+                print(line)
     return EXIT_OK
 
 
