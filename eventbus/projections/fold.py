@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from eventbus.app.projection import Handler, Projection
@@ -21,7 +22,7 @@ from eventbus.codecs.structured import decode_structured
 from eventbus.errors import DecodeError, EventbusError
 from eventbus.event import Event, from_builtins
 from eventbus.observability import metrics
-from eventbus.projections.store import Changes, ProjectionGapError, ProjectionStore
+from eventbus.projections.store import Changes, Checkpoints, ProjectionGapError, ProjectionStore
 from eventbus.projections.view import View
 from eventbus.runtime.dead_letter import DECODER, REPLAY_TARGET, GiveUp, dead_letter, replay_target
 from eventbus.runtime.lane import format_traceback
@@ -74,6 +75,17 @@ class Folder:
         self.checkpoints = store.checkpoints(projection.name, version)
         self.folded = 0
         self._cache: dict[str, str | None] = {}
+        # Per row read from the store or written to it: its content there as this folder last saw it (None: no
+        # row). A write hands these over for the rows it changes, and is refused if another worker changed one.
+        self._base: dict[str, str | None] = {}
+        # Every checkpoint of the version as this folder's last write left them (every write moves one, so a
+        # store holding others means another worker wrote). A round's rows are read after the write before last
+        # committed (one write is in flight while the next round folds), so a write may skip checking them when
+        # nobody else wrote since then: `_seen` is the last write's checkpoints when nobody else wrote before it
+        # either, else None (the store then checks the rows).
+        self._last_stored: Checkpoints = dict(self.checkpoints)
+        self._seen: Checkpoints | None = dict(self.checkpoints)
+        self._stored: Checkpoints | None = None
         self._puts: dict[str, str] = {}
         self._deletes: set[str] = set()
         self._moved: dict[TopicPartition, int] = {}
@@ -96,11 +108,18 @@ class Folder:
                 return writing.puts[key]
             if key in writing.deletes:
                 return None
-        return self.store.fetch(self.projection.name, self.version, [key]).get(key)
+        text = self._base[key] = self.store.fetch(self.projection.name, self.version, [key]).get(key)
+        return text
 
-    def forget_cache(self) -> None:
-        """Rows may have been changed by another worker (its partitions moved here): read them afresh."""
-        self._cache.clear()
+    def forget_cache(self, keep: AbstractSet[str] = frozenset()) -> None:
+        """Rows may have been changed by another worker (its partitions moved here): read them afresh.
+
+        Rows changed since the last take (and ``keep``) keep what they were read as, and the next write checks
+        them in the store."""
+        kept = self._puts.keys() | self._deletes | keep
+        self._cache = {key: text for key, text in self._cache.items() if key in kept}
+        self._base = {key: text for key, text in self._base.items() if key in kept}
+        self._seen = None
 
     # -- folding ------------------------------------------------------------------------------------------------
 
@@ -181,8 +200,9 @@ class Folder:
         if not missing:
             return
         found = self.store.fetch(self.projection.name, self.version, missing)
+        base = self._base
         for key in missing:
-            cache[key] = found.get(key)
+            cache[key] = base[key] = found.get(key)
 
     @staticmethod
     def _argument(handler: Handler, attrs: dict[str, Any]) -> Any:
@@ -275,7 +295,12 @@ class Folder:
         `written` is called it still answers reads of the rows it changes."""
         if not self._moved:
             return None
-        changes = Changes(dict(self._puts), frozenset(self._deletes), dict(self._moved), dict(self._started_from))
+        base = self._base
+        # Rows written without being read (blind writes) do not depend on what another worker put there.
+        read = {key: base[key] for key in (*self._puts, *self._deletes) if key in base}
+        changes = Changes(
+            dict(self._puts), frozenset(self._deletes), dict(self._moved), dict(self._started_from), read, self._seen
+        )
         self._puts.clear()
         self._deletes.clear()
         self._moved.clear()
@@ -285,14 +310,29 @@ class Folder:
 
     def write_changes(self, changes: Changes) -> None:
         """Rows and checkpoints in one store transaction (may run on another thread than the folding)."""
-        self.store.write(self.projection.name, self.version, changes)
+        self._stored = self.store.write(self.projection.name, self.version, changes)
 
     def written(self) -> None:
-        self._writing = None
+        """The changes handed to `write_changes` are committed: the store now holds them."""
+        writing, self._writing = self._writing, None
+        stored, self._stored = self._stored, None
+        if writing is not None and stored is not None:
+            base = self._base
+            base.update(writing.puts)
+            base.update(dict.fromkeys(writing.deletes))
+            others_wrote = stored != {**self._last_stored, **writing.checkpoints}
+            self._last_stored = stored
+            if others_wrote:
+                # Rows read before may be stale; those this write changed are as it left them.
+                self.forget_cache(keep=writing.puts.keys() | writing.deletes)
+            else:
+                self._seen = stored
+        base = self._base
         if len(self._cache) > CACHE_ROWS:
             pending = self._puts.keys() | self._deletes
             for key in [k for k in list(self._cache)[: CACHE_ROWS // 2] if k not in pending]:
                 del self._cache[key]
+                base.pop(key, None)
 
     def write(self) -> None:
         """Everything folded since the last write, in one store transaction (on the calling thread)."""

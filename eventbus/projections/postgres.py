@@ -15,7 +15,7 @@ import orjson
 
 from eventbus.backends.base import TopicPartition
 from eventbus.errors import BackendError, ConfigurationError
-from eventbus.projections.sqlite import check_query_integer
+from eventbus.projections.sqlite import check_query_integer, rows_changed
 from eventbus.projections.store import (
     Changes,
     CheckpointMovedError,
@@ -43,6 +43,11 @@ CREATE TABLE IF NOT EXISTS projection_checkpoints (
 """
 
 
+_SCHEMA_EXISTS = (
+    "SELECT to_regclass('projection_versions') IS NOT NULL AND to_regclass('projection_checkpoints') IS NOT NULL"
+)
+
+
 def rows_table(projection: str, version: int) -> str:
     # Names are checked by check_projection_name (lowercase letters, digits, '_'), so they are safe identifiers.
     return f'"projection_{check_projection_name(projection)}_v{int(version)}"'
@@ -57,9 +62,15 @@ class PostgresStore(ProjectionStore):
         try:
             self._db = psycopg.connect(url, connect_timeout=10)
             with self._db.transaction(), self._db.cursor() as cursor:
-                # Two workers starting at once must not both create the tables.
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('eventbus.projections.schema'))")
-                cursor.execute(_SCHEMA)
+                # Created only when missing: a reader may run as a role that can read the tables but create nothing
+                # (PostgreSQL 15 lets no other role create in the public schema), and CREATE TABLE IF NOT EXISTS
+                # needs that right even when the table exists.
+                cursor.execute(_SCHEMA_EXISTS)
+                made = cursor.fetchone()
+                if made is None or not made[0]:
+                    # Two workers starting at once must not both create the tables.
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext('eventbus.projections.schema'))")
+                    cursor.execute(_SCHEMA)
         except psycopg.Error as exc:
             raise ConfigurationError(f"{redacted(url)}: cannot open it as a projection store: {exc}") from None
         self._lock = threading.RLock()
@@ -141,15 +152,7 @@ class PostgresStore(ProjectionStore):
     # -- rows and checkpoints -----------------------------------------------------------------------------------
 
     def checkpoints(self, projection: str, version: int) -> Checkpoints:
-        def work(cursor: Any) -> Checkpoints:
-            cursor.execute(
-                "SELECT topic, partition, next_offset FROM projection_checkpoints"
-                " WHERE projection = %s AND version = %s",
-                (projection, version),
-            )
-            return {TopicPartition(t, p): int(o) for t, p, o in cursor.fetchall()}
-
-        result: Checkpoints = self._run(work)
+        result: Checkpoints = self._run(lambda cursor: _version_checkpoints(cursor, projection, version))
         return result
 
     def fetch(self, projection: str, version: int, keys: list[str]) -> dict[str, str]:
@@ -160,11 +163,15 @@ class PostgresStore(ProjectionStore):
         result: dict[str, str] = self._run(work)
         return result
 
-    def write(self, projection: str, version: int, changes: Changes) -> None:
+    def write(self, projection: str, version: int, changes: Changes) -> Checkpoints:
         table = rows_table(projection, version)
 
-        def work(cursor: Any) -> None:
-            cursor.execute("SELECT current FROM projection_versions WHERE projection = %s FOR SHARE", (projection,))
+        # A write that checks rows it read takes the version row exclusively: between its check and its upsert no
+        # other writer of the projection may change those rows (writers that check nothing share it).
+        lock = "FOR UPDATE" if changes.read else "FOR SHARE"
+
+        def work(cursor: Any) -> Checkpoints:
+            cursor.execute(f"SELECT current FROM projection_versions WHERE projection = %s {lock}", (projection,))
             current = int(cursor.fetchone()[0])
             if version < current:
                 raise VersionChangedError(
@@ -182,6 +189,17 @@ class PostgresStore(ProjectionStore):
                     raise CheckpointMovedError(
                         f"projection {projection!r}: {tp} is at {stored} in the store, not {expected}"
                     )
+            every_checkpoint = _version_checkpoints(cursor, projection, version)
+            if changes.read and every_checkpoint != changes.seen:
+                # Another worker wrote since this one's previous write: the rows it read may have changed.
+                cursor.execute(
+                    f"SELECT r.k FROM unnest(%s::text[], %s::text[]) AS r(k, d) LEFT JOIN {table} AS t ON t.key = r.k"
+                    " WHERE t.doc IS DISTINCT FROM r.d::jsonb",
+                    (list(changes.read), list(changes.read.values())),
+                )
+                changed = [key for (key,) in cursor.fetchall()]
+                if changed:
+                    raise rows_changed(projection, changed)
             if changes.puts:
                 cursor.execute(
                     f"INSERT INTO {table} (key, doc) SELECT k, d::jsonb FROM unnest(%s::text[], %s::text[]) AS u(k, d)"
@@ -203,8 +221,11 @@ class PostgresStore(ProjectionStore):
                     [changes.checkpoints[tp] for tp in tps],
                 ),
             )
+            every_checkpoint.update(changes.checkpoints)
+            return every_checkpoint
 
-        self._run(work)
+        result: Checkpoints = self._run(work)
+        return result
 
     def query(self, projection: str, version: int, equals: Mapping[str, object], limit: int) -> list[tuple[str, str]]:
         # Containment is JSON equality for the scalars a query holds (`ProjectionReader.query` checks); null
@@ -213,15 +234,24 @@ class PostgresStore(ProjectionStore):
             # PostgreSQL would compare it exactly, SQLite cannot: refused here too, so both answer alike.
             check_query_integer(field, value)
         present = {field: value for field, value in equals.items() if value is not None}
-        clauses, params = ["doc @> %s::jsonb"], [orjson.dumps(present).decode()]
+        # A row's document need not be an object (a counter row holding a bare number): no condition matches every
+        # row, and a scalar or array has none of the fields, so only ``None`` matches them, as on SQLite. Hence no
+        # containment test without fields (``5 @> {}`` is false), and ``->`` (NULL for what has no such field)
+        # rather than ``?`` (false for a scalar, whatever it is asked).
+        clauses: list[str] = []
+        params: list[object] = []
+        if present:
+            clauses.append("doc @> %s::jsonb")
+            params.append(orjson.dumps(present).decode())
         for field in equals:
             if equals[field] is None:
-                clauses.append("(NOT doc ? %s OR doc -> %s = 'null'::jsonb)")
+                clauses.append("(doc -> %s::text) IS NULL OR doc -> %s::text = 'null'::jsonb")
                 params.extend([field, field])
+        where = " AND ".join(f"({clause})" for clause in clauses) or "true"
 
         def work(cursor: Any) -> list[tuple[str, str]]:
             cursor.execute(
-                f"SELECT key, doc::text FROM {rows_table(projection, version)} WHERE {' AND '.join(clauses)}"
+                f"SELECT key, doc::text FROM {rows_table(projection, version)} WHERE {where}"
                 ' ORDER BY key COLLATE "C" LIMIT %s',
                 (*params, limit),
             )
@@ -245,6 +275,14 @@ class PostgresStore(ProjectionStore):
 
         result: list[str] = self._run(work)
         return result
+
+
+def _version_checkpoints(cursor: Any, projection: str, version: int) -> Checkpoints:
+    cursor.execute(
+        "SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projection = %s AND version = %s",
+        (projection, version),
+    )
+    return {TopicPartition(t, p): int(o) for t, p, o in cursor.fetchall()}
 
 
 def redacted(url: str) -> str:

@@ -56,7 +56,11 @@ class ProjectionReader:
         """Rows whose top-level fields equal ``equals``, by key: a list of ``{"key": ..., "value": ...}``.
 
         Values are compared as JSON, types included (``1`` is not ``True``, ``"1"`` is not ``1``); ``None`` matches
-        a field that is null or missing. Only strings, numbers, booleans and ``None`` can be compared."""
+        a field that is null or missing. Only strings, numbers, booleans and ``None`` can be compared.
+        ``limit`` is a whole number >= 0 (ValueError otherwise)."""
+        # SQLite reads a negative LIMIT as "no limit" and PostgreSQL refuses it: refused here, so both agree.
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit={limit!r}: expected a whole number of rows >= 0")
         for field, value in (equals or {}).items():
             _check_query(field, value)
         version, position = self._version_and_position()

@@ -18,6 +18,7 @@ from eventbus.projections.store import (
     CheckpointMovedError,
     Checkpoints,
     ProjectionStore,
+    RowsChangedError,
     VersionChangedError,
     check_projection_name,
     stale_version,
@@ -92,6 +93,43 @@ def _put_rows(db: sqlite3.Connection, table: str, puts: Mapping[str, str]) -> No
         " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) WHERE true"
         " ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
         (pairs,),
+    )
+
+
+def _changed_rows(db: sqlite3.Connection, table: str, read: Mapping[str, str | None]) -> list[str]:
+    """The keys among ``read`` whose row the store holds with another content than read (or holds, or lacks).
+
+    One statement over a JSON array of [key, doc] pairs, as `_put_rows` (NUL characters go the slow way)."""
+    pairs = orjson.dumps(list(read.items()))
+    if b"\\u0000" in pairs:
+        changed = []
+        for key, text in read.items():
+            row = db.execute(f"SELECT doc FROM {table} WHERE key = ?", (key,)).fetchone()
+            if (None if row is None else row[0]) != text:
+                changed.append(key)
+        return changed
+    rows = db.execute(
+        f"SELECT json_extract(r.value, '$[0]') FROM json_each(?) AS r"
+        f" WHERE (SELECT doc FROM {table} WHERE key = json_extract(r.value, '$[0]'))"
+        " IS NOT json_extract(r.value, '$[1]')",
+        (pairs,),
+    ).fetchall()
+    return [key for (key,) in rows]
+
+
+def _version_checkpoints(db: sqlite3.Connection, projection: str, version: int) -> Checkpoints:
+    rows = db.execute(
+        "SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projection = ? AND version = ?",
+        (projection, version),
+    ).fetchall()
+    return {TopicPartition(topic, partition): offset for topic, partition, offset in rows}
+
+
+def rows_changed(projection: str, keys: list[str]) -> RowsChangedError:
+    shown = ", ".join(repr(key) for key in sorted(keys)[:3]) + (" ..." if len(keys) > 3 else "")
+    return RowsChangedError(
+        f"projection {projection!r}: {len(keys)} row(s) ({shown}) were written by another worker since this one "
+        "read them; folding them again"
     )
 
 
@@ -204,11 +242,7 @@ class SQLiteStore(ProjectionStore):
 
     def checkpoints(self, projection: str, version: int) -> Checkpoints:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT topic, partition, next_offset FROM projection_checkpoints WHERE projection = ? AND version = ?",
-                (projection, version),
-            ).fetchall()
-        return {TopicPartition(topic, partition): offset for topic, partition, offset in rows}
+            return _version_checkpoints(self._db, projection, version)
 
     def fetch(self, projection: str, version: int, keys: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -226,7 +260,7 @@ class SQLiteStore(ProjectionStore):
                 found.update(rows)
         return found
 
-    def write(self, projection: str, version: int, changes: Changes) -> None:
+    def write(self, projection: str, version: int, changes: Changes) -> Checkpoints:
         table = rows_table(projection, version)
         with self._lock:
             db = self._begin()
@@ -249,6 +283,12 @@ class SQLiteStore(ProjectionStore):
                         raise CheckpointMovedError(
                             f"projection {projection!r}: {tp} is at {stored} in the store, not {expected}"
                         )
+                every_checkpoint = _version_checkpoints(db, projection, version)
+                if changes.read and every_checkpoint != changes.seen:
+                    # Another worker wrote since this one's previous write: the rows it read may have changed.
+                    changed = _changed_rows(db, table, changes.read)
+                    if changed:
+                        raise rows_changed(projection, changed)
                 if changes.puts:
                     _put_rows(db, table, changes.puts)
                 if changes.deletes:
@@ -259,6 +299,7 @@ class SQLiteStore(ProjectionStore):
                     " DO UPDATE SET next_offset = excluded.next_offset",
                     [(projection, version, tp.topic, tp.partition, o) for tp, o in changes.checkpoints.items()],
                 )
+                every_checkpoint.update(changes.checkpoints)
             except sqlite3.DatabaseError as exc:
                 db.execute("ROLLBACK")
                 raise BackendError(f"{self.url}: writing projection {projection!r} failed: {exc}") from None
@@ -266,6 +307,7 @@ class SQLiteStore(ProjectionStore):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+        return every_checkpoint
 
     def query(self, projection: str, version: int, equals: Mapping[str, object], limit: int) -> list[tuple[str, str]]:
         clauses: list[str] = []

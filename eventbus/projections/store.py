@@ -32,6 +32,12 @@ class CheckpointMovedError(VersionChangedError):
     what this worker folded from the old checkpoint is dropped and it reads the partition again."""
 
 
+class RowsChangedError(CheckpointMovedError):
+    """Another worker of the projection wrote rows this worker folded from since it read them (workers folding
+    different partitions into the same rows): what this worker folded is dropped and it folds again from the
+    store's rows and checkpoints, so neither worker's events are lost."""
+
+
 class StaleVersionError(VersionChangedError):
     """A version is not newer than the projection's current one, so it is not made current: another rebuild of
     the same projection swapped in a newer version while this one ran (its work is dropped, the newer one stays)."""
@@ -65,12 +71,20 @@ Checkpoints = dict[TopicPartition, int]
 class Changes:
     """One batch to write: rows to put (key -> JSON text), keys to delete, the checkpoints after it, and the
     checkpoints the batch was folded from (``expected``: None for a partition never folded): a write whose expected
-    checkpoints are no longer the stored ones is refused, so two workers never both fold the same events."""
+    checkpoints are no longer the stored ones is refused, so two workers never both fold the same events.
+
+    ``read`` holds, for the rows put or deleted whose earlier content the batch was folded from, that content as
+    the store had it (None: no row): a write finding another content there is refused (`RowsChangedError`), so a
+    worker never writes over what another worker folded into the same row meanwhile (a lost update). ``seen`` is
+    every checkpoint of the version as the writer left them at its previous write: when the store still holds
+    exactly those, nobody else has written since (every write moves a checkpoint), and ``read`` needs no look."""
 
     puts: Mapping[str, str]
     deletes: frozenset[str]
     checkpoints: Mapping[TopicPartition, int]
     expected: Mapping[TopicPartition, int | None] = field(default_factory=dict)
+    read: Mapping[str, str | None] = field(default_factory=dict)
+    seen: Mapping[TopicPartition, int] | None = None
 
 
 class ProjectionStore(ABC):
@@ -99,9 +113,11 @@ class ProjectionStore(ABC):
         """The JSON text of the rows among ``keys`` that exist."""
 
     @abstractmethod
-    def write(self, projection: str, version: int, changes: Changes) -> None:
+    def write(self, projection: str, version: int, changes: Changes) -> Checkpoints:
         """Apply rows and checkpoints in one transaction; `VersionChangedError` if ``version`` is no longer the one
-        it was created as (current, or the rebuild in progress)."""
+        it was created as (current, or the rebuild in progress), `CheckpointMovedError` if a checkpoint is not the
+        ``expected`` one, `RowsChangedError` if a row is not as ``read``: nothing is written then. Returns every
+        checkpoint of the version as this write left them."""
 
     @abstractmethod
     def query(self, projection: str, version: int, equals: Mapping[str, object], limit: int) -> list[tuple[str, str]]:
