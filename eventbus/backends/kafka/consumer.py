@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from eventbus.backends.base import Consumer, ConsumerSettings, Message, RecordBatch, RevokeListener, TopicPartition
 from eventbus.backends.kafka.admin import REQUEST_TIMEOUT_S, build_client
 from eventbus.backends.kafka.clients import consumer_config
-from eventbus.backends.kafka.errors import UNREACHABLE, describe, error_name, translate, translated
+from eventbus.backends.kafka.errors import JOIN_REFUSED, UNREACHABLE, describe, error_name, translate, translated
 from eventbus.backends.kafka.gate import Gate
 from eventbus.backends.kafka.health import BrokerHealth
 from eventbus.backends.kafka.reader import OFFSET_BEGINNING
@@ -49,6 +49,10 @@ logger = logging.getLogger("eventbus.kafka")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _refuses_join(error: Any) -> bool:
+    return error is not None and error_name(error) in JOIN_REFUSED
 
 
 def _boundary(
@@ -97,6 +101,7 @@ class KafkaConsumer(Consumer):
         self._client = build_client(KafkaClient, config, log.settings)
         # The session timeout in force (the URL may override ConsumerSettings'); the broker's, with KIP-848.
         self._session_s = int(config.get("session.timeout.ms", settings.session_timeout_s * 1000)) / 1000
+        self._session_setting = config.get("session.timeout.ms")
         # Written by the polling thread only (inside rebalance callbacks); read by the committing thread.
         self._assignment: frozenset[TopicPartition] = frozenset()
         # The next offset to read per owned partition; None until known (reading from the beginning).
@@ -148,6 +153,13 @@ class KafkaConsumer(Consumer):
             with self._gate.held(self._stuck_after_s):
                 self._health.check(self._client)
                 self._buffer.extend(self._client.consume(500, _SLICE_S))
+            failure = self._failure
+            if failure is None:
+                failure = next((self._refusal(m.error()) for m in self._buffer if _refuses_join(m.error())), None)
+            if failure is not None:
+                # The caller never gets this consumer, so nobody else would close it.
+                self.close()
+                raise failure
         if not self._joined:
             logger.warning(
                 "%s: no partitions assigned after %.0f s; still waiting for the group", self._what, timeout_s
@@ -243,8 +255,18 @@ class KafkaConsumer(Consumer):
             self._health.lost()
         elif error.fatal():
             self._failure = translate(error, f"{self._what}: the consumer failed")
+        elif name in JOIN_REFUSED:
+            self._failure = self._refusal(error)
         elif name not in UNREACHABLE:
             logger.warning("%s: %s", self._what, describe(error))
+
+    def _refusal(self, error: Any) -> EventbusError:
+        """The error that stops a member the group coordinator will not take, naming what it refused."""
+        what = f"{self._what}: joining the group"
+        if error_name(error) == "INVALID_SESSION_TIMEOUT" and self._session_setting is not None:
+            # The value may come from eventbus's defaults rather than the URL: name it, and where to change it.
+            what += f" with session.timeout.ms={self._session_setting} (set it in the URL: ?session.timeout.ms=N)"
+        return translate(error, what)
 
     # -- reading --------------------------------------------------------------------------------------------------
 
@@ -318,6 +340,8 @@ class KafkaConsumer(Consumer):
         name = error_name(error)
         if error.fatal():
             raise translate(error, f"{self._what}: the consumer failed")
+        if name in JOIN_REFUSED:
+            raise self._refusal(error)
         if name in _TOPIC_MISSING:
             logger.debug("%s: %s", self._what, describe(error))
         elif name == "_ALL_BROKERS_DOWN":

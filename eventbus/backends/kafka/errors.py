@@ -51,10 +51,26 @@ _MISCONFIGURED: Final = frozenset(
         "INVALID_TOPIC_EXCEPTION",
         "POLICY_VIOLATION",
         "INVALID_SESSION_TIMEOUT",
+        "INCONSISTENT_GROUP_PROTOCOL",
+        "UNSUPPORTED_ASSIGNOR",
+        "GROUP_MAX_SIZE_REACHED",
         "UNSUPPORTED_VERSION",
         "UNSUPPORTED_FOR_MESSAGE_FORMAT",
         "_UNSUPPORTED_FEATURE",
         "_INVALID_ARG",
+    }
+)
+
+# The group coordinator refuses to let this member join: asking again gets the same answer, so a member that
+# only logged it would wait for its partitions forever (Kafka's Java consumer raises these from poll too).
+JOIN_REFUSED: Final = frozenset(
+    {
+        "INVALID_SESSION_TIMEOUT",
+        "INCONSISTENT_GROUP_PROTOCOL",
+        "UNSUPPORTED_ASSIGNOR",
+        "GROUP_MAX_SIZE_REACHED",
+        "GROUP_AUTHORIZATION_FAILED",
+        "TOPIC_AUTHORIZATION_FAILED",
     }
 )
 
@@ -88,6 +104,12 @@ _HINTS: Final = {
     "TOPIC_AUTHORIZATION_FAILED": "the principal lacks an ACL on the topic",
     "GROUP_AUTHORIZATION_FAILED": "the principal lacks an ACL on the consumer group",
     "INVALID_SESSION_TIMEOUT": "the broker refuses this session timeout (group.min/max.session.timeout.ms)",
+    "INCONSISTENT_GROUP_PROTOCOL": (
+        "another application's members use this group with another assignment strategy; give eventbus a group "
+        "of its own (eventbus run --group) or the same partition.assignment.strategy"
+    ),
+    "UNSUPPORTED_ASSIGNOR": "the broker does not support this partition.assignment.strategy",
+    "GROUP_MAX_SIZE_REACHED": "the group has as many members as the broker allows (group.max.size)",
     "_ALL_BROKERS_DOWN": "is the broker running and reachable at that address?",
     "_TRANSPORT": "is the broker running and reachable at that address?",
 }
