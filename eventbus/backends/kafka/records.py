@@ -3,8 +3,9 @@ errors).
 
 Records of other producers that carry no CloudEvent (no ``ce_*`` headers, no structured CloudEvent as the value)
 get, when the log has a ``default_type``, the headers of a binary-mode CloudEvent: that type, an id made of the
-record's coordinates, a source naming the topic. Without one they pass unchanged, and the worker's decoder reports
-them as undecodable (dead-lettered, never a crash).
+record's coordinates, a source naming the topic, and the record key (when it is text) as ``partitionkey``, so a
+keyed stream keeps its keys: outputs inherit them, and ``ordering="key"`` orders by them. Without a default type
+they pass unchanged, and the worker's decoder reports them as undecodable (dead-lettered, never a crash).
 """
 
 from __future__ import annotations
@@ -116,8 +117,21 @@ def add_cloudevent_headers(batch: RecordBatch, default_type: str) -> None:
             ("ce_type", default_type.encode()),
             ("content-type", content_type),
         )
+        key = batch.keys[position]
+        if key and _is_text(key):
+            # The CloudEvents Kafka binding's key mapping, read backwards: the key is the partition key. (A key
+            # that is not UTF-8 text, a serialised number say, has no string form that writes back the same key.)
+            added += (("ce_partitionkey", key),)
         kept = tuple(h for h in headers or () if h[0].lower() != "content-type")
         batch.headers[position] = kept + added
+
+
+def _is_text(key: bytes) -> bool:
+    try:
+        key.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _carries_cloudevent(value: bytes | None, headers: Headers | None) -> bool:
