@@ -5,6 +5,10 @@ must own (group, commits, transactional id). One place decides what every client
 from __future__ import annotations
 
 import logging
+import math
+import re
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +26,47 @@ class _DropIgnoredSettingWarnings(logging.Filter):
         return "will be ignored by this" not in record.getMessage()
 
 
+class _QuietRepeats(logging.Filter):
+    """While brokers are away, librdkafka logs a failed connection per attempt, per client and per broker (a
+    worker's few clients, with their metadata refreshes, make that about 20 lines a second). The first of each
+    is kept; the same line again within ``window_s`` is counted instead, and the count is shown on the next one
+    let through. Debug lines (asked for with ``debug=``) all pass."""
+
+    _MAX_KEYS = 1000
+
+    def __init__(self, window_s: float) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._lock = threading.Lock()
+        # The line (with its timing and client taken out) -> (when last let through, repeats held back since).
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return True
+        message = record.getMessage()
+        # Lines differ only by their timing ("after 0ms in state CONNECT") or by which client logs them.
+        key = _TIMINGS.sub("", _CLIENT.sub("", message, count=1))
+        now = time.monotonic()
+        with self._lock:
+            last, held_back = self._seen.get(key, (-math.inf, 0))
+            if now - last < self._window_s:
+                self._seen[key] = (last, held_back + 1)
+                return False
+            if len(self._seen) >= self._MAX_KEYS:
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+        if held_back:
+            record.msg = f"{message} ({held_back} more like it in the last {now - last:.0f} s)"
+            record.args = None
+        return True
+
+
+_CLIENT = re.compile(r"\[rdkafka#[^]]*\] ")
+_TIMINGS = re.compile(r"\d+ms")
+
 librdkafka_logger.addFilter(_DropIgnoredSettingWarnings())
+librdkafka_logger.addFilter(_QuietRepeats(window_s=10.0))
 
 # With the KIP-848 protocol the broker assigns partitions and owns the session timing.
 _CLASSIC_GROUP_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
