@@ -148,13 +148,17 @@ class PartitionReader:
             return batch
         with self._assigned.lock, translated(f"{self._settings.redacted_url}: reading {tp}", topic=topic):
             client = self._assigned.assign([KafkaTopicPartition(topic, partition, offset)])
-            deadline = time.monotonic() + READ_TIMEOUT_S
+            # Reads are what `eventbus consume` follows a topic with: they ride out a broker restart as a worker
+            # does, for broker_unavailable_timeout_s (librdkafka reconnects meanwhile), never less than 15 s.
+            timeout_s = max(READ_TIMEOUT_S, self._settings.broker_unavailable_timeout_s)
+            deadline = time.monotonic() + timeout_s
             try:
                 while len(batch) < max_records:
                     if time.monotonic() > deadline:
                         raise BackendError(
                             f"{self._settings.redacted_url}: reading {tp} from offset {offset}: no answer within "
-                            f"{READ_TIMEOUT_S:g} s"
+                            f"{timeout_s:g} s (broker_unavailable_timeout_s="
+                            f"{self._settings.broker_unavailable_timeout_s:g}); is the broker running?"
                         )
                     consumed = sort_out(
                         _next(client, min(max_records - len(batch), 10_000)), self._settings.default_type
