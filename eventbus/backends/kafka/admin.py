@@ -6,6 +6,7 @@ Topic lookups always read the metadata of the whole cluster: asking for one name
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -36,27 +37,48 @@ def build_client(kind: Any, config: Mapping[str, Any], settings: KafkaSettings) 
     except Exception as exc:
         kafka_error = kafka_error_of(exc)
         if kafka_error is not None or isinstance(exc, ValueError | TypeError):
-            detail = kafka_error.str() if kafka_error is not None else str(exc)
+            detail = (kafka_error.str() if kafka_error is not None else str(exc)).strip()
             hint = f" ({options_hint()})" if "No such configuration property" in detail else ""
-            culprits = _refused_settings(kind, config, settings)
+            culprits = _refused_settings(kind, config, settings, detail)
             named = f"{', '.join(culprits)}: " if culprits else ""
             raise ConfigurationError(f"{settings.redacted_url}: {named}{detail}{hint}") from None
         raise
 
 
-def _refused_settings(kind: Any, config: Mapping[str, Any], settings: KafkaSettings) -> list[str]:
-    """The user's settings librdkafka refuses on their own: its message names a setting by its canonical name
-    (queue.buffering.max.ms for linger.ms), the user wrote another."""
+def _refused_settings(kind: Any, config: Mapping[str, Any], settings: KafkaSettings, detail: str) -> list[str]:
+    """The user's settings librdkafka refuses: those its message quotes, then those it refuses on their own.
+
+    Its message names a setting by its canonical name (queue.buffering.max.ms for linger.ms), the user wrote
+    another: hence trying each alone. Some are refused only together with another (sasl.mechanism=BOGUS only
+    with a SASL security.protocol, which alone may fail for a reason of its own): the message quotes the value
+    that is wrong."""
     base = {k: v for k, v in config.items() if k not in settings.client_settings}
-    refused = []
+    quoted = [name for name, value in settings.client_settings.items() if _quotes(detail, name, value)]
+    alone = []
     for name, value in settings.client_settings.items():
+        if name in quoted:
+            continue
         try:
             kind({**base, name: value})
         except Exception:  # any refusal of this one setting is what we are looking for
-            shown = "***" if any(word in name for word in ("password", "secret", "key")) else value
-            variable = settings.from_environment.get(name)
-            refused.append(f"{name}={shown}" + (f" (from {variable})" if variable else ""))
+            alone.append(name)
+    refused = []
+    for name in [*quoted, *alone]:
+        value = settings.client_settings[name]
+        shown = "***" if any(word in name for word in ("password", "secret", "key")) else value
+        variable = settings.from_environment.get(name)
+        refused.append(f"{name}={shown}" + (f" (from {variable})" if variable else ""))
     return refused
+
+
+def _quotes(detail: str, name: str, value: str) -> bool:
+    """Whether librdkafka's message names this setting, or quotes its value (one long and odd enough not to
+    appear by chance: not a number, not a flag)."""
+    if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", detail):
+        return True
+    if len(value) < 3 or value.lower() in {"true", "false"} or re.fullmatch(r"[-+\d.]+", value):
+        return False
+    return re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", detail) is not None
 
 
 class Admin:
@@ -86,7 +108,8 @@ class Admin:
                 return
             except BackendError as exc:
                 last = exc
-        reason = f": {last}" if last is not None else ""
+        # The last error names the URL too; once is enough in a message that starts with it.
+        reason = f": {str(last).removeprefix(f'{self._url}: ')}" if last is not None else ""
         raise BackendError(
             f"{self._url}: no Kafka broker answered within {self._settings.connect_timeout_s:g} s (brokers "
             f"{self._settings.bootstrap_servers}; raise connect_timeout_s to wait longer){reason}"

@@ -109,20 +109,36 @@ def parse_kafka_url(url: str, environ: Mapping[str, str] | None = None) -> Kafka
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         (options if name in _OPTIONS else settings)[name] = value
         sources.pop(name, None)
+
+    def named(name: str) -> str:
+        # A value from the environment is nowhere in the URL the message shows: name the variable too.
+        variable = sources.get(name)
+        return f"{name} (from {variable})" if variable else name
+
     for name in settings:
         if name in RESERVED_SETTINGS:
-            raise ConfigurationError(f"{shown}: {name} cannot be set: {RESERVED_SETTINGS[name]}")
+            raise ConfigurationError(f"{shown}: {named(name)} cannot be set: {RESERVED_SETTINGS[name]}")
 
+    try:
+        default_partitions = partition_count(shown, options.get("partitions", "1"))
+    except ConfigurationError as exc:
+        if "partitions" not in sources:
+            raise
+        # The shared check's message names the option as the URL would; say where this one came from.
+        prefix = f"{shown}: partitions "
+        raise ConfigurationError(str(exc).replace(prefix, f"{shown}: {named('partitions')} ", 1)) from None
     return KafkaSettings(
         url=url,
         bootstrap_servers=bootstrap,
         client_settings=settings,
-        default_partitions=partition_count(shown, options.get("partitions", "1")),
-        auto_create=_flag(shown, "auto_create", options.get("auto_create", "true")),
-        replication_factor=_replication_factor(shown, options.get("replication_factor", "-1")),
-        connect_timeout_s=_seconds(shown, "connect_timeout_s", options.get("connect_timeout_s", "10")),
+        default_partitions=default_partitions,
+        auto_create=_flag(shown, named("auto_create"), options.get("auto_create", "true")),
+        replication_factor=_replication_factor(
+            shown, named("replication_factor"), options.get("replication_factor", "-1")
+        ),
+        connect_timeout_s=_seconds(shown, named("connect_timeout_s"), options.get("connect_timeout_s", "10")),
         broker_unavailable_timeout_s=_seconds(
-            shown, "broker_unavailable_timeout_s", options.get("broker_unavailable_timeout_s", "60")
+            shown, named("broker_unavailable_timeout_s"), options.get("broker_unavailable_timeout_s", "60")
         ),
         default_type=options.get("default_type") or None,
         from_environment=sources,
@@ -191,10 +207,10 @@ def _positive_int(shown: str, name: str, value: str) -> int:
     return number
 
 
-def _replication_factor(shown: str, value: str) -> int:
+def _replication_factor(shown: str, name: str, value: str) -> int:
     if value.strip() == "-1":
         return -1
-    return _positive_int(shown, "replication_factor", value)
+    return _positive_int(shown, name, value)
 
 
 def _seconds(shown: str, name: str, value: str) -> float:
