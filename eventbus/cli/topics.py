@@ -97,7 +97,11 @@ def handle_describe(args: argparse.Namespace) -> int:
     with open_log(args.broker) as log:
         description = log.describe_topic(args.name)
     total = sum(p.end_offset - p.start_offset for p in description.partitions)
-    print(f"topic {description.name}: {len(description.partitions)} partitions, {total} records")
+    count = len(description.partitions)
+    print(
+        f"topic {description.name}: {count} partition{'s' if count != 1 else ''}, "
+        f"{total} record{'s' if total != 1 else ''}"
+    )
     print(f"  {'partition':>9}  {'start':>10}  {'end':>10}")
     for p in description.partitions:
         print(f"  {p.partition:>9}  {p.start_offset:>10}  {p.end_offset:>10}")
