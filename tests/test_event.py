@@ -230,3 +230,9 @@ def test_extension_integers_span_the_32_bit_range_cloudevents_allows() -> None:
     assert event.extensions == {"low": -(1 << 31), "high": (1 << 31) - 1, "flag": True}
     with pytest.raises(InvalidEventError, match="extension 'high'"):
         event.replace(high=1 << 31)
+
+
+def test_a_record_of_a_producer_that_writes_no_cloudevents_says_how_to_read_it() -> None:
+    for value in (b"order 7 shipped", b'{"order": 7}', b""):
+        with pytest.raises(DecodeError, match=r"add \?default_type=TYPE to the broker URL$"):
+            decode_record(value, None)

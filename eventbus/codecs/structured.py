@@ -30,6 +30,14 @@ def encode_structured(attrs: dict[str, Any]) -> bytes:
         ) from None
 
 
+# What to do about records other producers wrote (neither ce_* headers nor a structured CloudEvent): the error is
+# read in dead-letter records and worker logs, far from the broker URL that fixes it.
+FOREIGN_RECORD_HINT = (
+    "; records of producers that write no CloudEvents are read with a default type: on Kafka, add"
+    " ?default_type=TYPE to the broker URL"
+)
+
+
 def partition_key(attrs: dict[str, Any]) -> bytes | None:
     """The record key of an event: ``partitionkey``, else ``subject``, else none."""
     key = attrs.get("partitionkey") or attrs.get("subject")
@@ -60,15 +68,15 @@ def decode_structured(value: bytes | None) -> dict[str, Any]:
 def _explain(value: bytes | None) -> dict[str, Any]:
     """The slow path: accept what the fast path's strictness missed, or say exactly what is wrong."""
     if not value:
-        raise DecodeError("record has an empty value, not a CloudEvents JSON object")
+        raise DecodeError(f"record has an empty value, not a CloudEvents JSON object{FOREIGN_RECORD_HINT}")
     try:
         attrs = _loads(value)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"record value is not valid JSON ({exc})") from None
+        raise DecodeError(f"record value is not valid JSON ({exc}){FOREIGN_RECORD_HINT}") from None
     if type(attrs) is not dict:
-        raise DecodeError(f"record value is JSON {type(attrs).__name__}, not a CloudEvents object")
+        raise DecodeError(f"record value is JSON {type(attrs).__name__}, not a CloudEvents object{FOREIGN_RECORD_HINT}")
     try:
         check_structured(attrs)
     except InvalidEventError as exc:
-        raise DecodeError(f"record is not a valid CloudEvent: {exc}") from None
+        raise DecodeError(f"record is not a valid CloudEvent: {exc}{FOREIGN_RECORD_HINT}") from None
     return attrs
