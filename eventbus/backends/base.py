@@ -122,10 +122,12 @@ class GroupLag:
     partition: int
     committed: int | None
     end_offset: int
+    # Where a group with no commit starts (the first record still held), so its lag counts what it will read.
+    start_offset: int = 0
 
     @property
     def lag(self) -> int:
-        return self.end_offset - (self.committed or 0)
+        return self.end_offset - (self.start_offset if self.committed is None else self.committed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +349,9 @@ class Log(ABC):
             committed = self.committed(group, name)
             if committed:
                 lags.extend(
-                    GroupLag(group, state.partition, committed.get(state.partition), state.end_offset)
+                    GroupLag(
+                        group, state.partition, committed.get(state.partition), state.end_offset, state.start_offset
+                    )
                     for state in states
                 )
         return TopicDescription(name, states, tuple(lags))

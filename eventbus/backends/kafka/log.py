@@ -163,7 +163,7 @@ class KafkaLog(Log):
 
     @staticmethod
     def _lag(group: str, committed: dict[int, int], states: tuple[PartitionState, ...]) -> list[GroupLag]:
-        return [GroupLag(group, s.partition, committed.get(s.partition), s.end_offset) for s in states]
+        return [GroupLag(group, s.partition, committed.get(s.partition), s.end_offset, s.start_offset) for s in states]
 
     def consumer(self, group: str, topics: Sequence[str], settings: ConsumerSettings | None = None) -> KafkaConsumer:
         return KafkaConsumer(self, group, topics, settings or ConsumerSettings())
