@@ -93,7 +93,9 @@ def handle_replay(args: argparse.Namespace) -> int:
         if sys.stderr.isatty() or percent >= shown["at"] + 10 or done == total:
             shown["at"] = percent
             end = "\r" if sys.stderr.isatty() and done < total else "\n"
-            print(f"replaying {args.topic}: {done}/{total} ({percent}%)", end=end, file=sys.stderr, flush=True)
+            print(
+                f"reading {args.topic}: {done}/{total} dead letters ({percent}%)", end=end, file=sys.stderr, flush=True
+            )
 
     with open_log(args.broker) as log:
         log.topic(args.topic)

@@ -305,7 +305,7 @@ def test_the_dlq_and_replay_commands(log: Log, subprocess_env: dict[str, str]) -
     )
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 1 event(s): 1 to orders; 2 left out by the filter" in replayed.stdout
-    assert "replaying orders.dlq: 3/3 (100%)" in replayed.stderr
+    assert "reading orders.dlq: 3/3 dead letters (100%)" in replayed.stderr
 
     reset = eventbus(
         "replay", "orders", "--group", "orders-app", "--from", "earliest", "--broker", url, cwd=REPO, env=subprocess_env
