@@ -287,14 +287,37 @@ class App:
                 raise ConfigurationError(
                     f"app {self.name!r}: two processors are named {declared.name!r}; pass name= to tell them apart"
                 )
+            self._check_breaker(declared)
             self._check_classes(declared)
             self._processors[declared.name] = declared
             return func
 
         return register
 
+    def _check_breaker(self, declared: Processor) -> None:
+        """Processors naming one breaker share it, with one set of thresholds: settings that differ would be
+        silently replaced by whichever processor the worker set up first."""
+        breaker = declared.breaker
+        if breaker is None:
+            return
+        name = breaker.name or declared.name
+        settings = _breaker_settings(breaker)
+        for other in self._processors.values():
+            if other.breaker is None or (other.breaker.name or other.name) != name:
+                continue
+            if _breaker_settings(other.breaker) != settings:
+                raise ConfigurationError(
+                    f"app {self.name!r}: {declared.description} and {other.description} share circuit breaker "
+                    f"{name!r} with different settings ({breaker} and {other.breaker}); give both the same "
+                    "settings, or different names"
+                )
+
     def __repr__(self) -> str:
         return f"App({self.name!r}, processors={list(self._processors)}, projections={list(self._projections)})"
+
+
+def _breaker_settings(breaker: CircuitBreaker) -> tuple[int, float, float]:
+    return (breaker.failure_threshold, breaker.window_s, breaker.open_s)
 
 
 def _typed_classes(processor: Processor) -> Iterator[type]:

@@ -6,6 +6,8 @@ function's name before any event is read.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
+import functools
 import inspect
 import math
 import types
@@ -16,6 +18,7 @@ from typing import Any, Literal
 
 from eventbus.app.context import Context
 from eventbus.app.policies import CircuitBreaker, Idempotency, Retry
+from eventbus.app.results import BatchItemFailures
 from eventbus.backends.base import check_topic_name
 from eventbus.errors import ConfigurationError
 from eventbus.event import Event, EventBinding, binding_of
@@ -127,6 +130,135 @@ def bare_decorator_error(message: str, func: object) -> ConfigurationError:
     return ConfigurationError(f"{message} ({module}.{qualname})")
 
 
+def _is_function_like(func: object) -> bool:
+    """Whether ``func`` is a function or method (possibly behind decorators), whose annotations can be read."""
+    if isinstance(func, staticmethod):  # decorated inside a class body, under @staticmethod
+        func = func.__func__
+    return inspect.isfunction(inspect.unwrap(func)) or inspect.ismethod(func)  # type: ignore[arg-type]
+
+
+def _shown_callable(func: object) -> str:
+    if isinstance(func, functools.partial):
+        return f"functools.partial({_shown(func.func)}, ...)"
+    return f"a {type(func).__qualname__} object"
+
+
+# What a return annotation may name, by what the runtime does with a returned value of that kind.
+_ITERABLE_ORIGINS = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.Sequence,
+    collections.abc.Iterable,
+    collections.abc.Iterator,
+    collections.abc.Collection,
+    collections.abc.Generator,
+    collections.abc.Set,
+)
+_MAPPING_ORIGINS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def _check_return_annotation(annotation: Any, batched: bool, where: str) -> None:
+    """Refuse a return annotation naming something the runtime cannot emit: every invocation returning one would
+    be dead-lettered at run time, event after event."""
+    culprit = _unemittable(annotation, batched=batched, element=False)
+    if culprit is None:
+        return
+    allowed = "None, an Event, an instance of a class bound with @event_type, or a list of them"
+    if batched:
+        allowed += " (or BatchItemFailures)"
+    raise _fail(
+        where,
+        f"its return annotation {_annotation_text(annotation)} names {culprit}, which cannot be emitted; "
+        f"return {allowed}",
+    )
+
+
+def _annotation_text(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return repr(annotation.__qualname__)
+    return repr(str(annotation).replace("typing.", ""))
+
+
+def _unemittable(annotation: Any, *, batched: bool, element: bool) -> str | None:
+    """What in ``annotation`` a processor cannot return (``element``: as an item of a returned list), or None when
+    all of it can be. Forms it does not know (protocols, new types, other generics) get the benefit of the doubt."""
+    if _always_emittable(annotation):
+        return None
+    if annotation in (None, type(None)):
+        # None as the whole return value means "nothing"; as an item of a list it is not an event.
+        return "None as an item of a list" if element else None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return _first_culprit(typing.get_args(annotation), batched=batched, element=element)
+    if origin is typing.Annotated:
+        return _unemittable(typing.get_args(annotation)[0], batched=batched, element=element)
+    if not element:
+        return _unemittable_result(annotation, origin, batched)
+    return _unemittable_other(annotation, origin, element=True)
+
+
+def _always_emittable(annotation: Any) -> bool:
+    return (
+        annotation in (Any, object, Event, typing.NoReturn, typing.Never)
+        or isinstance(annotation, typing.TypeVar)
+        or binding_of(annotation) is not None
+    )
+
+
+def _first_culprit(annotations: Iterable[Any], *, batched: bool, element: bool) -> str | None:
+    for annotation in annotations:
+        found = _unemittable(annotation, batched=batched, element=element)
+        if found is not None:
+            return found
+    return None
+
+
+def _unemittable_result(annotation: Any, origin: Any, batched: bool) -> str | None:
+    """`_unemittable` for the whole return value, which may also be a list of events or a failure report."""
+    if origin in _ITERABLE_ORIGINS:
+        args = typing.get_args(annotation)
+        if origin is collections.abc.Generator:
+            args = args[:1]  # Generator[yielded, sent, returned]: only what it yields is emitted
+        return _first_culprit([a for a in args if a is not Ellipsis], batched=batched, element=True)
+    if annotation is BatchItemFailures or _is_mapping(annotation):
+        # A failure report, or Lambda's {"batchItemFailures": [...]}: what batch processors answer with.
+        if batched:
+            return None
+        return "BatchItemFailures, which only batch processors return" if annotation is BatchItemFailures else "a dict"
+    return _unemittable_other(annotation, origin, element=False)
+
+
+def _unemittable_other(annotation: Any, origin: Any, *, element: bool) -> str | None:
+    if origin is not None:
+        return "a dict" if origin in _MAPPING_ORIGINS else None
+    if not isinstance(annotation, type):
+        return None
+    return _unemittable_class(annotation, element)
+
+
+def _is_mapping(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in _MAPPING_ORIGINS or annotation in _MAPPING_ORIGINS:
+        return True
+    return isinstance(annotation, type) and (typing.is_typeddict(annotation) or issubclass(annotation, dict))
+
+
+def _unemittable_class(cls: type, element: bool) -> str | None:
+    try:
+        if issubclass(cls, Event):
+            return None
+        if typing.is_typeddict(cls) or issubclass(cls, str | bytes | bytearray | int | float | Mapping):
+            return repr(cls.__qualname__)
+        if issubclass(cls, collections.abc.Iterable):
+            # A bare list (or tuple, set, iterator) does not say what it holds; a list of lists is not emitted.
+            return f"a list of {cls.__qualname__}" if element else None
+    except TypeError:  # a class that refuses subclass checks (some protocols): not ours to judge
+        return None
+    unbound = ", a class not bound with @event_type" if dataclasses.is_dataclass(cls) else ""
+    return f"{cls.__qualname__!r}{unbound}"
+
+
 def _resolve_hints(func: Callable[..., Any], where: str) -> dict[str, Any]:
     try:
         return typing.get_type_hints(func)
@@ -188,6 +320,10 @@ def _check_context_parameter(name: str, annotation: Any, where: str) -> None:
 def _type_filter(types_: str | Sequence[str] | None, binding: EventBinding | None, where: str) -> list[str] | None:
     if types_ is None:
         return [binding.type] if binding else None
+    if not isinstance(types_, str) and (
+        not isinstance(types_, Iterable) or isinstance(types_, bytes | bytearray | Mapping)
+    ):
+        raise _fail(where, f"types must be a non-empty string or list of strings, got {_shown(types_)}")
     names = [types_] if isinstance(types_, str) else list(types_)
     if not names or not all(isinstance(n, str) and n for n in names):
         raise _fail(where, f"types must be a non-empty string or list of strings, got {types_!r}")
@@ -282,6 +418,48 @@ def _check_concurrency(options: FailureOptions, batched: bool, where: str) -> No
         raise _fail(where, "idempotency needs concurrency=1 (each event's key is recorded before the next runs)")
 
 
+def _check_function(func: Callable[..., Any], name: str | None) -> tuple[str, str, Callable[..., Any]]:
+    """The processor's name, where messages about ``func`` say it is declared, and the function under its
+    decorators."""
+    if not callable(func):
+        raise ConfigurationError(f"@app.processor decorates a function, got {func!r}")
+    if not _is_function_like(func):
+        # Type hints and async-ness are read from functions; a callable object (an instance with __call__, a
+        # functools.partial) would only fail later with a message about annotations that says nothing useful.
+        raise ConfigurationError(
+            f"@app.processor decorates a function (def or async def), got {_shown_callable(func)}; wrap it in "
+            "one: def handle(event): return handler(event)"
+        )
+    qualname: str = getattr(func, "__qualname__", repr(func))
+    module = getattr(func, "__module__", "?")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigurationError(
+            f"processor {qualname!r} ({module}.{qualname}): name must be a non-empty string, got {name!r}"
+        )
+    where = f"processor {name or qualname!r} ({module}.{qualname})"
+    # A sync decorator (functools.wraps) around an async function returns its coroutine: it is called as async,
+    # or every event would fail with "returned a coroutine" and be dead-lettered.
+    unwrapped = inspect.unwrap(func)
+    if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(unwrapped):
+        raise _fail(where, "async generators are not supported; return a list of events instead")
+    return name or qualname, where, unwrapped
+
+
+def _check_required_keywords(func: Callable[..., Any], where: str) -> None:
+    required = [
+        p.name
+        for p in inspect.signature(func).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+    ]
+    if required:
+        # It is called with the event (and the context) only: every call would fail with a TypeError.
+        raise _fail(
+            where,
+            f"its keyword-only parameter(s) {', '.join(map(repr, required))} have no default, and nothing passes "
+            "them; give them defaults or remove them",
+        )
+
+
 def declare_processor(
     func: Callable[..., Any],
     *,
@@ -295,12 +473,7 @@ def declare_processor(
     failure: FailureOptions | None = None,
 ) -> Processor:
     """Check a processor declaration and record it; every error names the function and the option."""
-    if not callable(func):
-        raise ConfigurationError(f"@app.processor decorates a function, got {func!r}")
-    qualname = getattr(func, "__qualname__", repr(func))
-    where = f"processor {name or qualname!r} ({getattr(func, '__module__', '?')}.{qualname})"
-    if inspect.isasyncgenfunction(func):
-        raise _fail(where, "async generators are not supported; return a list of events instead")
+    processor_name, where, unwrapped = _check_function(func, name)
 
     topic_names = check_topics(topics, where, empty="subscribe it to at least one topic")
     if to is not None:
@@ -318,6 +491,7 @@ def declare_processor(
             f"takes {len(parameters)} positional parameters; it must take the event (or a list of "
             "events) and, optionally, a context",
         )
+    _check_required_keywords(func, where)
     hints = _resolve_hints(func, where)
     annotation = hints.get(parameters[0].name, inspect.Parameter.empty)
     is_list, element = _element_type(annotation)
@@ -341,8 +515,16 @@ def declare_processor(
 
     type_names = _type_filter(types_, binding_of(typed_class), where)
     failure_settings = _check_failure_options(failure or FailureOptions(), batched, where)
+    if failure_settings["dead_letter_topic"] in topic_names:
+        raise _fail(
+            where,
+            f"dead_letter_topic {failure_settings['dead_letter_topic']!r} is a topic it reads: each dead letter "
+            "would come back to it and fail again, forever; dead-letter to another topic",
+        )
+    if "return" in hints:
+        _check_return_annotation(hints["return"], batched, where)
     return Processor(
-        name=name or qualname,
+        name=processor_name,
         func=func,
         topics=topic_names,
         pattern=_build_pattern(type_names, pattern, where),
@@ -350,7 +532,7 @@ def declare_processor(
         batch_size=size,
         batch_window_ms=window,
         to=to,
-        is_async=inspect.iscoroutinefunction(func),
+        is_async=inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(unwrapped),
         argument=argument,
         typed_class=typed_class,
         wants_context=len(parameters) == 2,
