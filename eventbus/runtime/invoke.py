@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from eventbus.app.context import Context
 from eventbus.app.processor import Processor
 from eventbus.app.results import BatchItemFailures
-from eventbus.event import Event, from_builtins
+from eventbus.event import Event, InvalidEventError, from_builtins
 from eventbus.runtime.outbox import Outbox
 
 ArgumentFactory = Callable[[dict[str, Any]], Any]
@@ -264,14 +264,22 @@ async def call_batch(
 
     Returns None when every event succeeded; else the index of the first event to try again: 0 when the call
     raised (or its report was malformed), the lowest failed index for a batch item failure report.
+
+    Events whose data the processor's typed parameter cannot take are left out of the list it gets and reported
+    as failed (never retried), as a one-at-a-time processor fails only them. Its outputs inherit what every event
+    of the list shares (see `batch_parent`).
     """
     make = argument_factory(processor)
     mark = outbox.count
     try:
-        arguments = [make(attrs) for attrs in batch]
+        arguments, taken, unreadable = _batch_arguments(make, batch)
+        if not arguments:
+            return Failure(0, unreadable[0][1])
+        passed = batch if not unreadable else [batch[index] for index in taken]
+        parent = batch_parent(passed)
         args: tuple[Any, ...] = (arguments,)
         if processor.wants_context:
-            args = (arguments, Context(processor.name, topic, partition, first_offset, outbox, processor.to, None))
+            args = (arguments, Context(processor.name, topic, partition, first_offset, outbox, processor.to, parent))
         if processor.is_async:
             result = await await_with_time_limit(processor.func(*args), processor.timeout_s)
         elif processor.timeout_s is not None:
@@ -280,24 +288,71 @@ async def call_batch(
             result = processor.func(*args)
         failed = _failed_ids(result)
         if failed is None:
-            outbox.add_result(result, processor.to, None, processor.name)
-            return None
+            outbox.add_result(result, processor.to, parent, processor.name)
         if not failed:
-            return None
-        ids = {attrs["id"] for attrs in batch}
+            return _unreadable_failure(unreadable) if unreadable else None
+        ids = {attrs["id"] for attrs in passed}
         unknown = [i for i in failed if i not in ids]
         if unknown:
             raise MalformedReportError(f"the failure report names events not in the batch: {unknown[:5]}")
         # Copies of one event (a producer's retry) share its id: a report naming it cannot say which failed, so
         # each is taken as failed rather than one of them being committed past.
         failed_ids = set(failed)
-        reported = frozenset(index for index, attrs in enumerate(batch) if attrs["id"] in failed_ids)
+        reported = frozenset(index for index in taken if batch[index]["id"] in failed_ids)
+        reported |= {index for index, _ in unreadable}
         return Failure(
             min(reported), BatchItemError(f"{len(failed)} event(s) of the batch reported as failed"), reported
         )
     except Exception as exc:
         outbox.rollback(mark)
         return Failure(0, exc)
+
+
+def _batch_arguments(
+    make: ArgumentFactory, batch: Sequence[dict[str, Any]]
+) -> tuple[list[Any], list[int], list[tuple[int, InvalidEventError]]]:
+    """The processor's arguments for the events it can take, their indexes, and the others with why."""
+    try:
+        return [make(attrs) for attrs in batch], list(range(len(batch))), []
+    except InvalidEventError:
+        pass  # the rare case: sort them out one by one
+    arguments: list[Any] = []
+    taken: list[int] = []
+    unreadable: list[tuple[int, InvalidEventError]] = []
+    for index, attrs in enumerate(batch):
+        try:
+            arguments.append(make(attrs))
+        except InvalidEventError as exc:
+            unreadable.append((index, exc))
+        else:
+            taken.append(index)
+    return arguments, taken, unreadable
+
+
+def _unreadable_failure(unreadable: list[tuple[int, InvalidEventError]]) -> Failure:
+    first_index, first_error = unreadable[0]
+    error = first_error
+    if len(unreadable) > 1:
+        error = InvalidEventError(f"{len(unreadable)} events of the batch cannot be taken; the first: {first_error}")
+    return Failure(first_index, error, frozenset(index for index, _ in unreadable))
+
+
+def batch_parent(batch: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a batch processor's outputs inherit: the one event's attributes for a batch of one, else the
+    correlation id, trace context and partition key that every event of the batch shares (an output of several
+    events was caused by no single one of them)."""
+    if len(batch) == 1:
+        return batch[0]
+    first = batch[0]
+    shared: dict[str, Any] = {}
+    correlation = first.get("correlationid") or first["id"]
+    if all((attrs.get("correlationid") or attrs["id"]) == correlation for attrs in batch):
+        shared["correlationid"] = correlation
+    for name in ("traceparent", "partitionkey"):
+        value = first.get(name)
+        if value is not None and all(attrs.get(name) == value for attrs in batch):
+            shared[name] = value
+    return shared or None
 
 
 class BatchItemError(Exception):

@@ -25,6 +25,20 @@ _CHECKED_TOPICS: set[str] = set()
 _MAX_CHECKED_TOPICS = 4096
 
 
+def _inherit(attrs: dict[str, Any], parent: dict[str, Any]) -> None:
+    """Give a new event what it inherits from the event that caused it (or from what a batch's events share,
+    which names no single event as the cause: see invoke.batch_parent)."""
+    cause = parent.get("id")
+    if cause is not None:
+        attrs.setdefault("causationid", cause)
+    correlation = parent.get("correlationid") or cause
+    if correlation is not None:
+        attrs.setdefault("correlationid", correlation)
+    for inherited in ("traceparent", "partitionkey"):
+        if inherited in parent:
+            attrs.setdefault(inherited, parent[inherited])
+
+
 class Outbox:
     __slots__ = ("_encode", "_encoders", "_source", "count", "messages", "trail")
 
@@ -66,11 +80,7 @@ class Outbox:
         if "id" not in attrs:
             attrs["id"] = new_event_id()
             if parent is not None:
-                attrs.setdefault("causationid", parent["id"])
-                attrs.setdefault("correlationid", parent.get("correlationid") or parent["id"])
-                for inherited in ("traceparent", "partitionkey"):
-                    if inherited in parent:
-                        attrs.setdefault(inherited, parent[inherited])
+                _inherit(attrs, parent)
         if "time" not in attrs:
             attrs["time"] = now_rfc3339()
         if "source" not in attrs:
