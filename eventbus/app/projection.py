@@ -75,7 +75,9 @@ class Projection:
             ]
             if len(parameters) != 2:
                 raise ConfigurationError(f"{where}: it must take the event and the view, (event, view)")
-            if inspect.iscoroutinefunction(func):
+            # Looked for under decorators too: behind a sync wrapper an async handler returns a coroutine that
+            # nothing awaits, and its events would be folded into nothing.
+            if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(inspect.unwrap(func)):
                 raise ConfigurationError(f"{where}: projection handlers are plain functions, not async")
             annotation = _resolve_hints(func, where).get(parameters[0].name, inspect.Parameter.empty)
             _, typed_class = _argument_kind(annotation, where)

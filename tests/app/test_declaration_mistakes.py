@@ -3,13 +3,16 @@ when they are written, with a `ConfigurationError` naming what was declared."""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from eventbus import App, CircuitBreaker, Context, Event, Idempotency, Retry
 from eventbus.errors import ConfigurationError
+from eventbus.projections import View
 from eventbus.publisher import Publisher, publish_lines
 from eventbus.testing import TestBus
 
@@ -245,3 +248,21 @@ def test_data_too_deep_to_be_written_is_a_bad_line_not_a_failed_batch() -> None:
     assert [(n, m.startswith("nested too deeply to be written")) for n, m in report.errors] == [(2, True), (4, True)]
     assert report.published == 2
     assert [(n, m.startswith("nested too deeply to be written")) for n, m in in_cloudevents_form.errors] == [(1, True)]
+
+
+def test_an_async_projection_handler_is_refused_even_behind_a_decorator() -> None:
+    def logged(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any) -> Any:
+            return func(*args)
+
+        return wrapper
+
+    balances = App("bank").projection("balances", topics="accounts")
+    for decorate in (lambda f: f, logged):
+        with pytest.raises(ConfigurationError, match="projection handlers are plain functions, not async"):
+
+            @balances.on("deposited")
+            @decorate
+            async def deposited(event: Event, view: View) -> None:
+                view[event.data["account"]] = event.data
