@@ -48,6 +48,9 @@ def rebuild(
     owned = store is None
     store = store or open_store(resolve_store_url(projection.store))
     try:
+        for topic in projection.topics:
+            # A topic missing from the log (TopicNotFoundError) stops the rebuild before it makes a version.
+            log.topic(topic)
         version = store.create_version(projection.name)
         # What the live projection dead-lettered is in the dead-letter topics already: fails again, passed over.
         ours = {f"projection:{projection.name}", DECODER}

@@ -8,7 +8,7 @@ import pytest
 
 from eventbus import App, Event, Retry, event_type
 from eventbus.backends.base import TopicPartition
-from eventbus.errors import ConfigurationError
+from eventbus.errors import ConfigurationError, TopicNotFoundError
 from eventbus.projections import ProjectionGapError, ProjectionReader, View
 from eventbus.projections.rebuild import rebuild
 from eventbus.testing import TestBus
@@ -145,6 +145,16 @@ def test_rebuild_gives_the_same_content_as_the_live_projection_and_the_live_work
     bus.run(app)  # a worker now folds into version 2, from its checkpoints
     with ProjectionReader(store_url, "balances") as reader:
         assert reader.get("a1").value["balance"] == 1000 + sum(i for i in range(300) if i % 30 == 1)
+
+
+def test_a_rebuild_over_a_topic_missing_from_the_log_stops_before_making_a_version(store_url: str) -> None:
+    bus = TestBus()
+    app = bank_app(store_url)
+    with ProjectionReader(store_url, "balances") as reader:
+        with pytest.raises(TopicNotFoundError, match="accounts"):
+            rebuild(app.projections["balances"], bus.log, reader.store)
+        bus.publish("accounts", open_account("a1", "ada"))
+        assert rebuild(app.projections["balances"], bus.log, reader.store) == 2, "no version was used up"
 
 
 def test_a_checkpoint_before_the_logs_retention_stops_the_projection(store_url: str) -> None:
