@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import cast
 
+from eventbus.observability.logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging, default_log_format
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -62,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="eventbus", description="Event bus and stream processing: run, publish, consume, topics.")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-format",
+        default=default_log_format(),
+        choices=LOG_FORMATS,
+        help=f"json: one JSON object per line, for log shippers (default: ${LOG_FORMAT_ENV}, else text)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     run.register(sub)
     streams.register(sub)
@@ -79,26 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(getattr(logging, args.log_level), args.log_format)
+    say = _Say(args.log_format)
     from eventbus.errors import ConfigurationError, EventbusError, TopicNotFoundError
 
     try:
         code: int = args.handler(args)
     except (ConfigurationError, TopicNotFoundError) as exc:
-        print(f"eventbus: error: {exc}", file=sys.stderr)
+        say.error("error", f"eventbus: error: {exc}")
         return EXIT_USAGE
     except EventbusError as exc:
-        print(f"eventbus: failed: {exc}", file=sys.stderr)
+        say.error("failed", f"eventbus: failed: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt as exc:
         if type(exc).__name__ == "StoppedAtOnce":  # not imported here: eventbus.runtime is slow to import
-            print(
+            say.error(
+                "stopped at once",
                 f"eventbus: stopped at once ({exc}): events read but not committed will be delivered again",
-                file=sys.stderr,
             )
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -110,8 +115,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # Output to a full disk (`> /dev/full`) or a failing device: say so, and drop what is still buffered
         # for standard output, which would fail again, with a traceback, as the interpreter exits.
-        print(f"eventbus: failed: cannot write: {exc.strerror}", file=sys.stderr)
+        say.error("failed", f"eventbus: failed: cannot write: {exc.strerror}")
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE
     return code
+
+
+class _Say:
+    """The command's last word on standard error: ``eventbus: error: ...`` as text, or, with ``--log-format
+    json``, a log line like every other (a log shipper reading the stream gets JSON only)."""
+
+    def __init__(self, log_format: str) -> None:
+        self._json = log_format == "json"
+
+    def error(self, outcome: str, line: str) -> None:
+        if self._json:
+            logging.getLogger("eventbus").error("%s", line.removeprefix("eventbus: "), extra={"outcome": outcome})
+        else:
+            print(line, file=sys.stderr)

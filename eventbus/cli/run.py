@@ -93,7 +93,8 @@ def _supervise(args: argparse.Namespace) -> int:
 
     load_app(args.app)  # report a bad module once, here, rather than once per child
     broker_url(args.broker)  # and an empty --broker, which the children would not be passed
-    argv = [sys.executable, "-m", "eventbus", "--log-level", args.log_level, "run", args.app]
+    argv = [sys.executable, "-m", "eventbus", "--log-level", args.log_level, "--log-format", args.log_format]
+    argv += ["run", args.app]
     for flag, value in (("--broker", args.broker), ("--group", args.group)):
         if value:  # an empty --group was refused above
             argv += [flag, value]
