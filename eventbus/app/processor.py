@@ -12,7 +12,7 @@ import inspect
 import math
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -173,6 +173,42 @@ def _check_return_annotation(annotation: Any, batched: bool, where: str) -> None
         f"its return annotation {_annotation_text(annotation)} names {culprit}, which cannot be emitted; "
         f"return {allowed}",
     )
+
+
+def _check_output_topic(annotation: Any, where: str) -> None:
+    """Refuse a return annotation naming events that have nowhere to go: with no ``to=``, a returned `Event` (or
+    an instance of a class bound with no topic) would fail every invocation at run time."""
+    for cls in _named_classes(annotation):
+        if isinstance(cls, type) and issubclass(cls, Event):
+            topicless = "an Event"
+        else:
+            binding = binding_of(cls)
+            if binding is None or binding.topic is not None:
+                continue
+            topicless = f"{cls.__qualname__} (bound with no topic)"
+        raise _fail(
+            where,
+            f"it returns {topicless} but names no topic for it: pass to= to @app.processor, or bind the class "
+            "with @event_type(..., topic=)",
+        )
+
+
+def _named_classes(annotation: Any) -> Iterator[Any]:
+    """The classes a return annotation names, inside unions, lists, iterables and Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        yield annotation
+        return
+    if origin is typing.Annotated:
+        yield from _named_classes(typing.get_args(annotation)[0])
+        return
+    if origin in (typing.Union, types.UnionType) or origin in _ITERABLE_ORIGINS:
+        args = typing.get_args(annotation)
+        if origin is collections.abc.Generator:
+            args = args[:1]
+        for arg in args:
+            if arg is not Ellipsis:
+                yield from _named_classes(arg)
 
 
 def _annotation_text(annotation: Any) -> str:
@@ -523,6 +559,8 @@ def declare_processor(
         )
     if "return" in hints:
         _check_return_annotation(hints["return"], batched, where)
+        if to is None:
+            _check_output_topic(hints["return"], where)
     return Processor(
         name=processor_name,
         func=func,

@@ -5,6 +5,7 @@ worker (`eventbus run` on an SQLite file) shows the difference."""
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
@@ -121,6 +122,45 @@ def test_return_annotations_that_can_be_emitted_are_accepted() -> None:
     def batch_out(events: Sequence[Event]) -> list[Event]: ...
 
     assert len(app.processors) == 11
+
+
+@event_type("thing.unplaced")
+@dataclass
+class Unplaced:
+    n: int
+
+
+@pytest.mark.parametrize(
+    ("annotation", "culprit"),
+    [
+        (Event, "it returns an Event but names no topic"),
+        (Event | None, "it returns an Event but names no topic"),
+        (list[Event], "it returns an Event but names no topic"),
+        (Iterator[Unplaced], "it returns Unplaced (bound with no topic) but names no topic"),
+    ],
+    ids=["event", "optional", "list", "unplaced-class"],
+)
+def test_events_returned_with_nowhere_to_go_are_refused(annotation: Any, culprit: str) -> None:
+    def nowhere(event: Event) -> None: ...
+
+    nowhere.__annotations__["return"] = annotation
+    with pytest.raises(ConfigurationError, match=rf"nowhere\): {re.escape(culprit)} for it: pass to="):
+        App("t").processor("in")(nowhere)
+
+
+def test_events_returned_to_a_topic_or_of_a_class_bound_to_one_are_accepted() -> None:
+    app = App("t")
+
+    @app.processor("in")
+    def bound(event: Event) -> list[ThingHappened]: ...
+
+    @app.processor("in", to="out")
+    def routed(event: Event) -> Event: ...
+
+    @app.processor("in")
+    def nothing(event: Event) -> None: ...
+
+    assert len(app.processors) == 3
 
 
 # -- options and signatures ------------------------------------------------------------------------------------
@@ -260,6 +300,7 @@ def test_eventbus_run_refuses_a_dead_letter_loop_instead_of_running_it_forever(
 
 DECORATED_ASYNC = """
 import functools
+import re
 
 from eventbus import App, Event
 
