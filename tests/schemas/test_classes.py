@@ -122,7 +122,7 @@ def test_the_app_checks_classes_when_a_processor_is_declared(schema_dir: Path) -
 
     with pytest.raises(SchemaMismatchError, match=r"processor 'emits_drifted'.*Drifted"):
 
-        @app.processor("payments", name="emits_drifted")
+        @app.processor("payments", name="emits_drifted", to="invoices")
         def emits_drifted(event: Event) -> list[Drifted] | None: ...
 
 
