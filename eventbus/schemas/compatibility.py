@@ -4,9 +4,10 @@ The core question is *can a reader with schema R read data written with schema W
 the resolution rules of the Avro specification: a field the reader has and the writer lacks needs a default;
 fields the writer has and the reader lacks are skipped; ``int`` promotes to ``long``, ``float`` and ``double``,
 ``long`` to ``float`` and ``double``, ``float`` to ``double``, and ``string`` and ``bytes`` to each other; an enum
-reader needs every symbol the writer may write, unless it has a default symbol; named types match by full name or
-by one of the reader's aliases (fields too); every branch of a writer's union must be readable, and a reader's
-union reads a value when one of its branches can.
+reader needs every symbol the writer may write, unless it has a default symbol; named types match by unqualified
+name (a change of namespace alone is compatible, as the specification and Avro's Java ``SchemaCompatibility``, which
+the Confluent registry runs, have it) or by one of the reader's aliases (fields too); every branch of a writer's
+union must be readable, and a reader's union reads a value when one of its branches can.
 
 The modes (`Compatibility`) say which pairs must pass when a new schema is registered under a subject:
 
@@ -241,9 +242,10 @@ class _Resolver:
 
 def _names_match(reader: dict[str, Any], writer: dict[str, Any], path: tuple[str, ...]) -> Iterator[Problem]:
     reader_name, writer_name = reader["name"], writer["name"]
-    if reader_name == writer_name:
+    namespace, _, simple = reader_name.rpartition(".")
+    if simple == writer_name.rpartition(".")[2]:
+        # Unqualified names: moving a type to another namespace keeps its data readable (fastavro reads it too).
         return
-    namespace = reader_name.rpartition(".")[0]
     aliases = {a if "." in a or not namespace else f"{namespace}.{a}" for a in reader.get("aliases", ())}
     if writer_name not in aliases:
         yield Problem("name", _format(path), _describe(writer), _describe(reader))
