@@ -27,6 +27,7 @@ from fastavro import parse_schema
 from fastavro.repository.base import AbstractSchemaRepository, SchemaRepositoryError
 from fastavro.schema import UnknownType, load_schema
 
+from eventbus.schemas.compatibility import PRIMITIVES
 from eventbus.schemas.errors import SchemaError
 from eventbus.schemas.settings import DEFAULT_DIRECTORY, Schemas
 
@@ -144,7 +145,7 @@ def _index_definitions(documents: Sequence[tuple[Path, Any]]) -> dict[str, tuple
     """Every named type defined in the files, by full name, with its name made full (so it can stand alone)."""
     found: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path, document in documents:
-        if not isinstance(document, dict) or document.get("type") not in NAMED_TYPES:
+        if not isinstance(document, dict) or not _is_named(document.get("type")):
             raise SchemaError(
                 f"{path}: the top level of a schema file must be a record (an event's schema), an enum or a fixed, "
                 f"got {_describe(document)}"
@@ -157,34 +158,80 @@ def _index_definitions(documents: Sequence[tuple[Path, Any]]) -> dict[str, tuple
     return found
 
 
-def _definitions(schema: Any, namespace: str | None, path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _definitions(schema: Any, namespace: str | None, path: Path, at: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """The named types ``schema`` defines, checking on the way what fastavro lets through or reports without saying
+    where (``at`` names the field being walked, for messages)."""
     if isinstance(schema, list):
-        for branch in schema:
-            yield from _definitions(branch, namespace, path)
+        yield from _union_definitions(schema, namespace, path, at)
         return
     if not isinstance(schema, dict):
         return
     kind = schema.get("type")
-    if kind in NAMED_TYPES:
+    if _is_named(kind):
         name = schema.get("name")
         if not isinstance(name, str) or not all(_NAME.match(part) for part in name.split(".")):
-            raise SchemaError(f"{path}: a {kind} needs a \"name\" of letters, digits and '_', got {name!r}")
+            raise SchemaError(f"{path}: {at}a {kind} needs a \"name\" of letters, digits and '_', got {name!r}")
         size = schema.get("size")
         if kind == "fixed" and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             # fastavro takes any size and writes nothing for it (Avro: a non-negative int of bytes).
-            raise SchemaError(f'{path}: fixed {name!r} needs a "size" of 0 or more bytes, got {size!r}')
+            raise SchemaError(f'{path}: {at}fixed {name!r} needs a "size" of 0 or more bytes, got {size!r}')
         full = full_name(name, schema.get("namespace", namespace))
         standalone = {k: v for k, v in schema.items() if k != "namespace"}
         standalone["name"] = full
         yield full, standalone
         if kind in ("record", "error"):
             yield from _field_definitions(schema, full, path)
-    elif kind == "array":
-        yield from _definitions(schema.get("items"), namespace, path)
-    elif kind == "map":
-        yield from _definitions(schema.get("values"), namespace, path)
-    elif isinstance(kind, dict | list):
-        yield from _definitions(kind, namespace, path)
+    elif kind in ("array", "map"):
+        part = "items" if kind == "array" else "values"
+        if part not in schema:
+            # fastavro's own message is the bare key ("invalid schema: 'items'").
+            article = "an" if kind == "array" else "a"
+            raise SchemaError(f'{path}: {at}{article} {kind} needs "{part}" (the type of its {part})')
+        yield from _definitions(schema[part], namespace, path, at)
+    elif isinstance(kind, list):
+        # Neither fastavro ("unhashable type: 'list'") nor Avro's Java parser takes a union there.
+        raise SchemaError(f'{path}: {at}a union is written as a JSON list itself, not as the "type" of an object')
+    elif isinstance(kind, dict):
+        yield from _definitions(kind, namespace, path, at)
+
+
+def _union_definitions(
+    branches: list[Any], namespace: str | None, path: Path, at: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    # The specification's rules for unions, which fastavro does not enforce and the Confluent registry (Avro's Java
+    # parser) does: a schema breaking them would load here, then be refused on registration or by other readers.
+    seen: set[str] = set()
+    for branch in branches:
+        yield from _definitions(branch, namespace, path, at)
+        key = _branch_key(branch, namespace)
+        if key == "union":
+            raise SchemaError(f"{path}: {at}a union may not contain another union directly (merge their branches)")
+        if key in seen:
+            what = f"type {key!r}" if key in _UNNAMED_KINDS else f"the named type {key!r}"
+            raise SchemaError(f"{path}: {at}a union may hold {what} only once")
+        seen.add(key)
+
+
+_UNNAMED_KINDS: Final = frozenset({*PRIMITIVES, "array", "map"})
+
+
+def _branch_key(branch: Any, namespace: str | None) -> str:
+    """What tells a union's branch from the others: its type, or for a named type its full name."""
+    if isinstance(branch, list):
+        return "union"
+    if isinstance(branch, dict):
+        kind = branch.get("type")
+        if _is_named(kind):
+            return full_name(str(branch.get("name")), branch.get("namespace", namespace))
+        return _branch_key(kind, namespace)
+    if isinstance(branch, str) and branch not in _UNNAMED_KINDS:
+        return full_name(branch, namespace)
+    return str(branch)
+
+
+def _is_named(kind: Any) -> bool:
+    # A "type" may be a list or an object (unhashable): only a string names a kind.
+    return isinstance(kind, str) and kind in NAMED_TYPES
 
 
 def _field_definitions(record: dict[str, Any], record_name: str, path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -201,7 +248,8 @@ def _field_definitions(record: dict[str, Any], record_name: str, path: Path) -> 
         if name in seen:
             raise SchemaError(f"{path}: record {record_name!r} has two fields named {name!r}")
         seen.add(name)
-        yield from _definitions(entry.get("type"), record_name.rpartition(".")[0] or None, path)
+        at = f"field {name!r} of {record_name!r}: "
+        yield from _definitions(entry.get("type"), record_name.rpartition(".")[0] or None, path, at)
 
 
 class _Definitions(AbstractSchemaRepository):
@@ -245,7 +293,35 @@ def _resolve(path: Path, name: str, definitions: dict[str, tuple[Path, dict[str,
     try:
         return load_schema(name, repo=_Definitions(definitions), _write_hint=False)
     except Exception as exc:  # fastavro reports problems with several exception types; each names the problem
-        raise SchemaError(f"{path}: {_fastavro_problem(exc, 'any .avsc file of the schema directories')}") from None
+        at = ""
+        if isinstance(exc, UnknownType):
+            # fastavro names the type but not the field that uses it, which is what the user has to edit.
+            at = next(_users_of(definitions[name][1], exc.name, None), "")
+        raise SchemaError(f"{path}: {at}{_fastavro_problem(exc, 'any .avsc file of the schema directories')}") from None
+
+
+def _users_of(schema: Any, wanted: str, namespace: str | None, at: str = "") -> Iterator[str]:
+    """``at`` for each field whose type refers to the named type ``wanted`` (a full name)."""
+    if isinstance(schema, list):
+        for branch in schema:
+            yield from _users_of(branch, wanted, namespace, at)
+    elif isinstance(schema, str):
+        if schema not in PRIMITIVES and wanted in (schema, full_name(schema, namespace)):
+            yield at
+    elif isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind in ("record", "error"):
+            record_name = full_name(str(schema.get("name")), schema.get("namespace", namespace))
+            inner = record_name.rpartition(".")[0] or None
+            for entry in schema.get("fields", ()):
+                if isinstance(entry, dict):
+                    yield from _users_of(
+                        entry.get("type"), wanted, inner, f"field {entry.get('name')!r} of {record_name!r}: "
+                    )
+        elif kind in ("array", "map"):
+            yield from _users_of(schema.get("items" if kind == "array" else "values"), wanted, namespace, at)
+        elif not _is_named(kind):
+            yield from _users_of(kind, wanted, namespace, at)
 
 
 def _fastavro_problem(exc: Exception, defined_in: str = "the schema") -> str:
