@@ -276,10 +276,9 @@ class _StopSignals:
 
 
 def handle_consume(args: argparse.Namespace) -> int:
-    import orjson
 
     from eventbus.backends import open_log
-    from eventbus.codecs import decode_record
+    from eventbus.codecs import decode_record, json_values
     from eventbus.codecs.avro import reading_decoder
     from eventbus.errors import ConfigurationError, DecodeError
     from eventbus.reader import read_topic
@@ -302,6 +301,6 @@ def handle_consume(args: argparse.Namespace) -> int:
                 bad += 1
                 print(f"eventbus: {args.topic}[{record.partition}]@{record.offset}: {exc}", file=sys.stderr)
                 continue
-            out.write(orjson.dumps(attrs) + b"\n")
+            out.write(json_values.dumps(attrs) + b"\n")
             out.flush()
     return EXIT_FAILURE if bad else EXIT_OK

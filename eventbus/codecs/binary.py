@@ -64,7 +64,7 @@ def encode_binary(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]:
             if data is _MISSING:
                 headers.pop()
                 return tuple(headers), None
-            return tuple(headers), orjson.dumps(data)
+            return tuple(headers), _json_data(data)
     return _encode_binary_slowly(attrs)
 
 
@@ -98,7 +98,17 @@ def _encode_binary_slowly(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]
         append((CONTENT_TYPE_HEADER, b"application/json"))
     elif isinstance(data, str) and not is_json_content_type(content_type):
         return tuple(headers), data.encode()
-    return tuple(headers), orjson.dumps(data)
+    return tuple(headers), _json_data(data)
+
+
+def _json_data(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        # Bytes from Avro data, say (see json_values); anything else is refused as before.
+        from eventbus.codecs.json_values import dumps
+
+        return dumps(data)
 
 
 _MISSING: Any = object()

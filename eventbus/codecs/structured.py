@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import orjson
 
+from eventbus.codecs.json_values import dumps as dumps_with_avro_values
 from eventbus.errors import DecodeError
 from eventbus.event import SPECVERSION, InvalidEventError, check_structured
 
@@ -24,6 +25,10 @@ def encode_structured(attrs: dict[str, Any]) -> bytes:
     """The JSON bytes of a complete CloudEvents dict."""
     try:
         return _dumps(attrs)
+    except TypeError:
+        pass  # bytes from Avro data, say: written as base64 text by the slower path below
+    try:
+        return dumps_with_avro_values(attrs)
     except TypeError as exc:
         raise InvalidEventError(
             f"event {attrs.get('id')!r} of type {attrs.get('type')!r}: data is not JSON-serialisable: {exc}"
