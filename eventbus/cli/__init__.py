@@ -63,13 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     from eventbus.cli import dlq, projections, run, schema, streams, topics
 
     parser = _Parser(prog="eventbus", description="Event bus and stream processing: run, publish, consume, topics.")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument(
-        "--log-format",
-        default=default_log_format(),
-        choices=LOG_FORMATS,
-        help=f"json: one JSON object per line, for log shippers (default: ${LOG_FORMAT_ENV}, else text)",
-    )
+    _add_log_options(parser, default_level="INFO", default_format=default_log_format())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     run.register(sub)
     streams.register(sub)
@@ -81,7 +75,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     # The routing box's command is written against plain ArgumentParser subcommands; ours are a subclass.
     register_rules(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
+    _take_log_options_after_commands(parser)
     return parser
+
+
+def _add_log_options(parser: argparse.ArgumentParser, *, default_level: str, default_format: str) -> None:
+    parser.add_argument("--log-level", default=default_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-format",
+        default=default_format,
+        choices=LOG_FORMATS,
+        help=f"json: one JSON object per line, for log shippers (default: ${LOG_FORMAT_ENV}, else text)",
+    )
+
+
+def _take_log_options_after_commands(parser: argparse.ArgumentParser) -> None:
+    """Let every command take ``--log-level`` and ``--log-format`` after its name too (``eventbus run app
+    --log-level DEBUG``). Suppressed defaults: given there, they override the ones given before the command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # an alias names its parser again
+                _add_log_options(command, default_level=argparse.SUPPRESS, default_format=argparse.SUPPRESS)
+                _take_log_options_after_commands(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
