@@ -1,6 +1,6 @@
 """W1 on the embedded SQLite log, against a hand-written sqlite3 loop doing the same work, in one run.
 
-W1: 200,000 JSON order events of ~230 bytes in a 3-partition topic; keep ``type == "order.paid" and data.amount >
+W1: 200,000 JSON order events of ~270 bytes in a 3-partition topic; keep ``type == "order.paid" and data.amount >
 100``; emit ``{id, customer, amount, currency, time}`` to a second topic keyed by customer; commit.
 
 eventbus: a `Worker` with one processor (an event pattern as its filter) runs until idle on a SQLite log file.
@@ -63,7 +63,7 @@ def scratch_db(tmp: str | Path, name: str) -> Iterator[Path]:
 
 
 def make_events(count: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
-    """(key, value) of ``count`` CloudEvents in JSON form, ~230 bytes each."""
+    """(key, value) of ``count`` CloudEvents in JSON form, ~270 bytes each."""
     rng = random.Random(seed)
     events = []
     for n in range(count):

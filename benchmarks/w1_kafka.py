@@ -1,7 +1,7 @@
 """W1 on Kafka: ``eventbus run`` (a subprocess, as users run it) against a hand-written confluent-kafka loop doing
 the same work, on the same broker kind, in one run.
 
-W1: 200,000 JSON order events of ~230 bytes in a 3-partition topic; keep ``type == "order.paid" and data.amount >
+W1: 200,000 JSON order events of ~270 bytes in a 3-partition topic; keep ``type == "order.paid" and data.amount >
 100``; emit ``{id, customer, amount, currency, time}`` to a second topic keyed by customer; commit.
 
 eventbus: ``python -m eventbus run benchmarks.w1_kafka:app --broker kafka://... --until-idle`` with the app below

@@ -7,9 +7,12 @@
 ``sales_report`` also reads ``orders`` (fan-out): it receives placed orders in batches and emits sales figures to
 ``analytics``. Every event is keyed by its order id, so each order's events stay in order in one partition.
 
-Run it:  eventbus publish orders --type shop.order.placed --key-field order_id < processors/sample-orders.jsonl
+Run it:  eventbus topics create --app processors.shop
+         eventbus publish orders --type shop.order.placed --key-field order_id < processors/sample-orders.jsonl
          eventbus run processors.shop --until-idle
          eventbus consume emails --from-beginning --until-end
+
+(Topics first: publishing to a missing topic creates it with one partition, and the app declares three.)
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ def charge_payment(payment: PaymentRequested) -> PaymentCaptured | OrderRejected
 def reserve_stock(paid: PaymentCaptured) -> StockReserved | OrderRejected:
     short = [i.sku for i in paid.items if WAREHOUSE[i.sku] < i.quantity]
     if short:
-        # A real shop would also refund here: see the workflows example for compensation.
+        # A real shop would also refund the payment here.
         return OrderRejected(paid.order_id, paid.email, f"out of stock: {', '.join(short)}")
     for item in paid.items:
         WAREHOUSE[item.sku] -= item.quantity
