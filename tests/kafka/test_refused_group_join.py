@@ -3,6 +3,7 @@ rather than asking again forever (a worker waiting for partitions that never com
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 from collections.abc import Iterator
@@ -57,3 +58,20 @@ def test_a_worker_whose_session_timeout_the_broker_refuses_exits_with_a_usage_er
     assert f"eventbus: error: {url}: group 'kafka-pipeline': joining the group with session.timeout.ms=3000" in stderr
     assert "Traceback" not in stderr
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_a_member_asking_for_kip848_of_a_broker_without_it_is_told_why_it_never_joins(
+    caplog: pytest.LogCaptureFixture, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Tansu has no ConsumerGroupHeartbeat: librdkafka says so only in its debug log, and the member never joins.
+    with (
+        running("tansu", tmp_path_factory.mktemp("tansu")) as broker,
+        open_kafka_log(f"kafka://{broker.bootstrap}?group.protocol=consumer") as log,
+    ):
+        log.create_topic("kip848", 1, exist_ok=True)
+        with caplog.at_level(logging.WARNING, logger="eventbus.kafka"):
+            consumer = log.consumer("kip848-group", ["kip848"], ConsumerSettings())
+            consumer.close()
+    (warning,) = [r.getMessage() for r in caplog.records if "no partitions assigned" in r.getMessage()]
+    assert "group.protocol=consumer needs a broker with KIP-848, Apache Kafka 4.0 or later" in warning

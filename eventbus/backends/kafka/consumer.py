@@ -95,9 +95,8 @@ class KafkaConsumer(Consumer):
         config = consumer_config(log.settings, group, settings)
         config["error_cb"] = self._on_client_error
         # Incremental (cooperative) rebalancing hands over only moving partitions; eager takes all back first.
-        self._incremental = str(config.get("group.protocol", "")).lower() == "consumer" or "cooperative" in str(
-            config.get("partition.assignment.strategy", "")
-        )
+        self._kip848 = str(config.get("group.protocol", "")).lower() == "consumer"
+        self._incremental = self._kip848 or "cooperative" in str(config.get("partition.assignment.strategy", ""))
         self._client = build_client(KafkaClient, config, log.settings)
         # The session timeout in force (the URL may override ConsumerSettings'); the broker's, with KIP-848.
         self._session_s = int(config.get("session.timeout.ms", settings.session_timeout_s * 1000)) / 1000
@@ -161,8 +160,15 @@ class KafkaConsumer(Consumer):
                 self.close()
                 raise failure
         if not self._joined:
+            # librdkafka says nothing above debug level when the broker lacks KIP-848's heartbeat: say it here.
+            hint = (
+                " (group.protocol=consumer needs a broker with KIP-848, Apache Kafka 4.0 or later; without it the "
+                "member never joins)"
+                if self._kip848
+                else ""
+            )
             logger.warning(
-                "%s: no partitions assigned after %.0f s; still waiting for the group", self._what, timeout_s
+                "%s: no partitions assigned after %.0f s; still waiting for the group%s", self._what, timeout_s, hint
             )
 
     def _on_assign(self, client: Any, partitions: list[Any]) -> None:
