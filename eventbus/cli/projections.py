@@ -45,7 +45,7 @@ def handle_status(args: argparse.Namespace) -> int:
             url = resolve_store_url(projection.store)
             with open_store(url) as store:
                 # Looking must not make it: a projection no worker has started on has no version yet.
-                version: int | None = store.current_version(name) if name in store.projections() else None
+                version = store.find_version(name)
                 position = {} if version is None else store.checkpoints(name, version)
             lag = 0
             lines = []

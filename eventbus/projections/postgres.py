@@ -90,6 +90,17 @@ class PostgresStore(ProjectionStore):
 
     # -- versions -----------------------------------------------------------------------------------------------
 
+    def find_version(self, projection: str) -> int | None:
+        check_projection_name(projection)
+
+        def work(cursor: Any) -> int | None:
+            cursor.execute("SELECT current FROM projection_versions WHERE projection = %s", (projection,))
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+
+        found: int | None = self._run(work)
+        return found
+
     def current_version(self, projection: str) -> int:
         check_projection_name(projection)
 

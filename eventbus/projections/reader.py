@@ -17,6 +17,7 @@ import orjson
 
 from eventbus.backends.base import TopicPartition
 from eventbus.errors import ConfigurationError
+from eventbus.projections.sqlite import check_query_integer
 from eventbus.projections.store import ProjectionStore, open_store
 
 DEFAULT_LIMIT = 100
@@ -39,9 +40,10 @@ class ProjectionReader:
         self.store = open_store(store) if isinstance(store, str) else store
         self.name = name
 
-    def _version_and_position(self) -> tuple[int, dict[TopicPartition, int]]:
-        version = self.store.current_version(self.name)
-        return version, self.store.checkpoints(self.name, version)
+    def _version_and_position(self) -> tuple[int | None, dict[TopicPartition, int]]:
+        # Looked up, never made: reading a projection no worker has started (or a misspelt name) creates nothing.
+        version = self.store.find_version(self.name)
+        return version, {} if version is None else self.store.checkpoints(self.name, version)
 
     def position(self) -> dict[TopicPartition, int]:
         return self._version_and_position()[1]
@@ -49,6 +51,8 @@ class ProjectionReader:
     def get(self, key: str) -> Read:
         """The row at ``key`` (None when there is none)."""
         version, position = self._version_and_position()
+        if version is None:
+            return Read(None, position)
         text = self.store.fetch(self.name, version, [key]).get(key)
         return Read(None if text is None else orjson.loads(text), position)
 
@@ -63,7 +67,10 @@ class ProjectionReader:
             raise ValueError(f"limit={limit!r}: expected a whole number of rows >= 0")
         for field, value in (equals or {}).items():
             _check_query(field, value)
+            check_query_integer(field, value)  # refused whether or not the projection has rows yet
         version, position = self._version_and_position()
+        if version is None:
+            return Read([], position)
         rows = self.store.query(self.name, version, equals or {}, limit)
         return Read([{"key": key, "value": orjson.loads(text)} for key, text in rows], position)
 
@@ -93,8 +100,8 @@ class ProjectionReader:
         import hashlib
 
         digest = hashlib.sha256()
-        version = self.store.current_version(self.name)
-        for key, text in self.store.rows(self.name, version):
+        version = self.store.find_version(self.name)
+        for key, text in () if version is None else self.store.rows(self.name, version):
             digest.update(key.encode())
             digest.update(b"\0")
             digest.update(orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS))

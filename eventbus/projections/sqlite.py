@@ -167,6 +167,14 @@ class SQLiteStore(ProjectionStore):
 
     # -- versions -----------------------------------------------------------------------------------------------
 
+    def find_version(self, projection: str) -> int | None:
+        check_projection_name(projection)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT current FROM projection_versions WHERE projection = ?", (projection,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
     def current_version(self, projection: str) -> int:
         check_projection_name(projection)
         with self._lock:

@@ -92,6 +92,10 @@ class ProjectionStore(ABC):
 
     url: str
 
+    def find_version(self, projection: str) -> int | None:
+        """The projection's current version, or None when no worker has made one yet (nothing is created)."""
+        return self.current_version(projection) if projection in self.projections() else None
+
     @abstractmethod
     def current_version(self, projection: str) -> int:
         """The version reads are served from; creates version 1 the first time a projection is seen."""
