@@ -35,6 +35,26 @@ REQUIRED_ATTRIBUTES: Final = ("id", "source", "type", "specversion")
 
 _BINARY_TYPES: Final = (bytes, bytearray, memoryview)
 _EXTENSION_NAME = re.compile(r"[a-z0-9]+\Z")
+# CloudEvents strings exclude the C0 and C1 control characters (a newline cannot go in an HTTP header) and lone
+# surrogates (which UTF-8 cannot carry). `str.isprintable` rules them out in C first; this says which it was.
+_DISALLOWED_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# RFC 3986: a URI-reference is a URI or a relative reference, whose first segment cannot hold a ":" (it would read
+# as a scheme); only these characters, and "%" with two hex digits, one "#" at most. Characters beyond ASCII are
+# let through as RFC 3987 (IRI) has them: each maps to its percent-encoded UTF-8, so no reader is misled.
+# Runs of plain characters are taken whole and never given back (++, *+): one step per run, not per character.
+_URI_CHARACTERS = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?\[\]\u00a0-\ud7ff\ue000-\U0010ffff]++|%[0-9A-Fa-f]{2})*+"
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*:"
+_URI_REFERENCE = re.compile(rf"(?:{_SCHEME}|(?![^/?#]*:)){_URI_CHARACTERS}(?:#{_URI_CHARACTERS})?\Z")
+# An absolute URI has a scheme. A fragment is let through: JSON Schema's "uri" (which CloudEvents' own schema uses
+# for dataschema) allows one, and schema URIs often point into a document.
+_URI = re.compile(rf"{_SCHEME}{_URI_CHARACTERS}(?:#{_URI_CHARACTERS})?\Z")
+# RFC 2045/2046: type "/" subtype, then "; attribute=value" parameters (a value a token or a quoted string).
+_MEDIA_NAME = r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+"
+_QUOTED = r'"(?:[^"\\\r\n]|\\.)*"'
+# An empty parameter ("text/plain;") is let through, as RFC 9110 has it.
+_MEDIA_TYPE = re.compile(
+    rf"{_MEDIA_NAME}/{_MEDIA_NAME}(?:[ \t]*;[ \t]*(?:{_MEDIA_NAME}=(?:{_MEDIA_NAME}|{_QUOTED}))?)*[ \t]*\Z"
+)
 
 T = TypeVar("T")
 
@@ -114,14 +134,66 @@ def _format_time(value: str | datetime) -> str:
     return value
 
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+# datetime checks the date and the time of day; the offset it would take past 23:59 (+05:60 reads as +06:00).
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
 _last_checked_time = [""]
 
 
 def _check_text(name: str, value: object) -> str:
     if value.__class__ is not str or not value:
         raise InvalidEventError(f"{name}: expected a non-empty string, got {value!r}")
+    if not value.isprintable():
+        _check_characters(name, value)
     return value
+
+
+def _check_characters(name: str, value: str) -> None:
+    # isprintable() also says no to characters CloudEvents allows (U+00A0, U+200B, ...): only these are refused.
+    found = _DISALLOWED_CHARACTER.search(value)
+    if found is not None:
+        raise InvalidEventError(
+            f"{name}: {found.group()!r} at position {found.start()} is not allowed in a CloudEvents string"
+            " (no control characters or lone surrogates)"
+        )
+
+
+def check_source(value: object) -> str:
+    """``value`` if it is a valid ``source``: a non-empty URI-reference; else an `InvalidEventError` naming it."""
+    text = _check_text("source", value)
+    if text != _last_checked[0]:  # events built in a loop share their source: it is checked once
+        if _URI_REFERENCE.match(text) is None:
+            raise InvalidEventError(
+                f"source: {text!r} is not a URI-reference (RFC 3986), e.g. /shop/orders or https://example.com/shop;"
+                " percent-encode spaces and other characters a URI cannot hold"
+            )
+        _last_checked[0] = text
+    return text
+
+
+def _check_dataschema(value: object) -> str:
+    text = _check_text("dataschema", value)
+    if text != _last_checked[2]:
+        if _URI.match(text) is None:
+            raise InvalidEventError(
+                f"dataschema: {text!r} is not an absolute URI (RFC 3986, with a scheme), e.g. https://example.com/schema"
+            )
+        _last_checked[2] = text
+    return text
+
+
+def _check_datacontenttype(value: object) -> str:
+    text = _check_text("datacontenttype", value)
+    if text != _last_checked[1]:
+        if _MEDIA_TYPE.match(text) is None:
+            raise InvalidEventError(
+                f"datacontenttype: {text!r} is not a media type (RFC 2046), e.g. application/json or text/plain"
+            )
+        _last_checked[1] = text
+    return text
+
+
+# The last source, datacontenttype and dataschema found valid, and the last datacontenttype found to be JSON.
+_last_checked = ["", "", "", ""]
 
 
 class Event:
@@ -129,7 +201,9 @@ class Event:
 
     ``type`` is required; ``id``, ``source`` and ``time`` are filled when the event is published if they are
     missing. ``partitionkey``, ``traceparent``, ``correlationid`` and ``causationid`` are the extensions eventbus
-    uses itself; any other lowercase alphanumeric extension can be passed in ``extensions``.
+    uses itself; any other lowercase alphanumeric extension can be passed in ``extensions`` (``None`` leaves one
+    unset). Attributes are checked as CloudEvents types them: ``source`` a URI-reference, ``dataschema`` an
+    absolute URI, ``datacontenttype`` a media type, ``time`` RFC 3339, strings without control characters.
     """
 
     __slots__ = ("_attrs",)
@@ -151,26 +225,43 @@ class Event:
         traceparent: str | None = None,
         correlationid: str | None = None,
         causationid: str | None = None,
-        extensions: Mapping[str, str | int | bool] | None = None,
+        extensions: Mapping[str, str | int | bool | None] | None = None,
     ) -> None:
-        if type.__class__ is not str or not type:
+        # Each check is inlined for the common case (a valid str, or the value the last event had) and calls out only
+        # for the rest: outputs are built once per event on the hot path. Unrolled rather than looped, likewise.
+        if type.__class__ is not str or not type or not type.isprintable():
             _check_text("type", type)
         attrs: dict[str, Any] = {"specversion": SPECVERSION, "type": type}
         if id is not None:
-            attrs["id"] = _check_text("id", id)
+            attrs["id"] = id if id.__class__ is str and id and id.isprintable() else _check_text("id", id)
         if source is not None:
-            attrs["source"] = _check_text("source", source)
+            attrs["source"] = source if source.__class__ is str and source == _last_checked[0] else check_source(source)
         if time is not None:
             attrs["time"] = _format_time(time)
-        # Unrolled rather than looped: outputs are built once per event on the hot path.
         if subject is not None:
-            attrs["subject"] = _check_text("subject", subject)
+            attrs["subject"] = (
+                subject
+                if subject.__class__ is str and subject and subject.isprintable()
+                else _check_text("subject", subject)
+            )
         if datacontenttype is not None:
-            attrs["datacontenttype"] = _check_text("datacontenttype", datacontenttype)
+            attrs["datacontenttype"] = (
+                datacontenttype
+                if datacontenttype.__class__ is str and datacontenttype == _last_checked[1]
+                else _check_datacontenttype(datacontenttype)
+            )
         if dataschema is not None:
-            attrs["dataschema"] = _check_text("dataschema", dataschema)
+            attrs["dataschema"] = (
+                dataschema
+                if dataschema.__class__ is str and dataschema == _last_checked[2]
+                else _check_dataschema(dataschema)
+            )
         if partitionkey is not None:
-            attrs["partitionkey"] = _check_text("partitionkey", partitionkey)
+            attrs["partitionkey"] = (
+                partitionkey
+                if partitionkey.__class__ is str and partitionkey and partitionkey.isprintable()
+                else _check_text("partitionkey", partitionkey)
+            )
         if traceparent is not None:
             attrs["traceparent"] = _check_text("traceparent", traceparent)
         if correlationid is not None:
@@ -179,11 +270,15 @@ class Event:
             attrs["causationid"] = _check_text("causationid", causationid)
         if extensions:
             for extension, extension_value in extensions.items():
-                attrs[_check_extension(extension, extension_value)] = extension_value
+                # None is an unset extension, as null is in the JSON format: nothing to keep.
+                if extension_value is not None:
+                    attrs[_check_extension(extension, extension_value)] = extension_value
         if data is not None:
             if data.__class__ in _BINARY_TYPES:
                 attrs["data_base64"] = base64.b64encode(bytes(data)).decode("ascii")
             else:
+                if datacontenttype is not None and datacontenttype != _last_checked[3] and not isinstance(data, str):
+                    _check_data_fits(datacontenttype, data)
                 attrs["data"] = data
         self._attrs = attrs
 
@@ -285,8 +380,13 @@ class Event:
 
     @property
     def extensions(self) -> dict[str, Any]:
-        """Every attribute that is not a CloudEvents context attribute or the data."""
-        return {k: v for k, v in self._attrs.items() if k not in CONTEXT_ATTRIBUTES and k not in DATA_MEMBERS}
+        """Every attribute that is not a CloudEvents context attribute or the data (and is set: a JSON null is an
+        unset attribute)."""
+        return {
+            k: v
+            for k, v in self._attrs.items()
+            if k not in CONTEXT_ATTRIBUTES and k not in DATA_MEMBERS and v is not None
+        }
 
     def get(self, name: str, default: Any = None) -> Any:
         """Any attribute or extension by its CloudEvents name."""
@@ -308,15 +408,23 @@ class Event:
                 if name in REQUIRED_ATTRIBUTES:
                     raise InvalidEventError(f"{name}: a required attribute cannot be removed")
                 attrs.pop(name, None)
+                if name == "data":
+                    attrs.pop("data_base64", None)
             elif name == "data":
                 attrs.pop("data_base64", None)
-                attrs["data"] = value
-            elif name == "time":
-                attrs["time"] = _format_time(value)
+                attrs.pop("data", None)
+                if value.__class__ in _BINARY_TYPES:
+                    attrs["data_base64"] = base64.b64encode(bytes(value)).decode("ascii")
+                else:
+                    attrs["data"] = value
             elif name in CONTEXT_ATTRIBUTES:
-                attrs[name] = _check_text(name, value)
+                attrs[name] = _check_context_attribute(name, value)
             else:
                 attrs[_check_extension(name, value)] = value
+        if "data" in attributes or "datacontenttype" in attributes:
+            data, content_type = attrs.get("data"), attrs.get("datacontenttype")
+            if content_type is not None and data is not None and not isinstance(data, str):
+                _check_data_fits(content_type, data)
         return Event.wrap(attrs)
 
     def __eq__(self, other: object) -> bool:
@@ -333,18 +441,86 @@ class Event:
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
+# Data of this type is eventbus's own: Avro data, decoded (see eventbus.codecs.avro).
+_AVRO_MEDIA_TYPE: Final = "application/avro"
+
+
+def _check_data_fits(content_type: str, data: object) -> None:
+    """Refuse data other than text or bytes under a content type that is not JSON: the JSON format holds such data
+    as a string encoded as the content type says, which a dict or a number is not."""
+    if content_type == _last_checked[3]:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media.endswith(("/json", "+json")) or media == _AVRO_MEDIA_TYPE:
+        _last_checked[3] = content_type
+        return
+    raise InvalidEventError(
+        f"data: datacontenttype {content_type!r} is not JSON, so the data must be text (a str) or bytes,"
+        f" got {builtins.type(data).__name__}; use a JSON content type (application/json) for structured data"
+    )
+
+
+def _check_context_attribute(name: str, value: object) -> Any:
+    """A context attribute's value, checked as the spec types it (``name`` is one of `CONTEXT_ATTRIBUTES`)."""
+    if name == "specversion":
+        if value != SPECVERSION:
+            raise InvalidEventError(f"specversion: only {SPECVERSION!r} is supported, got {value!r}")
+        return SPECVERSION
+    if name == "time":
+        return _format_time(value)  # type: ignore[arg-type]  # anything else is refused, naming it
+    if name == "source":
+        return check_source(value)
+    if name == "dataschema":
+        return _check_dataschema(value)
+    if name == "datacontenttype":
+        return _check_datacontenttype(value)
+    return _check_text(name, value)
+
+
+_NOT_EXTENSIONS: Final = CONTEXT_ATTRIBUTES | DATA_MEMBERS
+
+
+def _refuse_extension_name(name: object) -> None:
+    if name == "data":
+        raise InvalidEventError("extension 'data': the name is reserved for the event's data (CloudEvents 1.0)")
+    if name in CONTEXT_ATTRIBUTES:
+        # Passed as an extension, it would skip the checks its own parameter makes (or override the specversion).
+        raise InvalidEventError(
+            f"extension {name!r}: {name} is a CloudEvents context attribute; pass it as {name}=..., not in extensions"
+        )
+    raise InvalidEventError(f"extension {name!r}: names must be lowercase letters and digits (CloudEvents 1.0)")
+
+
 def _check_extension(name: str, value: object) -> str:
-    if name in DATA_MEMBERS or not _EXTENSION_NAME.match(name):
-        raise InvalidEventError(f"extension {name!r}: names must be lowercase letters and digits (CloudEvents 1.0)")
-    if not isinstance(value, str | int | bool):
+    if name not in _EXTENSION_NAMES:
+        if name in _NOT_EXTENSIONS or name.__class__ is not str or not _EXTENSION_NAME.match(name):
+            _refuse_extension_name(name)
+        if len(_EXTENSION_NAMES) < _MAX_EXTENSION_NAMES:
+            _EXTENSION_NAMES.add(name)
+    kind = value.__class__
+    if kind is str:
+        if not value.isprintable():  # type: ignore[attr-defined]  # a str, as its class says
+            _check_characters(f"extension {name!r}", value)  # type: ignore[arg-type]
+        return name
+    if kind is bool:
+        return name
+    if not isinstance(value, str | int):
         raise InvalidEventError(f"extension {name!r}: expected a string, integer or boolean, got {value!r}")
-    if type(value) is int and not _INT32_MIN <= value <= _INT32_MAX:
+    if isinstance(value, str):
+        if not value.isprintable():
+            _check_characters(f"extension {name!r}", value)
+    elif not isinstance(value, bool) and not _INT32_MIN <= value <= _INT32_MAX:
         # CloudEvents integers are 32-bit: other SDKs reading the event would refuse it or wrap it round.
         raise InvalidEventError(
             f"extension {name!r}: the integer {value} is outside the 32-bit range CloudEvents allows"
             f" ({_INT32_MIN} to {_INT32_MAX}); send it as a string"
         )
     return name
+
+
+# Extension names found valid: events carry the same few over and over. They are the user's: bounded.
+_EXTENSION_NAMES: set[str] = set()
+_MAX_EXTENSION_NAMES = 1024
 
 
 def check_structured(attrs: Mapping[str, Any]) -> None:

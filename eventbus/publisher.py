@@ -13,7 +13,7 @@ from eventbus.backends import open_log
 from eventbus.backends.base import Log, Message, keyed_message
 from eventbus.codecs.binary import encode_binary
 from eventbus.codecs.structured import encode_structured, partition_key
-from eventbus.event import Event, InvalidEventError, binding_of, complete
+from eventbus.event import Event, InvalidEventError, binding_of, check_source, complete
 
 if TYPE_CHECKING:
     from eventbus.app import App
@@ -138,7 +138,8 @@ class Publisher:
     def __init__(self, log: Log | str | None = None, *, source: str | None = None, app: App | None = None) -> None:
         self._owns_log = not isinstance(log, Log)
         self.log = log if isinstance(log, Log) else open_log(log)
-        self.source = source or (app.source if app is not None else "/eventbus")
+        # Checked once here: the events it is filled into are not checked again.
+        self.source = check_source(source or (app.source if app is not None else "/eventbus"))
         encode = encoder_for(self.log, app)
         self._encoders = encode if isinstance(encode, Encoders) else None
         self._encode = encode
@@ -186,28 +187,34 @@ _NAMED_ATTRIBUTES = (
 
 
 def event_from_json(parsed: object) -> Event:
-    """An event from its CloudEvents JSON form, where ``id``, ``source`` and ``time`` may still be missing."""
+    """An event from its CloudEvents JSON form, where ``id``, ``source`` and ``time`` may still be missing.
+
+    An attribute that is null is unset, as the JSON format says; ``"data": null`` is data, a null payload."""
     if not isinstance(parsed, dict):
         raise InvalidEventError(f"expected a JSON object (a CloudEvent), got {type(parsed).__name__}")
-    attrs = dict(parsed)
+    attrs = {name: value for name, value in parsed.items() if value is not None}
     specversion = attrs.pop("specversion", "1.0")
     if specversion != "1.0":
         raise InvalidEventError(f"specversion: only '1.0' is supported, got {specversion!r}")
     if "type" not in attrs:
         raise InvalidEventError("type: required attribute is missing")
     event_type = attrs.pop("type")
+    if "data" in attrs and "data_base64" in attrs:
+        raise InvalidEventError("data and data_base64: an event carries one or the other, not both")
     data = attrs.pop("data", None)
     data_base64 = attrs.pop("data_base64", None)
-    if data is None and data_base64 is not None:
+    if data_base64 is not None:
         import base64
-        import binascii
 
         try:
             data = base64.b64decode(data_base64, validate=True)
-        except (binascii.Error, TypeError):
+        except (ValueError, TypeError):  # binascii.Error, or text beyond ASCII
             raise InvalidEventError("data_base64: not valid base64") from None
     named = {name: attrs.pop(name) for name in _NAMED_ATTRIBUTES if name in attrs}
-    return Event(event_type, data, extensions=attrs, **named)
+    event = Event(event_type, data, extensions=attrs, **named)
+    if data is None and data_base64 is None and "data" in parsed:
+        return Event.wrap({**event.to_dict(), "data": None})
+    return event
 
 
 def _key_of(data: object, key_field: str | None) -> str | None:
@@ -321,8 +328,6 @@ def line_parser(event_type: str | None, key_field: str | None) -> Callable[[byte
                         f"nested too deeply to be written (JSON data is written to at most {_DEEPEST_WRITTEN} levels)"
                     ) from None
         if event_type is None:
-            if isinstance(parsed, dict) and "data" in parsed and "data_base64" in parsed:
-                raise InvalidEventError("data and data_base64: an event carries one or the other, not both")
             return event_from_json(parsed)
         if key_field is not None and isinstance(parsed, dict) and key_field in parsed and parsed[key_field] is None:
             raise InvalidEventError(f"{key_field}: the key field is null (a partition key is a string or a number)")

@@ -20,10 +20,12 @@ CONTENT_TYPE_HEADER: Final = "content-type"
 
 
 def is_json_content_type(content_type: str | None) -> bool:
+    """Whether a ``datacontenttype`` declares JSON data: none (JSON is implied), ``*/json`` or ``*/*+json``,
+    parameters aside (the CloudEvents JSON format, 3.1)."""
     if content_type is None:
         return True
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json") or media == "text/json"
+    return media.endswith(("/json", "+json"))
 
 
 # Header names by attribute name, made once: events carry the same few attributes over and over. The attributes
@@ -45,6 +47,7 @@ _HEADER_NAMES: dict[str, str] = {
         "causationid",
     )
 }
+_OCTET_STREAM: Final = b"application/octet-stream"
 _MAX_HEADER_NAMES = 1024  # extension names are the user's: bound what they can make this keep
 _SPECIAL = frozenset({"data", "data_base64", "datacontenttype"})
 
@@ -76,7 +79,8 @@ def _encode_binary_slowly(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]
         header = names.get(name)
         if header is not None and value.__class__ is str:
             append((header, value.encode()))
-        elif name in _SPECIAL:
+        elif name in _SPECIAL or value is None:
+            # None is an unset attribute (a JSON null from a structured-mode producer): no header, not "null".
             if name == "datacontenttype" and value is not None:
                 append((CONTENT_TYPE_HEADER, str(value).encode()))
         else:
@@ -86,9 +90,12 @@ def _encode_binary_slowly(attrs: dict[str, Any]) -> tuple[Headers, bytes | None]
                     names[name] = header
             text = value if isinstance(value, str) else orjson.dumps(value).decode()
             append((header, text.encode()))
-    if "data_base64" in attrs:
+    if attrs.get("data_base64") is not None:
         import base64
 
+        if attrs.get("datacontenttype") is None:
+            # Without a content type a binary-mode reader takes the value for JSON (as eventbus does): say it is bytes.
+            append((CONTENT_TYPE_HEADER, _OCTET_STREAM))
         return tuple(headers), base64.b64decode(attrs["data_base64"])
     data = attrs.get("data", _MISSING)
     if data is _MISSING:
