@@ -385,6 +385,9 @@ class ConsumerSettings:
     heartbeat_interval_s: float = 1.0
     max_poll_interval_s: float = 300.0
     member_name: str | None = None
+    # This process's place among the N that `eventbus run --workers N` starts (0 to N-1), None otherwise. A static
+    # member id (Kafka's group.instance.id) gets it as a suffix: N processes under one id would fence each other.
+    worker_index: int | None = None
     # "exactly_once": outputs and offsets commit atomically. The embedded logs always do; Kafka uses transactions.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 

@@ -61,7 +61,7 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--commit-interval-ms must be 0 or more, got {args.commit_interval_ms:g}")
     if args.workers > 1:
         return _supervise(args)
-    from eventbus.cli.supervisor import stop_with_supervisor
+    from eventbus.cli.supervisor import stop_with_supervisor, supervised_index
 
     stop_with_supervisor()
     from eventbus.backends import open_log
@@ -77,7 +77,7 @@ def handle(args: argparse.Namespace) -> int:
             until_idle=args.until_idle,
             max_poll_records=args.max_poll_records,
             commit_interval_ms=args.commit_interval_ms,
-            consumer=ConsumerSettings(processing_guarantee=args.guarantee),
+            consumer=ConsumerSettings(processing_guarantee=args.guarantee, worker_index=supervised_index()),
         )
         run_worker(AppRunner(app, log, settings, http_port=args.http))
     finally:

@@ -25,6 +25,8 @@ logger = logging.getLogger("eventbus.supervisor")
 
 # Set in the environment of the workers a supervisor starts: its pid.
 SUPERVISOR_PID_ENV = "EVENTBUS_SUPERVISOR_PID"
+# ...and the worker's index (0 to N-1), which stays with the worker across restarts (see ConsumerSettings).
+WORKER_INDEX_ENV = "EVENTBUS_WORKER_INDEX"
 MAX_RESTARTS = 5
 # The most workers ``--workers`` accepts. Each worker is a whole Python process (tens of MB, a log connection, a
 # group member), and a group cannot use more workers than its topics have partitions: past a few hundred a larger
@@ -100,7 +102,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         # A process group of its own: a terminal's Ctrl-C then reaches the supervisor alone, which passes it on
         # once. Reaching the worker twice (from the terminal and from here) would stop it without draining.
-        env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
+        env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid()), WORKER_INDEX_ENV: str(index)}
         child = self._children[index] = subprocess.Popen(self._commands[index], env=env, process_group=0)
         if self._stopping and child.pid not in self._signalled:
             # A stop signal arrived while this one was being started, before `forward` could see it.
@@ -160,3 +162,11 @@ def stop_with_supervisor() -> None:
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
     if os.getppid() != int(supervisor_pid):
         os.kill(os.getpid(), signal.SIGTERM)  # it died before that took effect
+
+
+def supervised_index() -> int | None:
+    """In a worker the supervisor started: its index among the supervisor's workers; else None."""
+    index = os.environ.get(WORKER_INDEX_ENV)
+    if os.environ.get(SUPERVISOR_PID_ENV) is None or index is None or not index.isdecimal():
+        return None
+    return int(index)

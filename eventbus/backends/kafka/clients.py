@@ -130,6 +130,11 @@ def consumer_config(settings: KafkaSettings, group: str, consumer: ConsumerSetti
         for name in _CLASSIC_GROUP_ONLY:
             if name not in settings.client_settings:
                 config.pop(name, None)
+    instance_id = config.get("group.instance.id")
+    if instance_id and consumer.worker_index is not None:
+        # The processes of `eventbus run --workers N` share one URL; as Kafka Streams does for its threads, each
+        # gets an id of its own, the same again when the supervisor restarts it.
+        config["group.instance.id"] = f"{instance_id}-{consumer.worker_index}"
     # A user who raised the session timeout above the poll interval keeps librdkafka's rule (poll >= session).
     if int(config.get("max.poll.interval.ms", 0)) < int(config.get("session.timeout.ms", 0)):
         config["max.poll.interval.ms"] = config["session.timeout.ms"]

@@ -40,7 +40,7 @@ from eventbus.backends.kafka.health import BrokerHealth
 from eventbus.backends.kafka.reader import OFFSET_BEGINNING
 from eventbus.backends.kafka.records import sort_out
 from eventbus.backends.kafka.transactions import TransactionalProducer
-from eventbus.errors import BackendError, EventbusError, PartitionRevokedError
+from eventbus.errors import BackendError, ConfigurationError, EventbusError, PartitionRevokedError
 
 if TYPE_CHECKING:
     from eventbus.backends.kafka.log import KafkaLog
@@ -94,6 +94,7 @@ class KafkaConsumer(Consumer):
         self._health = BrokerHealth(self._url, log.settings.broker_unavailable_timeout_s)
         config = consumer_config(log.settings, group, settings)
         config["error_cb"] = self._on_client_error
+        self._instance_id = config.get("group.instance.id")
         # Incremental (cooperative) rebalancing hands over only moving partitions; eager takes all back first.
         self._kip848 = str(config.get("group.protocol", "")).lower() == "consumer"
         self._incremental = self._kip848 or "cooperative" in str(config.get("partition.assignment.strategy", ""))
@@ -259,12 +260,24 @@ class KafkaConsumer(Consumer):
         name = error.name()
         if name == "_ALL_BROKERS_DOWN":
             self._health.lost()
-        elif error.fatal():
-            self._failure = translate(error, f"{self._what}: the consumer failed")
+        elif error.fatal() or name == "_FATAL":
+            self._failure = self._fatal(error)
         elif name in JOIN_REFUSED:
             self._failure = self._refusal(error)
         elif name not in UNREACHABLE:
             logger.warning("%s: %s", self._what, describe(error))
+
+    def _fatal(self, error: Any) -> EventbusError:
+        """The error that stops a consumer librdkafka has given up on (its error callback reports that as
+        ``_FATAL``, which ``fatal()`` does not flag)."""
+        if self._instance_id and "fenced" in str(error).lower():
+            # Restarting would fence the other member in turn: this is a configuration mistake, not a crash.
+            return ConfigurationError(
+                f"{self._what}: another member joined with the same group.instance.id ({self._instance_id!r}) and "
+                "the broker fenced this one out; give each process an id of its own (the workers of "
+                "eventbus run --workers N are numbered: ID-0, ID-1, ...)"
+            )
+        return translate(error, f"{self._what}: the consumer failed")
 
     def _refusal(self, error: Any) -> EventbusError:
         """The error that stops a member the group coordinator will not take, naming what it refused."""
@@ -344,8 +357,8 @@ class KafkaConsumer(Consumer):
 
     def _on_consume_error(self, error: Any) -> None:
         name = error_name(error)
-        if error.fatal():
-            raise translate(error, f"{self._what}: the consumer failed")
+        if error.fatal() or name == "_FATAL":
+            raise self._fatal(error)
         if name in JOIN_REFUSED:
             raise self._refusal(error)
         if name in _TOPIC_MISSING:
