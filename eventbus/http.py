@@ -343,7 +343,11 @@ class HttpService:
         messages: list[Message] = []
         for index, event in enumerate(events):
             try:
-                messages.append(encode(complete(event, self._source)))
+                message = encode(complete(event, self._source))
+                too_large = self.log.oversized(message)
+                if too_large is not None:
+                    raise InvalidEventError(f"the event is {too_large}")
+                messages.append(message)
             except (InvalidEventError, orjson.JSONEncodeError) as exc:
                 # Binary mode (Kafka) leaves the data to orjson, which refuses what structured mode refuses.
                 what = str(exc) if isinstance(exc, InvalidEventError) else f"data cannot be written as JSON: {exc}"

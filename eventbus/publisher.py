@@ -6,7 +6,7 @@ filled where missing — encoded once, and appended in batches; `publish` return
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eventbus.backends import open_log
@@ -149,9 +149,28 @@ class Publisher:
         return self.publish_many(topic, (event,))[0]
 
     def publish_many(self, topic: str, events: Iterable[Event | object]) -> list[Position]:
-        """Append events in one atomic batch, in order."""
+        """Append events in one atomic batch, in order: an event that cannot be written refuses the batch, by its
+        place in it, before any is written."""
         encode = self._encode if self._encoders is None else self._encoders.for_topic(topic)
         messages = [encode(complete(to_event(e), self.source)) for e in events]
+        for index, message in enumerate(messages):
+            why = self.log.oversized(message)
+            if why is not None:
+                where = f"event {index} of the batch" if len(messages) > 1 else "the event"
+                raise RecordTooLargeError(f"{where} is {why}")
+        return self.append_encoded(topic, messages)
+
+    def encode(self, topic: str, event: Event | object) -> Message:
+        """The record `publish` would write for ``event``; `RecordTooLargeError` if the log would refuse it."""
+        encode = self._encode if self._encoders is None else self._encoders.for_topic(topic)
+        message = encode(complete(to_event(event), self.source))
+        why = self.log.oversized(message)
+        if why is not None:
+            raise RecordTooLargeError(f"the event is {why}")
+        return message
+
+    def append_encoded(self, topic: str, messages: Sequence[Message]) -> list[Position]:
+        """Append records made by `encode`, in one atomic batch, in order."""
         if not messages:
             return []
         return [Position(topic, p, o) for p, o in self.log.append(topic, messages)]
@@ -165,6 +184,10 @@ class Publisher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class RecordTooLargeError(InvalidEventError):
+    """An event whose record is larger than the log takes (Kafka's message.max.bytes)."""
 
 
 class LineReport(NamedTuple):
@@ -268,7 +291,7 @@ def publish_lines(
     line bad is `line_parser`'s."""
     event_of = line_parser(event_type, key_field)
     errors: list[tuple[int, str]] = []
-    batch: list[Event] = []
+    batch: list[Message] = []
     published = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -276,15 +299,16 @@ def publish_lines(
         # surrogatepass: a lone surrogate reaches the parser, which reports the line, rather than raising here.
         raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
         try:
-            batch.append(event_of(raw, may_hold_wide_integers(raw)))
+            # Encoded here, one line at a time: a line whose record the log would refuse is reported by number.
+            batch.append(publisher.encode(topic, event_of(raw, may_hold_wide_integers(raw))))
         except (InvalidEventError, TypeError) as exc:
             errors.append((number, str(exc)))
             continue
         if len(batch) >= batch_size:
-            published += len(publisher.publish_many(topic, batch))
+            published += len(publisher.append_encoded(topic, batch))
             batch = []
     if batch:
-        published += len(publisher.publish_many(topic, batch))
+        published += len(publisher.append_encoded(topic, batch))
     return LineReport(published, errors)
 
 

@@ -229,6 +229,11 @@ class Consumer(ABC):
         """Leave the group, releasing partitions at once so other members take over without waiting."""
 
 
+# Keys and headers are rarely this large: a value shorter than a log's record limit minus this fits whatever they
+# hold, so only longer ones need their exact size counted (a walk over the headers).
+RECORD_HEADROOM_BYTES = 64 * 1024
+
+
 class Log(ABC):
     """A partitioned, append-only log with consumer groups."""
 
@@ -242,6 +247,30 @@ class Log(ABC):
     # worker then makes them itself instead of handing them to I/O threads, which under the GIL cost more than
     # the work they overlap.
     local_calls: bool = False
+    # The largest record a write takes, as `record_bytes` counts it (None: no limit). A record over it fails the
+    # whole write, so the runtime refuses such an output with the event that emitted it (see runtime.outbox).
+    max_record_bytes: int | None = None
+
+    def record_bytes(self, message: Message) -> int:
+        """The size of ``message`` as this log counts it against `max_record_bytes`."""
+        return len(message.value or b"") + len(message.key or b"")
+
+    def record_limit_hint(self) -> str:
+        """Where `max_record_bytes` comes from and how to raise it, for the error refusing a record over it."""
+        return ""
+
+    def oversized(self, message: Message) -> str | None:
+        """Why this log would refuse ``message`` for its size (naming both sizes and the setting), else None."""
+        limit = self.max_record_bytes
+        if limit is None or len(message.value or b"") <= limit - RECORD_HEADROOM_BYTES:
+            return None
+        size = self.record_bytes(message)
+        if size <= limit:
+            return None
+        hint = self.record_limit_hint()
+        return f"{size:,} bytes encoded; the log takes records of at most {limit:,} bytes" + (
+            f" ({hint})" if hint else ""
+        )
 
     def ensure_topic(self, name: str, partitions: int | None = None) -> TopicInfo:
         """The topic, created if missing (with ``partitions``, else the log's default when it auto-creates)."""

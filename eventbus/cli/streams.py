@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from eventbus.cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, check_topic_option
 
 if TYPE_CHECKING:
-    from eventbus.event import Event
+    from eventbus.backends.base import Message
     from eventbus.publisher import Publisher
 
 
@@ -101,7 +101,7 @@ class _LinePublisher:
         self.topic = topic
         self.batch_size = batch_size
         self.linger_s = linger_s
-        self.pending: list[Event] = []
+        self.pending: list[Message] = []
         self.published = 0
         self.rejected = 0
         self.last_line = 0  # the number of the last line read whole
@@ -145,7 +145,8 @@ class _LinePublisher:
         if not line.strip():
             return
         try:
-            self.pending.append(self._event_of(line, suspect))
+            # Encoded here, one line at a time: a line whose record the log would refuse is reported by number.
+            self.pending.append(self.publisher.encode(self.topic, self._event_of(line, suspect)))
         except self._refusals as exc:
             self.rejected += 1
             print(f"eventbus: line {number}: {exc}", file=sys.stderr)
@@ -169,7 +170,7 @@ class _LinePublisher:
     def flush(self) -> None:
         self._due = None
         if self.pending:
-            self.published += len(self.publisher.publish_many(self.topic, self.pending))
+            self.published += len(self.publisher.append_encoded(self.topic, self.pending))
             self.pending = []
 
 

@@ -129,7 +129,7 @@ class Executor:
             for b, p in pending
             if processor.idempotency is None and self._direct(index, processor, self._key(index, b))
         ]
-        boxes = [Outbox(self._source, self._encode) for _ in direct]
+        boxes = [self.outbox.sibling() for _ in direct]
         failures = await asyncio.gather(
             *(
                 call_each_async(processor, b.topic, b.partition, b.offsets, b.events, p, box)
@@ -518,7 +518,7 @@ class Executor:
     ) -> list[tuple[int, BaseException | None]]:
         """Run each group's events in order, up to ``concurrency`` groups at once, each with its own outbox
         (merged in group order afterwards, so outputs keep a stable order)."""
-        outboxes = [Outbox(self._source, self._encode) for _ in groups]
+        outboxes = [self.outbox.sibling() for _ in groups]
 
         def run_sync(n: int) -> tuple[int, BaseException | None]:
             items = groups[n]

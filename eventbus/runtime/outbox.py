@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from eventbus.backends.base import Message, check_topic_name
+from eventbus.backends.base import RECORD_HEADROOM_BYTES, Log, Message, check_topic_name
 from eventbus.event import Event, binding_of, new_event_id, now_rfc3339
 from eventbus.publisher import Encoders, EventEncoder
 
@@ -40,11 +40,16 @@ def _inherit(attrs: dict[str, Any], parent: dict[str, Any]) -> None:
 
 
 class Outbox:
-    __slots__ = ("_encode", "_encoders", "_source", "count", "messages", "trail")
+    __slots__ = ("_encode", "_encoders", "_log", "_source", "_values_fit_below", "count", "messages", "trail")
 
-    def __init__(self, default_source: str, encode: EventEncoder) -> None:
+    def __init__(self, default_source: str, encode: EventEncoder, log: Log | None = None) -> None:
         self._source = default_source
         self._encode = encode
+        # The log the outputs go to, when it limits the size of a record (Kafka's message.max.bytes): a value
+        # shorter than the limit minus the headroom fits, and only a longer one is measured (see `_check_size`).
+        limit = log.max_record_bytes if log is not None else None
+        self._log = log if limit is not None else None
+        self._values_fit_below = None if limit is None else max(0, limit - RECORD_HEADROOM_BYTES)
         # Per-topic encoders when some topics are Avro; None (one encoder for every topic) otherwise.
         self._encoders = encode if isinstance(encode, Encoders) else None
         self.messages: dict[str, list[Message]] = {}
@@ -86,7 +91,25 @@ class Outbox:
         if "source" not in attrs:
             attrs["source"] = self._source
         encoders = self._encoders
-        self.add_message(topic, self._encode(attrs) if encoders is None else encoders.for_topic(topic)(attrs))
+        message = self._encode(attrs) if encoders is None else encoders.for_topic(topic)(attrs)
+        fit_below = self._values_fit_below
+        if fit_below is not None and message[0] is not None and len(message[0]) > fit_below:
+            self._check_size(message, topic, attrs, processor)
+        self.add_message(topic, message)
+
+    def _check_size(self, message: Message, topic: str, attrs: dict[str, Any], processor: str) -> None:
+        """Refuse a record the log would refuse: written, it would fail the whole write, and the round with it,
+        every time the event came again. Refused here, it fails only the event that emitted it."""
+        assert self._log is not None
+        why = self._log.oversized(message)
+        if why is not None:
+            raise OutputError(
+                f"processor {processor!r} emitted an event of type {attrs.get('type')!r} to {topic!r} that is {why}"
+            )
+
+    def sibling(self) -> Outbox:
+        """An empty outbox that encodes and checks as this one does (for work done apart, then merged)."""
+        return Outbox(self._source, self._encode, self._log)
 
     def add_message(self, topic: str, message: Message) -> None:
         """Emit an already-encoded record (dead letters, outputs remembered for an idempotent replay)."""

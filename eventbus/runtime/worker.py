@@ -140,7 +140,7 @@ class Worker:
         # Avro records are decoded with the app's schemas as readers; fastavro loads at the first one.
         self._dispatcher = Dispatcher(app.processors, LazyAvroDecoder(app.schema_settings, log, lambda: app.schema_set))
         encode = encoder_for(log, app)
-        self._outbox = Outbox(app.source, encode)
+        self._outbox = Outbox(app.source, encode, log)
         self._idempotency = self._open_idempotency_store()
         rng = random.Random(self.settings.retry_seed) if self.settings.retry_seed is not None else None
         self._executor = Executor(app.processors, self._outbox, encode, app.source, self._idempotency, rng)

@@ -32,7 +32,7 @@ from eventbus.backends.base import (
 from eventbus.backends.kafka.admin import Admin
 from eventbus.backends.kafka.config import KafkaSettings, parse_kafka_url
 from eventbus.backends.kafka.consumer import KafkaConsumer
-from eventbus.backends.kafka.producer import BatchProducer, Outgoing
+from eventbus.backends.kafka.producer import LIBRDKAFKA_MAX_MESSAGE_BYTES, BatchProducer, Outgoing, record_wire_bytes
 from eventbus.backends.kafka.reader import Bounds, PartitionReader
 from eventbus.errors import TopicNotFoundError
 
@@ -59,6 +59,16 @@ class KafkaLog(Log):
         self._reader = PartitionReader(settings, self.bounds)
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._lock = threading.Lock()
+        self.max_record_bytes = int(settings.client_settings.get("message.max.bytes", LIBRDKAFKA_MAX_MESSAGE_BYTES))
+
+    def record_bytes(self, message: Message) -> int:
+        return record_wire_bytes(message)
+
+    def record_limit_hint(self) -> str:
+        return (
+            "librdkafka's message.max.bytes; raise it in the URL (?message.max.bytes=N), and the topic's "
+            "max.message.bytes on the brokers with it"
+        )
 
     # -- topics ---------------------------------------------------------------------------------------------------
 

@@ -26,6 +26,32 @@ logger = logging.getLogger("eventbus.kafka")
 # (topic, partition, message): a record with its partition already chosen.
 Outgoing = tuple[str, int, Message]
 
+# librdkafka's default message.max.bytes, the largest record `produce` takes.
+LIBRDKAFKA_MAX_MESSAGE_BYTES = 1_000_000
+# What librdkafka adds to a record's key, value and headers when it checks message.max.bytes: the most a record
+# of the v2 format (Kafka 0.11 and later) spends on its own length, attributes, deltas and field lengths.
+_RECORD_OVERHEAD_BYTES = 36
+
+
+def _varint_bytes(length: int) -> int:
+    """The size of a length as the record format writes it: a zigzag varint, 7 bits a byte."""
+    zigzag = length << 1
+    size = 1
+    while zigzag >= 0x80:
+        zigzag >>= 7
+        size += 1
+    return size
+
+
+def record_wire_bytes(message: Message) -> int:
+    """A record's size as librdkafka counts it against message.max.bytes."""
+    size = _RECORD_OVERHEAD_BYTES + len(message.value or b"") + len(message.key or b"")
+    for name, value in message.headers or ():
+        encoded_name = len(name.encode())
+        size += _varint_bytes(encoded_name) + encoded_name
+        size += _varint_bytes(len(value)) + len(value)
+    return size
+
 
 class Deliveries:
     """The delivery reports of one batch, gathered by the callback librdkafka calls per record."""
