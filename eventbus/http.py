@@ -19,11 +19,13 @@
   types 415; a topic that does not exist (and the app does not declare) 404. A body that has not all arrived
   within ``body_timeout_s`` (default 30 s) answers 408 and the connection is closed; a client that hangs up part
   way through its body has published nothing.
-- ``GET /metrics`` (Prometheus text format) and ``GET /healthz``.
+- ``GET /metrics`` (Prometheus text format: `eventbus.observability.metrics`, the group's consumer lag included)
+  and ``GET /healthz``.
 
 Every refusal is JSON, ``{"error": ...}`` naming the culprit, aiohttp's own (404, 405, 413) included.
 
-Served by aiohttp on the worker's own event loop; store and log calls run on a thread so they never hold it up.
+Served by aiohttp on an event loop and thread of its own, so a processor that holds the worker's thread never holds
+up /healthz or /metrics; store and log calls run on a thread so they never hold up that loop.
 A read waiting for a position sleeps on the event loop, not on a thread, and looks at the position on a small pool
 of its own: however many reads wait, ingress and /metrics keep the shared executor's threads.
 """
@@ -489,17 +491,70 @@ def _json_body(body: bytes) -> Any:
 
 
 async def serve(app: App, log: Log, port: int, host: str = "0.0.0.0") -> Any:  # noqa: S104 - a server's default
-    """Start serving; returns the aiohttp runner (``await runner.cleanup()`` to stop)."""
-    from aiohttp import web
+    """Start serving on a thread and event loop of its own; returns what stops it (``await server.cleanup()``).
 
-    runner = web.AppRunner(HttpService(app, log).routes(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigurationError(f"--http {port}: cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from None
-    bound = [s.getsockname()[1] for s in getattr(site._server, "sockets", None) or ()]  # --http 0: the port chosen
-    logger.info("serving HTTP on %s:%d", host, bound[0] if bound else port)
-    return runner
+    Not on the worker's loop: a sync processor runs on that loop's thread, and while one takes seconds (a slow
+    call, a big batch) /healthz and /metrics would take as long to answer, and a liveness probe with a timeout
+    would have the worker killed for being busy."""
+    server = _ServerThread(app, log, port, host)
+    await asyncio.get_running_loop().run_in_executor(None, server.start)
+    return server
+
+
+class _ServerThread:
+    def __init__(self, app: App, log: Log, port: int, host: str) -> None:
+        self._app, self._log, self._port, self._host = app, log, port, host
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="eventbus-http", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the thread and wait until it serves (or could not)."""
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def _run(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        runner = None
+        try:
+            try:
+                runner = loop.run_until_complete(self._listen())
+            except BaseException as exc:
+                self._error = exc
+                return
+            finally:
+                self._started.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+    async def _listen(self) -> Any:
+        from aiohttp import web
+
+        host, port = self._host, self._port
+        runner = web.AppRunner(HttpService(self._app, self._log).routes(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigurationError(
+                f"--http {port}: cannot serve HTTP on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        bound = [s.getsockname()[1] for s in getattr(site._server, "sockets", None) or ()]  # --http 0: the port
+        logger.info("serving HTTP on %s:%d", host, bound[0] if bound else port)
+        return runner
+
+    async def cleanup(self) -> None:
+        """Stop serving: what is being answered is finished, then the thread ends."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)

@@ -15,7 +15,13 @@ import sys
 from collections.abc import Sequence
 from typing import cast
 
-from eventbus.observability.logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging, default_log_format
+from eventbus.observability.logs import (
+    LOG_FORMAT_ENV,
+    LOG_FORMATS,
+    configure_logging,
+    default_log_format,
+    parse_log_format,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -84,6 +90,7 @@ def _add_log_options(parser: argparse.ArgumentParser, *, default_level: str, def
     parser.add_argument(
         "--log-format",
         default=default_format,
+        type=parse_log_format,
         choices=LOG_FORMATS,
         help=f"json: one JSON object per line, for log shippers (default: ${LOG_FORMAT_ENV}, else text)",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import signal
 import sys
@@ -64,6 +65,9 @@ def handle(args: argparse.Namespace) -> int:
     from eventbus.cli.supervisor import stop_with_supervisor, supervised_index
 
     stop_with_supervisor()
+    from eventbus.observability.metrics import share_with_supervisor
+
+    share_with_supervisor()
     from eventbus.backends import open_log
     from eventbus.backends.base import ConsumerSettings
     from eventbus.loader import load_app
@@ -90,6 +94,7 @@ def _supervise(args: argparse.Namespace) -> int:
     from eventbus.backends import broker_url
     from eventbus.cli.supervisor import Supervisor
     from eventbus.loader import load_app
+    from eventbus.observability.metrics import shared_directory
 
     load_app(args.app)  # report a bad module once, here, rather than once per child
     broker_url(args.broker)  # and an empty --broker, which the children would not be passed
@@ -108,6 +113,9 @@ def _supervise(args: argparse.Namespace) -> int:
     supervisor = Supervisor([first, *[argv] * (args.workers - 1)])
     signal.signal(signal.SIGINT, supervisor.forward)
     signal.signal(signal.SIGTERM, supervisor.forward)
-    if supervisor.run():
+    # The worker serving /metrics reports for all of them: they share their values through this directory.
+    with shared_directory() if args.http is not None else contextlib.nullcontext():
+        succeeded = supervisor.run()
+    if succeeded:
         return EXIT_INTERRUPTED if supervisor.stopped_at_once else EXIT_OK
     return EXIT_USAGE if supervisor.misconfigured else EXIT_FAILURE

@@ -54,9 +54,23 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def default_log_format() -> str:
-    """``EVENTBUS_LOG_FORMAT`` if it names a format, else ``text``."""
-    chosen = os.environ.get(LOG_FORMAT_ENV, "").strip().lower()
-    return chosen if chosen in LOG_FORMATS else "text"
+    """``EVENTBUS_LOG_FORMAT`` (``text`` when it is unset or empty). A value that names no format is returned as
+    it is, for `parse_log_format` to refuse: logs a shipper cannot parse are worse than a command that says why it
+    will not start."""
+    chosen = os.environ.get(LOG_FORMAT_ENV, "").strip()
+    return chosen.lower() if chosen.lower() in LOG_FORMATS else chosen or "text"
+
+
+def parse_log_format(text: str) -> str:
+    """``--log-format``'s value (its default included, which comes from ``EVENTBUS_LOG_FORMAT``)."""
+    chosen = text.strip().lower()
+    if chosen not in LOG_FORMATS:
+        import argparse
+
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a log format (choose {' or '.join(LOG_FORMATS)}; the default is ${LOG_FORMAT_ENV})"
+        )
+    return chosen
 
 
 def configure_logging(level: int, log_format: str, stream: TextIO | None = None) -> None:

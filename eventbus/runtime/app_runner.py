@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -66,6 +67,7 @@ class AppRunner:
     async def run(self) -> AppStats:
         self.app.bind(self.log)
         http = None
+        unwatch_lag: Callable[[], None] | None = None
         try:
             if self.http_port is not None:
                 from eventbus.http import serve
@@ -75,8 +77,15 @@ class AppRunner:
                 # to start on it.
                 await asyncio.get_running_loop().run_in_executor(None, ensure_declared_topics, self.app, self.log)
                 http = await serve(self.app, self.log, self.http_port)
+                if self.worker is not None:
+                    from eventbus.observability.metrics import watch_consumer_lag
+
+                    topics = sorted({topic for processor in self.app.processors for topic in processor.topics})
+                    unwatch_lag = watch_consumer_lag(self.log, self.worker.group, topics)
             return await self._run()
         finally:
+            if unwatch_lag is not None:
+                unwatch_lag()
             if http is not None:
                 await http.cleanup()
             self.app.bind(None)

@@ -1,0 +1,1 @@
+"""Apps the observability tests run in real ``eventbus run`` workers."""
