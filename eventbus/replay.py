@@ -15,10 +15,17 @@ from typing import Any
 
 import orjson
 
-from eventbus.backends.base import Log, Message, RecordBatch, TopicPartition
+from eventbus.backends.base import Log, Message, Record, RecordBatch, TopicPartition
 from eventbus.codecs import decode_record
 from eventbus.errors import ConfigurationError, DecodeError, EventbusError, PositionMovedError, TopicNotFoundError
-from eventbus.runtime.dead_letter import DECODER, REPLAY_TARGET, REPLAYED, failure_of, strip_failure_headers
+from eventbus.runtime.dead_letter import (
+    DECODER,
+    PREFIX,
+    REPLAY_TARGET,
+    REPLAYED,
+    failure_of,
+    strip_failure_headers,
+)
 
 REPLAY_BATCH = 500
 
@@ -220,10 +227,13 @@ class _Replay:
         outgoing: dict[str, list[Message]] = {}
         sent_past_frontier: list[int] = []
         report = self.report
-        for record in batch.records():
-            if record.offset in noted:
+        for letter in batch.records():
+            if letter.offset in noted:
                 report.already_replayed += 1
                 continue
+            # A dead letter whose value was too large to keep stands for its origin record: replay that one.
+            omitted = letter.value is None and "value.omitted" in failure_of(letter.headers)
+            record = self._origin_of(letter) if omitted else letter
             target = self.to or failure_of(record.headers).get("origin.topic")
             if not target:
                 raise ConfigurationError(
@@ -246,7 +256,14 @@ class _Replay:
                 processor = failure_of(record.headers).get("processor")
                 if processor and processor != DECODER:
                     headers = ((REPLAY_TARGET, processor.encode()), *headers)
-            outgoing.setdefault(target, []).append(Message(record.value, record.key, headers))
+            message = Message(record.value, record.key, headers)
+            too_large = self.log.oversized(message)
+            if too_large is not None:
+                raise ConfigurationError(
+                    f"{self.topic}[{record.partition}]@{record.offset}: the event to replay is {too_large}; "
+                    "nothing of this batch was sent"
+                )
+            outgoing.setdefault(target, []).append(message)
         for target, messages in outgoing.items():
             report.by_topic[target] = report.by_topic.get(target, 0) + len(messages)
             report.replayed += len(messages)
@@ -254,6 +271,34 @@ class _Replay:
             note = orjson.dumps({"partition": batch.partition, "offsets": sent_past_frontier})
             outgoing[self.ledger] = [Message(note)]
         return outgoing, frontier
+
+    def _origin_of(self, letter: Record) -> Record:
+        """A dead letter whose value was too large to keep, with the value, key and headers of the record it
+        stands for, read from where it came from (its failure headers kept: they say where it goes)."""
+        failure = failure_of(letter.headers)
+        where = f"{self.topic}[{letter.partition}]@{letter.offset}"
+        try:
+            origin, partition, offset = (
+                failure["origin.topic"],
+                int(failure["origin.partition"]),
+                int(failure["origin.offset"]),
+            )
+        except (KeyError, ValueError):
+            raise ConfigurationError(f"{where}: its value was left out and it does not say where from") from None
+        try:
+            found = [r for r in self.log.read(origin, partition, offset, 1).records() if r.offset == offset]
+        except TopicNotFoundError:
+            found = []
+        if not found:
+            raise ConfigurationError(
+                f"{where}: its value ({failure['value.omitted']}) was too large to keep in the dead letter, and "
+                f"{origin}[{partition}]@{offset} is no longer held, so it cannot be replayed; replay the others "
+                "with a --filter it does not match"
+            )
+        source = found[0]
+        failures = tuple((k, v) for k, v in letter.headers or () if k.startswith(PREFIX))
+        headers = (*(strip_failure_headers(source.headers) or ()), *failures)
+        return letter._replace(value=source.value, key=source.key, headers=headers)
 
     def send(
         self,

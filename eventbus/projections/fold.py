@@ -264,7 +264,7 @@ class Folder:
     def _dead_letter(self, batch: RecordBatch, position: int, why: GiveUp) -> None:
         # Written (durably) before the checkpoint that passes the event: never lost, at worst written twice.
         topic = f"{batch.topic}.dlq"
-        self.log.append(topic, [dead_letter(batch, position, why)])
+        self.log.append(topic, [dead_letter(batch, position, why, self.log.oversized)])
         metrics.dead_lettered(
             why.processor, batch.topic, "handler failed" if why.processor != DECODER else "undecodable"
         )

@@ -11,7 +11,7 @@ which is what an idempotent processor needs to run an event it holds in doubt.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from eventbus.backends.base import Headers, Log, Message, RecordBatch
@@ -29,6 +29,9 @@ ORIGIN_TOPIC = "eventbus.origin.topic"
 ORIGIN_PARTITION = "eventbus.origin.partition"
 ORIGIN_OFFSET = "eventbus.origin.offset"
 REPLAYED = "eventbus.replayed"
+# On a dead letter whose record was too large for the dead-letter topic: the record's size, and that its value was
+# left out. A replay reads the value from the origin record, as long as the origin topic still holds it.
+VALUE_OMITTED = "eventbus.value.omitted"
 # On a replayed record, the one processor (or "projection:<name>") it is for: the others of its topic handled the
 # original already. The replay puts it first among the headers, so readers look at one header, not all of them.
 REPLAY_TARGET = "eventbus.replay.target"
@@ -82,8 +85,15 @@ def replayed_from(headers: Headers | None) -> str | None:
     return None
 
 
-def dead_letter(records: RecordBatch, position: int, why: GiveUp) -> Message:
-    """The dead-letter record for the record at ``position`` of ``records``."""
+def dead_letter(
+    records: RecordBatch, position: int, why: GiveUp, oversized: Callable[[Message], str | None] | None = None
+) -> Message:
+    """The dead-letter record for the record at ``position`` of ``records``.
+
+    ``oversized`` says why the dead-letter topic's log would refuse a record for its size (`Log.oversized`). A
+    dead letter it would refuse (the record was near the limit, or over it, as an output passed on unchanged is)
+    goes without its value, and then without the record's own headers, rather than failing the write of every
+    dead letter and output with it: that would stop the worker at this record on every restart."""
     message = str(why.error)
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "..."
@@ -100,7 +110,15 @@ def dead_letter(records: RecordBatch, position: int, why: GiveUp) -> Message:
         (ORIGIN_OFFSET, str(records.offsets[position]).encode()),
     )
     original = strip_failure_headers(records.headers[position]) or ()
-    return Message(records.values[position], records.keys[position], original + failure)
+    value, key = records.values[position], records.keys[position]
+    letter = Message(value, key, original + failure)
+    if oversized is None or oversized(letter) is None:
+        return letter
+    omitted: Headers = ((VALUE_OMITTED, f"{len(value or b''):,} bytes".encode()),)
+    letter = Message(None, key, original + failure + omitted)
+    if oversized(letter) is None:
+        return letter
+    return Message(None, key, failure + omitted)
 
 
 def failure_of(headers: Headers | None) -> dict[str, str]:

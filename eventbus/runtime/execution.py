@@ -733,7 +733,8 @@ class Executor:
     ) -> None:
         topic = processor.dead_letter_topic_for(batch.topic) if processor else self._poison_topic(batch.topic)
         tp = TopicPartition(batch.topic, batch.partition)
-        self.held_dead_letters.append((tp, batch.offsets[position], topic, dead_letter(batch.records, position, why)))
+        letter = dead_letter(batch.records, position, why, self.outbox.oversized)
+        self.held_dead_letters.append((tp, batch.offsets[position], topic, letter))
         self.dead_letters_written += 1
         metrics.dead_lettered(why.processor, batch.topic, reason)
         if self.dead_letters_written <= 10 or self.dead_letters_written % 1000 == 0:

@@ -107,6 +107,10 @@ class Outbox:
                 f"processor {processor!r} emitted an event of type {attrs.get('type')!r} to {topic!r} that is {why}"
             )
 
+    def oversized(self, message: Message) -> str | None:
+        """Why the log would refuse ``message`` for its size; None when it takes it (see `Log.oversized`)."""
+        return self._log.oversized(message) if self._log is not None else None
+
     def sibling(self) -> Outbox:
         """An empty outbox that encodes and checks as this one does (for work done apart, then merged)."""
         return Outbox(self._source, self._encode, self._log)

@@ -20,9 +20,12 @@ from eventbus.backends.base import ConsumerSettings, Message
 from eventbus.backends.kafka.log import open_kafka_log
 from eventbus.backends.kafka.producer import record_wire_bytes
 from eventbus.codecs import decode_record
+from eventbus.errors import ConfigurationError
 from eventbus.publisher import Publisher, RecordTooLargeError
 from eventbus.reader import read_topic
+from eventbus.replay import replay_dead_letters
 from eventbus.runtime import Worker, WorkerSettings, run_coroutine
+from eventbus.runtime.dead_letter import failure_of, replayed_from
 from tests.conftest import PYTHON, REPO
 from tests.kafka.brokers import Broker
 from tests.kafka.conftest import unique
@@ -124,3 +127,38 @@ def test_publish_reports_a_line_too_large_by_number_and_publishes_the_others(
 @pytest.fixture
 def kafka_small(broker: Broker) -> tuple[Broker, str]:
     return broker, broker.url(**{"message.max.bytes": LIMIT_BYTES})
+
+
+def test_a_dead_letter_too_large_for_its_topic_keeps_its_place_and_replays_from_the_origin(broker: Broker) -> None:
+    source, sink = unique("big-in"), unique("big-out")
+    blob = "x" * (LIMIT_BYTES + 5_000)
+    # Written with librdkafka's default limit: the record is larger than the worker's own limit lets it write.
+    with open_kafka_log(broker.url()) as roomy, Publisher(roomy) as publisher:
+        roomy.create_topic(source, 1)
+        roomy.create_topic(sink, 1)
+        publisher.publish_many(source, [Event("blob.sent", {"n": n, "blob": blob if n == 1 else ""}) for n in range(3)])
+    app = App(unique("big-app"))
+
+    @app.processor(source, to=sink)
+    def forward(event: Event) -> Event:
+        return event  # passed on unchanged: as large as the input
+
+    with open_kafka_log(broker.url(**{"message.max.bytes": LIMIT_BYTES})) as log:
+        consumer = ConsumerSettings(session_timeout_s=broker.session_s, heartbeat_interval_s=0.2)
+        run_coroutine(Worker(app, log, WorkerSettings(until_idle=True, idle_poll_s=0.01, consumer=consumer)).run())
+        assert dict(log.committed(app.name, source)) == {0: 3}, "the worker went past the event, and on"
+        assert sorted(decode_record(r.value, r.headers)["data"]["n"] for r in read_topic(log, sink)) == [0, 2]
+        (letter,) = read_topic(log, f"{source}.dlq")
+        assert letter.value is None
+        failure = failure_of(letter.headers)
+        assert failure["value.omitted"].endswith(" bytes")
+        assert (failure["origin.topic"], failure["origin.offset"]) == (source, "1")
+        # Sent back within this limit it would fail the replay's write: refused, naming the dead letter.
+        with pytest.raises(ConfigurationError, match=rf"{source}.dlq\[0\]@0: the event to replay is [\d,]+ bytes"):
+            replay_dead_letters(log, f"{source}.dlq")
+    with open_kafka_log(broker.url()) as roomy:
+        report = replay_dead_letters(roomy, f"{source}.dlq")
+        assert report.replayed == 1
+        replayed = list(read_topic(roomy, source))[-1]
+        assert decode_record(replayed.value, replayed.headers)["data"] == {"n": 1, "blob": blob}
+        assert replayed_from(replayed.headers) == f"{source}.dlq/0/0"
