@@ -110,6 +110,10 @@ _HINTS: Final = {
     ),
     "UNSUPPORTED_ASSIGNOR": "the broker does not support this partition.assignment.strategy",
     "GROUP_MAX_SIZE_REACHED": "the group has as many members as the broker allows (group.max.size)",
+    "MSG_SIZE_TOO_LARGE": (
+        "a record is larger than the brokers take (the topic's max.message.bytes, the brokers' message.max.bytes); "
+        "eventbus refuses records over its own message.max.bytes before writing, so keep that no higher"
+    ),
     "_ALL_BROKERS_DOWN": "is the broker running and reachable at that address?",
     "_TRANSPORT": "is the broker running and reachable at that address?",
 }
