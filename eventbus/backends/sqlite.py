@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ from eventbus.backends.base import (
     partition_for_key,
 )
 from eventbus.backends.group import EmbeddedLog, Member, host_identity, process_is_gone
-from eventbus.errors import BackendError, ConfigurationError, PartitionRevokedError, TopicNotFoundError
+from eventbus.errors import (
+    BackendError,
+    ConfigurationError,
+    EventbusError,
+    PartitionRevokedError,
+    TopicNotFoundError,
+)
 from eventbus.sqlite_files import APPLICATION_ID, foreign_file_reason, retry_while_busy
 from eventbus.sqlite_files import is_busy as _is_busy
 
@@ -211,10 +218,7 @@ class SQLiteLog(EmbeddedLog):
         self._read_lock = threading.RLock()
 
     def _connect(self, synchronous: str) -> sqlite3.Connection:
-        if self.path.is_dir():
-            raise ConfigurationError(f"{self.url}: {self.path} is a directory, not a database file")
-        if not self.path.parent.is_dir():
-            raise ConfigurationError(f"{self.url}: directory {self.path.parent} does not exist")
+        self._check_path()
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         except sqlite3.DatabaseError as exc:
@@ -238,6 +242,61 @@ class SQLiteLog(EmbeddedLog):
             raise ConfigurationError(f"{self.url}: cannot open {self.path} as an eventbus log: {exc}") from None
         return db
 
+    def _check_path(self) -> None:
+        """A `ConfigurationError` saying what is wrong with a path SQLite could not open a log at, before SQLite
+        answers only "unable to open database file" (or "disk I/O error") whatever the cause."""
+        path = self.path
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            self._check_directory_for_new_file()
+            return
+        except OSError as exc:
+            raise self._unreachable(path, exc) from None
+        if stat.S_ISDIR(mode):
+            raise ConfigurationError(f"{self.url}: {path} is a directory, not a database file")
+        if not stat.S_ISREG(mode):
+            raise ConfigurationError(
+                f"{self.url}: {path} is not a regular file (a device, pipe or socket); give the log a file of its own"
+            )
+        if not os.access(path, os.R_OK):
+            raise ConfigurationError(
+                f"{self.url}: cannot read {path}: it is not readable for this user; check the permissions"
+            )
+
+    def _check_directory_for_new_file(self) -> None:
+        path = self.path
+        # A link to a file that does not exist yet: SQLite creates the file it points to, beside that one.
+        target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+        shown = str(target.parent) if target is path else f"{target.parent} (where the link {path} points)"
+        try:
+            mode = target.parent.stat().st_mode
+        except FileNotFoundError:
+            raise ConfigurationError(f"{self.url}: directory {shown} does not exist") from None
+        except OSError as exc:
+            raise self._unreachable(target.parent, exc) from None
+        if not stat.S_ISDIR(mode):
+            raise ConfigurationError(f"{self.url}: {shown} is not a directory")
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise ConfigurationError(
+                f"{self.url}: cannot create {path}: its directory {shown} is read-only for this user; check the "
+                "permissions"
+            )
+
+    def _unreachable(self, path: Path, exc: OSError) -> ConfigurationError:
+        """The error for a path whose lookup failed other than for a missing last part."""
+        if isinstance(exc, NotADirectoryError):
+            on_the_way = next(
+                (p for p in reversed(path.parents) if os.path.exists(p) and not os.path.isdir(p)), path.parent
+            )
+            return ConfigurationError(f"{self.url}: {on_the_way} is a file, not a directory")
+        if isinstance(exc, PermissionError):
+            return ConfigurationError(
+                f"{self.url}: cannot reach {path}: a directory on its way is not searchable for this user; check "
+                "the permissions"
+            )
+        return ConfigurationError(f"{self.url}: cannot use {path}: {exc.strerror or exc}")
+
     def _cannot_write(self, exc: sqlite3.Error) -> ConfigurationError:
         """The error for a write SQLite refused as read-only: a matter of permissions, which the user can fix."""
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DIRECTORY:
@@ -260,18 +319,35 @@ class SQLiteLog(EmbeddedLog):
             try:
                 yield db
             except BaseException as exc:
-                db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError) and _is_readonly(exc):
-                    raise self._cannot_write(exc) from None
+                self._roll_back(db)
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise self._write_failed(exc) from None
                 raise
             try:
                 db.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                db.execute("ROLLBACK")
-                if _is_readonly(exc):
-                    raise self._cannot_write(exc) from None
-                raise BackendError(f"{self.url}: commit failed: {exc}") from None
+                self._roll_back(db)
+                raise self._write_failed(exc) from None
             self._topics.update(self._created)
+
+    @staticmethod
+    def _roll_back(db: sqlite3.Connection) -> None:
+        # SQLite ends some failed transactions itself (a full disk, an I/O error): a ROLLBACK then fails too, and
+        # would hide the error that matters.
+        if db.in_transaction:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+
+    def _write_failed(self, exc: sqlite3.OperationalError) -> EventbusError:
+        """The error for a write transaction SQLite refused or could not finish: nothing of it was kept."""
+        if _is_readonly(exc):
+            return self._cannot_write(exc)
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+            return BackendError(
+                f"{self.url}: cannot write {self.path}: the disk is full; nothing of this write was kept (free some "
+                "space; what was written before is kept)"
+            )
+        return BackendError(f"{self.url}: cannot write {self.path}: {exc}; nothing of this write was kept")
 
     def _begin(self, db: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``, waiting for other processes' write transactions in short pauses (see

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import signal
 import sys
 from typing import Any
@@ -62,7 +63,7 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--commit-interval-ms must be 0 or more, got {args.commit_interval_ms:g}")
     if args.workers > 1:
         return _supervise(args)
-    from eventbus.cli.supervisor import stop_with_supervisor, supervised_index
+    from eventbus.cli.supervisor import SUPERVISOR_PID_ENV, stop_with_supervisor, supervised_index
 
     stop_with_supervisor()
     from eventbus.observability.metrics import share_with_supervisor
@@ -83,7 +84,10 @@ def handle(args: argparse.Namespace) -> int:
             commit_interval_ms=args.commit_interval_ms,
             consumer=ConsumerSettings(processing_guarantee=args.guarantee, worker_index=supervised_index()),
         )
-        run_worker(AppRunner(app, log, settings, http_port=args.http))
+        # Under a supervisor, a stop may reach the worker twice (see run_worker): only the supervisor's own
+        # second stop, a different signal, stops it at once.
+        supervised = os.environ.get(SUPERVISOR_PID_ENV) is not None
+        run_worker(AppRunner(app, log, settings, http_port=args.http), repeat_stops_at_once=not supervised)
     finally:
         log.close()
     return EXIT_OK

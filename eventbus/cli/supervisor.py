@@ -5,7 +5,8 @@ its partitions go to the others meanwhile and come back when it rejoins. Workers
 ``max_restarts`` times within ``window_s``) are not started again: the supervisor stops the others and reports a
 failure, since restarting will not help then. Nor is a worker that exits with the usage code (2: a configuration
 error, such as its HTTP port in use): the supervisor stops the others and exits 2 too. SIGINT and SIGTERM are
-passed on; a worker that exits 0 (caught up, with ``--until-idle``, or stopped) is done.
+passed on as SIGTERM (a second one as SIGQUIT, which workers stop at once on); a worker that exits 0 (caught up, with
+``--until-idle``, or stopped) is done.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ RESTART_WINDOW_S = 60.0
 # What a worker exits with when its configuration is wrong: starting it again would fail the same way.
 WORKER_MISCONFIGURED = EXIT_USAGE
 WORKER_STOPPED_AT_ONCE = EXIT_INTERRUPTED
+# What a worker stops at once on, without draining (eventbus.runtime's STOP_AT_ONCE_SIGNAL; not imported from
+# there, which is slow to import).
+STOP_AT_ONCE_SIGNAL: signal.Signals = getattr(signal, "SIGQUIT", signal.SIGTERM)
 _CHECK_INTERVAL_S = 0.2
 
 
@@ -68,8 +72,13 @@ class Supervisor:
         """Pass a signal on to every worker; no worker is started after it (not the rest of those starting, nor
         workers that fail from then on)."""
         self._stopping = True
-        self._stop_signal = signal.Signals(signum)
         self._signals_forwarded += 1
+        # The first stop goes on as SIGTERM whatever it was: a worker still starting (no handlers yet) then ends
+        # quietly, where SIGINT would print a KeyboardInterrupt traceback. A second stop goes on as a signal of
+        # its own: a worker may have received the first one twice already (systemd stops a service by sending
+        # SIGTERM to each of its processes), so it cannot count SIGTERMs.
+        self._stop_signal = signal.SIGTERM if self._signals_forwarded == 1 else STOP_AT_ONCE_SIGNAL
+        signum = self._stop_signal
         for child in list(self._children.values()):
             if child.poll() is None:
                 child.send_signal(signum)
@@ -112,9 +121,14 @@ class Supervisor:
     def _on_failure(self, index: int, pid: int, code: int) -> None:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         if self._stopping:
-            if code == WORKER_STOPPED_AT_ONCE and self._signals_forwarded >= 2:
+            # Killed by the signal itself: it came before the worker had set its handlers up.
+            if code in (WORKER_STOPPED_AT_ONCE, -STOP_AT_ONCE_SIGNAL) and self._signals_forwarded >= 2:
                 self.stopped_at_once = True
                 logger.warning("worker %d (pid %d) stopped at once", index, pid)
+                return
+            if code == -signal.SIGTERM:
+                # A running worker drains on SIGTERM and exits 0: one killed by it was starting, or had drained.
+                logger.info("worker %d (pid %d) stopped before it ran, with nothing to drain", index, pid)
                 return
             self._failed = True
             logger.error("worker %d (pid %d) %s while stopping", index, pid, how)

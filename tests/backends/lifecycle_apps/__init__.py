@@ -1,0 +1,1 @@
+"""Apps run by the SQLite lifecycle tests as real ``eventbus run`` processes."""
