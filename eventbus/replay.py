@@ -47,6 +47,9 @@ class DeadLetterGroup:
     origin_topics: set[str] = field(default_factory=set)
     first_failure: str = ""
     last_failure: str = ""
+    # Those no replay has sent back yet (a replay without --from-beginning sends these): an SQS user's "in the
+    # DLQ", as opposed to every dead letter the topic ever took.
+    waiting: int = 0
 
 
 _EXAMPLES = 3
@@ -77,14 +80,19 @@ def count_dead_letters(log: Log, topic: str) -> tuple[list[DeadLetterGroup], int
     headers: ``topic`` is then most likely not a dead-letter topic at all)."""
     groups: dict[tuple[str, str, str], DeadLetterGroup] = {}
     others = 0
-    for state in log.watermarks(topic):
+    states = log.watermarks(topic)
+    replayed_up_to = log.committed(f"{topic}.replay", topic)
+    starts = {s.partition: max(s.start_offset, replayed_up_to.get(s.partition, 0)) for s in states}
+    sent_past_it = _noted(log, ledger_topic(topic), starts)
+    for state in states:
         position = state.start_offset
+        start, noted = starts[state.partition], sent_past_it.get(state.partition, set())
         while position < state.end_offset:
             batch = log.read(topic, state.partition, position, REPLAY_BATCH)
             if not batch.offsets:
                 break
             position = batch.next_offset
-            for headers in batch.headers:
+            for offset, headers in zip(batch.offsets, batch.headers, strict=True):
                 failure = failure_of(headers)
                 if "error.class" not in failure:  # every dead letter has one; a replayed record has others
                     others += 1
@@ -95,6 +103,8 @@ def count_dead_letters(log: Log, topic: str) -> tuple[list[DeadLetterGroup], int
                 if group is None:
                     group = groups[key] = DeadLetterGroup(*key)
                 group.count += 1
+                if offset >= start and offset not in noted:
+                    group.waiting += 1
                 if len(group.examples) < _EXAMPLES and message not in group.examples:
                     group.examples.append(message)
                 group.origin_topics.add(failure.get("origin.topic", "?"))

@@ -64,12 +64,19 @@ def handle_list(args: argparse.Namespace) -> int:
             + ("" if args.topic.endswith(".dlq") else f" (a processor's dead letters go to {args.topic}.dlq)")
         )
     total = sum(g.count for g in groups)
-    print(f"{args.topic}: {total} dead letter(s), {len(groups)} kind(s) of failure")
+    waiting = sum(g.waiting for g in groups)
+    print(
+        f"{args.topic}: {total} dead letter(s), {waiting} not replayed yet, {len(groups)} kind(s) of failure"
+        if waiting != total
+        else f"{args.topic}: {total} dead letter(s), {len(groups)} kind(s) of failure"
+    )
     if others:
         print(f"({others} other record(s) without eventbus failure headers, not dead letters, left out)")
     for group in groups:
         origins = ", ".join(sorted(group.origin_topics))
-        print(f"\n{group.count:>8}  {group.error_class}: {group.message}")
+        replayed = group.count - group.waiting
+        done = f" ({replayed} replayed already)" if replayed else ""
+        print(f"\n{group.count:>8}  {group.error_class}: {group.message}{done}")
         if group.examples != [group.message]:
             for example in group.examples:
                 print(f"          e.g. {example}")
