@@ -353,6 +353,13 @@ def _check_context_parameter(name: str, annotation: Any, where: str) -> None:
         )
 
 
+def _typed_from(types_: object, typed_class: type | None) -> str:
+    """Where a processor's type filter comes from, in the words of its declaration."""
+    if types_ is None and typed_class is not None:
+        return f"its parameter's class {typed_class.__qualname__}"
+    return "types="
+
+
 def _type_filter(types_: str | Sequence[str] | None, binding: EventBinding | None, where: str) -> list[str] | None:
     if types_ is None:
         return [binding.type] if binding else None
@@ -368,8 +375,32 @@ def _type_filter(types_: str | Sequence[str] | None, binding: EventBinding | Non
     return names
 
 
+def _types_the_pattern_keeps(type_names: list[str], matcher: Any, typed_from: str, where: str) -> list[str]:
+    """The types of ``type_names`` that a pattern's own ``"type"`` matcher lets through: an EventBridge user
+    writes ``{"type": [...]}`` into the pattern out of habit, and both filters hold, so the processor takes the
+    types both accept."""
+    from eventbus.routing import InvalidPatternError, compile_pattern
+
+    try:
+        compiled = compile_pattern({"type": matcher})
+    except InvalidPatternError as exc:
+        raise _fail(where, f"invalid pattern: {exc}") from None
+    kept = [name for name in type_names if compiled.matches({"type": name})]
+    if not kept:
+        if typed_from == "types=":
+            advice = "give the event type either in types= or as a 'type' key in pattern, not both"
+        else:
+            advice = "drop the 'type' key from the pattern (the class already filters on its type)"
+        raise _fail(
+            where,
+            f"its pattern's 'type' {_shown(matcher)} lets none of the types {typed_from} gives through "
+            f"({', '.join(map(repr, type_names))}), so it would never run: {advice}",
+        )
+    return kept
+
+
 def _build_pattern(
-    type_names: list[str] | None, pattern: Mapping[str, Any] | str | None, where: str
+    type_names: list[str] | None, pattern: Mapping[str, Any] | str | None, where: str, typed_from: str = "types="
 ) -> dict[str, Any] | str | None:
     from eventbus.routing import InvalidPatternError, compile_pattern
 
@@ -390,7 +421,7 @@ def _build_pattern(
         pattern = dict(pattern)
         if type_names is not None:
             if "type" in pattern:
-                raise _fail(where, "give the event type either in types= or as a 'type' key in pattern, not both")
+                type_names = _types_the_pattern_keeps(type_names, pattern["type"], typed_from, where)
             pattern["type"] = type_names
     try:
         compile_pattern(pattern)
@@ -565,7 +596,7 @@ def declare_processor(
         name=processor_name,
         func=func,
         topics=topic_names,
-        pattern=_build_pattern(type_names, pattern, where),
+        pattern=_build_pattern(type_names, pattern, where, _typed_from(types_, typed_class)),
         batched=batched,
         batch_size=size,
         batch_window_ms=window,
