@@ -19,13 +19,15 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from eventbus.app import App
+from eventbus.app.projection import Projection, resolve_store_url
 from eventbus.backends.base import ConsumerSettings, Headers, Log
 from eventbus.backends.group import EmbeddedLog
 from eventbus.backends.memory import MemoryLog
 from eventbus.backends.sqlite import SQLiteLog
 from eventbus.codecs import decode_record
-from eventbus.errors import DecodeError, ProcessorError, TopicNotFoundError
+from eventbus.errors import ConfigurationError, DecodeError, ProcessorError, TopicNotFoundError
 from eventbus.event import Event, binding_of
+from eventbus.projections.reader import ProjectionReader
 from eventbus.publisher import Position, Publisher
 from eventbus.runtime import AppRunner, WorkerSettings, WorkerStats, run_coroutine
 
@@ -39,11 +41,19 @@ class TestBus:
 
     __test__ = False  # not a pytest test class, whatever module imports it
 
-    def __init__(self, *, partitions: int = 1, source: str = "/tests", log: Log | None = None) -> None:
+    def __init__(
+        self, *, partitions: int = 1, source: str = "/tests", log: Log | None = None, app: App | None = None
+    ) -> None:
+        """``partitions``: of the topics a publish creates. ``app``: create the topics it declares now, with their
+        partition counts, so events published before `run` land where the app's worker will look for them."""
         self.log = log if log is not None else MemoryLog(f"testbus-{next(_names)}", default_partitions=partitions)
         self._publisher = Publisher(self.log, source=source)
         self._avro: Any = None
         self._idempotency_store: str | None = None
+        self._projection_store: str | None = None
+        if app is not None:
+            for spec in app.topics.values():
+                self.log.ensure_topic(spec.name, spec.partitions)
 
     def create_topic(self, name: str, partitions: int) -> None:
         self.log.create_topic(name, partitions)
@@ -81,8 +91,10 @@ class TestBus:
             # of the working directory, which every test would share. This bus's runs share one of their own.
             options["idempotency_store"] = self._own_idempotency_store()
         options.update(settings)
+        self._check_declared_topics(app)
+        runner = AppRunner(app, self.log, WorkerSettings(**options), default_projection_store=self._own_store_url())
         try:
-            stats = await AppRunner(app, self.log, WorkerSettings(**options)).run()
+            stats = await runner.run()
         except ProcessorError as exc:
             # In a test, the line of the processor that raised is what matters: chained, pytest and the
             # traceback show it (and pytest.raises(...).value.__cause__ is the processor's own exception).
@@ -90,6 +102,35 @@ class TestBus:
                 exc.__cause__ = exc.cause
             raise
         return stats.processors or WorkerStats()
+
+    def _check_declared_topics(self, app: App) -> None:
+        """A topic a publish created with the bus's partition count, which the app declares with another: the
+        worker would refuse it with no word of how a test gets it right."""
+        existing = {info.name: info.partitions for info in self.log.list_topics()}
+        for spec in app.topics.values():
+            found = existing.get(spec.name)
+            if found is not None and found != spec.partitions:
+                raise ConfigurationError(
+                    f"app {app.name!r} declares topic {spec.name!r} with {spec.partitions} partition(s), but this "
+                    f"TestBus has it with {found} (a publish created it before the app ran): create the bus with "
+                    "TestBus(app=app), which makes the app's topics first"
+                )
+
+    def _own_store_url(self) -> str:
+        """The store of the projections that name none: one of this bus's own, so no test folds into (or skips
+        events because of) a store in the working directory that another test or a real run left there."""
+        if self._projection_store is None:
+            directory = tempfile.mkdtemp(prefix="eventbus-testbus-projections-")
+            weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+            self._projection_store = f"sqlite:///{directory}/projections.db"
+        return self._projection_store
+
+    def projection(self, projection: Projection) -> ProjectionReader:
+        """A reader of ``projection`` as this bus's runs folded it: ``bus.projection(balances).get("acc-1").value``.
+        (Projections that name no store fold into one of the bus's own, unless ``EVENTBUS_STORE`` is set.)"""
+        if not isinstance(projection, Projection):
+            raise TypeError(f"TestBus.projection takes the projection app.projection(...) declared, got {projection!r}")
+        return ProjectionReader(resolve_store_url(projection.store, self._own_store_url()), projection.name)
 
     def _own_idempotency_store(self) -> str:
         if self._idempotency_store is None:

@@ -111,10 +111,12 @@ class Projection:
 DEFAULT_STORE_URL = "sqlite:///eventbus.projections.db"
 
 
-def resolve_store_url(declared: str | None) -> str:
+def resolve_store_url(declared: str | None, default: str = DEFAULT_STORE_URL) -> str:
+    """The store a projection declared with ``store=declared`` folds into: its own, else ``EVENTBUS_STORE``, else
+    ``default``."""
     import os
 
-    return declared or os.environ.get("EVENTBUS_STORE") or DEFAULT_STORE_URL
+    return declared or os.environ.get("EVENTBUS_STORE") or default
 
 
 _STORE_SCHEMES = ("sqlite", "postgresql", "postgres")

@@ -47,7 +47,7 @@ def handle_status(args: argparse.Namespace) -> int:
                 # Looking must not make it: a projection no worker has started on has no version yet.
                 version = store.find_version(name)
                 position = {} if version is None else store.checkpoints(name, version)
-            lag = 0
+            lag = ahead = 0
             lines = []
             for topic in projection.topics:
                 try:
@@ -57,13 +57,17 @@ def handle_status(args: argparse.Namespace) -> int:
                     continue
                 for state in states:
                     at = position.get(TopicPartition(topic, state.partition), 0)
+                    line = f"  {topic}[{state.partition}]  at {at:>10}  end {state.end_offset:>10}  "
+                    if at > state.end_offset:
+                        # A negative lag would read as "ahead"; the worker refuses to fold such a partition.
+                        ahead += 1
+                        lines.append(line + "AHEAD OF THE LOG: folded from another log; rebuild it from this one")
+                        continue
                     lag += state.end_offset - at
-                    lines.append(
-                        f"  {topic}[{state.partition}]  at {at:>10}  end {state.end_offset:>10}  "
-                        f"lag {state.end_offset - at:>8}"
-                    )
+                    lines.append(line + f"lag {state.end_offset - at:>8}")
             shown = "not started (nothing folded yet)" if version is None else f"version {version}"
-            print(f"projection {name}: {shown}, lag {lag}, store {url}")
+            warning = f", {ahead} partition(s) ahead of the log" if ahead else ""
+            print(f"projection {name}: {shown}, lag {lag}{warning}, store {url}")
             for line in lines:
                 print(line)
     return EXIT_OK

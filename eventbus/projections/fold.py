@@ -133,12 +133,22 @@ class Folder:
         else:
             self.checkpoints[tp] = stored
         checkpoint = stored or 0
-        start = {s.partition: s.start_offset for s in self.log.watermarks(tp.topic)}.get(tp.partition, 0)
+        bounds = {s.partition: (s.start_offset, s.end_offset) for s in self.log.watermarks(tp.topic)}
+        start, end = bounds.get(tp.partition, (0, 0))
         if checkpoint < start:
             raise ProjectionGapError(
                 f"projection {self.projection.name!r} is at {tp}@{checkpoint} but the log only holds that partition "
                 f"from offset {start}: folding on would skip events. Rebuild it (eventbus projections rebuild "
                 f"{self.projection.name}) from a log that still has them."
+            )
+        if checkpoint > end:
+            # Folded from another log (the store was shared, or the topic deleted and created again): the events
+            # this log holds below the checkpoint were never folded, and skipping them as redeliveries loses them.
+            raise ProjectionGapError(
+                f"projection {self.projection.name!r} is at {tp}@{checkpoint} but the log's partition ends at offset "
+                f"{end}: its store holds what was folded from another log (or from the topic before it was "
+                f"created again). Give the projection a store of this log's own, or rebuild it (eventbus projections "
+                f"rebuild {self.projection.name}) from this log."
             )
         return checkpoint
 

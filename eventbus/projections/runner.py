@@ -39,12 +39,13 @@ class ProjectionRunner:
         log: Log,
         settings: WorkerSettings | None = None,
         avro: AvroDataDecoder | None = None,
+        store_url: str | None = None,
     ) -> None:
         self.projection = projection
         self._avro = avro
         self.log = log
         self.settings = settings or WorkerSettings()
-        self.store_url = resolve_store_url(projection.store)
+        self.store_url = store_url or resolve_store_url(projection.store)
         self._stopping = False
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"eventbus-{projection.name}-reader")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"eventbus-{projection.name}-writer")

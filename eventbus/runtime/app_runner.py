@@ -32,10 +32,19 @@ class AppStats:
 
 class AppRunner:
     def __init__(
-        self, app: App, log: Log, settings: WorkerSettings | None = None, *, http_port: int | None = None
+        self,
+        app: App,
+        log: Log,
+        settings: WorkerSettings | None = None,
+        *,
+        http_port: int | None = None,
+        default_projection_store: str | None = None,
     ) -> None:
+        """``default_projection_store``: where projections that name no store (and with ``EVENTBUS_STORE`` unset)
+        fold, instead of ``sqlite:///eventbus.projections.db`` in the working directory."""
         if not app.processors and not app.projections:
             raise ConfigurationError(f"app {app.name!r} declares no processors and no projections; nothing to run")
+        from eventbus.app.projection import DEFAULT_STORE_URL, resolve_store_url
         from eventbus.projections.runner import ProjectionRunner
 
         self.app = app
@@ -47,8 +56,10 @@ class AppRunner:
 
         # Projections read Avro topics with the app's schemas, like its processors; fastavro loads only if needed.
         avro = LazyAvroDecoder(app.schema_settings, log, lambda: app.schema_set)
+        fallback = default_projection_store or DEFAULT_STORE_URL
         self.projections: dict[str, ProjectionRunner] = {
-            name: ProjectionRunner(projection, log, self.settings, avro) for name, projection in app.projections.items()
+            name: ProjectionRunner(projection, log, self.settings, avro, resolve_store_url(projection.store, fallback))
+            for name, projection in app.projections.items()
         }
         self._stopping = False
 
@@ -91,6 +102,10 @@ class AppRunner:
             self.app.bind(None)
 
     async def _run(self) -> AppStats:
+        if self.projections:
+            # Before any projection starts: each creates the topics it folds with the log's default partition
+            # count, and a declared topic created that way first would keep the worker from ever starting.
+            await asyncio.get_running_loop().run_in_executor(None, ensure_declared_topics, self.app, self.log)
         tasks: dict[str, asyncio.Task[object]] = {}
         if self.worker is not None:
             processors = asyncio.ensure_future(self.worker.run())
